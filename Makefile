@@ -1,0 +1,48 @@
+# sip-edge: `make run` starts the daemon on the example config, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+CONFIG ?= config/edge.toml
+DIALPLANS ?= dialplans
+DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server secsipidx:secsipidx espeak-ng:espeak-ng sox:sox
+DEB_BENCH_TOOLS := kamailio:kamailio
+
+.PHONY: run test check bench deps-test deps-bench clean prompts
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	mkdir -p var
+	$(BIN)/sip-edge check --config $(CONFIG) $(DIALPLANS)
+	exec $(BIN)/sip-edge run --config $(CONFIG) $(DIALPLANS)
+
+check: $(VENV)/.installed
+	$(BIN)/sip-edge check --config $(CONFIG) $(DIALPLANS)
+
+deps-test:
+	@scripts/debian-tools.sh $(DEB_TEST_TOOLS)
+
+deps-bench: deps-test
+	@scripts/debian-tools.sh $(DEB_BENCH_TOOLS)
+
+test: $(VENV)/.installed-test deps-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test deps-bench
+	$(BIN)/python -m benchmarks.run $(if $(COMPARE),--compare $(COMPARE)) $(BENCH_ARGS)
+
+prompts: deps-test
+	scripts/make-prompts.sh config/prompts
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

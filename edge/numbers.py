@@ -1,0 +1,61 @@
+"""Telephone number canonicalisation (E.164) shared by policy, STIR/SHAKEN and the dialplan.
+
+phonenumbers costs ~40 µs per parse+validate, so results are memoised in a bounded LRU:
+the same callers and called numbers recur constantly at an edge.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import msgspec
+import phonenumbers
+
+DEFAULT_REGION = "US"
+
+
+class Number(msgspec.Struct, frozen=True):
+    """A parsed telephone number: `e164` is '+' and digits, empty when unparseable."""
+
+    raw: str
+    e164: str
+    valid: bool
+    country: str  # ISO region code ('US'), '' when unknown
+    national: str  # national significant number, digits only
+
+    @property
+    def digits(self) -> str:
+        """E.164 without '+', the SHAKEN `tn` canonical form (RFC 8224 §8.3)."""
+        return self.e164[1:] if self.e164 else ""
+
+
+def _strip(raw: str) -> str:
+    # Visual separators allowed in tel URIs (RFC 3966 §5.1.1) and common dial strings.
+    return "".join(ch for ch in raw if ch not in " -.()")
+
+
+@lru_cache(maxsize=65536)
+def parse_number(raw: str, region: str = DEFAULT_REGION) -> Number:
+    """Parse a user part or dial string into E.164; never raises."""
+    s = _strip(raw)
+    if not s:
+        return Number(raw, "", False, "", "")
+    if s[0] != "+" and s.isdigit() and len(s) > 10 and not s.startswith("0"):
+        # Carriers commonly send E.164 without '+' (e.g. 12025550123).
+        s = "+" + s
+    try:
+        pn = phonenumbers.parse(s, region)
+    except phonenumbers.NumberParseException:
+        return Number(raw, "", False, "", "")
+    e164 = phonenumbers.format_number(pn, phonenumbers.PhoneNumberFormat.E164)
+    valid = phonenumbers.is_valid_number(pn)
+    country = phonenumbers.region_code_for_number(pn) or ""
+    return Number(raw, e164, valid, country, str(pn.national_number))
+
+
+def canonical_tn(raw: str, region: str = DEFAULT_REGION) -> str:
+    """Digits-only canonical form for comparing SHAKEN `tn` values; falls back to the digits given."""
+    n = parse_number(raw, region)
+    if n.e164:
+        return n.digits
+    return "".join(ch for ch in raw if ch.isdigit())
