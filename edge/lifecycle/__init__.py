@@ -1,0 +1,1 @@
+"""Number lifecycle: release, quarantine, residual-traffic monitoring, reassignment (sans-IO)."""

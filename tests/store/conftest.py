@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from edge.call.activity import Activity
+from edge.policy.facts import Evidence
+
+_seq = itertools.count()
+
+
+def build_activity(received_at: float, calling: str = "+12025550100", called: str = "+13125550199", **kw: object) -> Activity:
+    n = next(_seq)
+    return Activity(
+        id=kw.pop("id", f"{int(received_at * 1_000_000):016x}{n:05x}"),  # type: ignore[arg-type]
+        call_id=f"call-{n}@carrier",
+        kind="call",
+        received_at=received_at,
+        calling_number=calling,
+        called_number=called,
+        evidence=[Evidence(signal="rate.caller", weight=0.5, detail="6/60s")],
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def make_activity() -> Callable[..., Activity]:
+    return build_activity
