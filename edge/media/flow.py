@@ -1,0 +1,297 @@
+"""Events and effects shared by the screening flows (IVR menu, captcha, voicemail deposit).
+
+The flows are sans-IO state machines (DESIGN §3.1): the media engine reports what happened
+as past-tense events, a flow answers with imperative effects, and the call layer runs them.
+DTMF digits arrive already decoded (RFC 4733 §2.3 events, SIP INFO or in-band tones);
+prompts are named, pre-encoded audio items the engine plays back in order.
+
+Timers: a flow asks for `StartTimer(name, at)` with an absolute deadline and gets
+`TimerFired(name)` back. Every arming uses a fresh name, so a timer the flow has already
+cancelled (or replaced) and that still fires through a race is recognised and ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol, Union
+
+import msgspec
+import structlog
+
+# ---------------------------------------------------------------------------------- events
+
+
+class DtmfReceived(msgspec.Struct, frozen=True):
+    """One key press: '0'-'9', '*', '#' (A-D are passed through and treated as invalid keys)."""
+
+    digit: str
+    at: float
+    source: str = "rfc4733"  # 'rfc4733' | 'info' | 'inband'
+
+
+class PlaybackFinished(msgspec.Struct, frozen=True):
+    """The whole playlist has been played (not sent after a StopPlayback)."""
+
+    playlist_id: str
+
+
+class PlaybackProgress(msgspec.Struct, frozen=True):
+    """Item `item_index` of the playlist has been played completely."""
+
+    playlist_id: str
+    item_index: int
+
+
+class TimerFired(msgspec.Struct, frozen=True):
+    name: str
+
+
+class CallerHungUp(msgspec.Struct, frozen=True):
+    pass
+
+
+class RecordingStopped(msgspec.Struct, frozen=True):
+    """The recorder closed its file; reason is 'max_length' | 'silence' | 'stopped' | 'hangup'."""
+
+    path: str
+    seconds: float
+    reason: str
+
+
+class MediaTimedOut(msgspec.Struct, frozen=True):
+    """No RTP from the caller for the media timeout."""
+
+
+Event = Union[
+    DtmfReceived,
+    PlaybackFinished,
+    PlaybackProgress,
+    TimerFired,
+    CallerHungUp,
+    RecordingStopped,
+    MediaTimedOut,
+]
+
+# --------------------------------------------------------------------------------- effects
+
+
+class Play(msgspec.Struct, frozen=True):
+    """Play prompt names in order, replacing whatever is playing; interruptible: a key stops it."""
+
+    playlist_id: str
+    items: tuple[str, ...]
+    interruptible: bool = True
+
+
+class StopPlayback(msgspec.Struct, frozen=True):
+    pass
+
+
+class StartTimer(msgspec.Struct, frozen=True):
+    name: str
+    at: float  # absolute time, same clock as `now`
+
+
+class CancelTimer(msgspec.Struct, frozen=True):
+    name: str
+
+
+class StartRecording(msgspec.Struct, frozen=True):
+    """Record the caller into a new file for `box`; silence_seconds == 0 disables silence stop."""
+
+    box: str
+    max_seconds: float
+    silence_seconds: float
+    directory: str = ""  # '' = the configured default voicemail directory
+
+
+class StopRecording(msgspec.Struct, frozen=True):
+    pass
+
+
+class Forward(msgspec.Struct, frozen=True):
+    """Bridge to a PBX target; `screening` becomes the X-Edge-Screening header value."""
+
+    target_ref: str  # '' = the number's default target
+    screening: str
+
+
+class Hangup(msgspec.Struct, frozen=True):
+    reason: str
+
+
+class Voicemail(msgspec.Struct, frozen=True):
+    """Hand the call over to a voicemail deposit for `box`."""
+
+    box: str
+
+
+class BlockCaller(msgspec.Struct, frozen=True):
+    """Temporary block of the calling number (a block rule with an expiry)."""
+
+    duration_s: float
+    reason: str
+    calling_number: str = ""
+
+
+class RememberPass(msgspec.Struct, frozen=True):
+    """The caller passed the captcha: skip the challenge for calls until `until`."""
+
+    calling_number: str
+    until: float
+
+
+Effect = Union[
+    Play,
+    StopPlayback,
+    StartTimer,
+    CancelTimer,
+    StartRecording,
+    StopRecording,
+    Forward,
+    Hangup,
+    Voicemail,
+    BlockCaller,
+    RememberPass,
+]
+
+# ---------------------------------------------------------------------------------- result
+
+
+class Outcome(str, enum.Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    FORWARDED = "forwarded"
+    VOICEMAIL = "voicemail"
+    HANGUP = "hangup"
+
+
+class FlowResult(msgspec.Struct, kw_only=True):
+    """What the flow concluded, for the activity record."""
+
+    outcome: Outcome
+    detail: str
+    started_at: float
+    ended_at: float
+
+
+class Flow(Protocol):
+    """A screening flow driven by events; the caller runs its effects."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    @property
+    def result(self) -> FlowResult | None: ...
+
+    def start(self, now: float) -> list[Effect]: ...
+
+    def handle(self, event: Event, now: float) -> list[Effect]: ...
+
+
+class FlowBase:
+    """Timer and playlist bookkeeping shared by the flows."""
+
+    kind = "flow"
+
+    def __init__(self, log: Any = None) -> None:
+        self._log = log if log is not None else structlog.get_logger()
+        self._seq = 0
+        self._timers: dict[str, str] = {}  # role -> armed name (at most one per role)
+        self._playlist: str | None = None  # id of the playlist we expect news about
+        self._started_at: float | None = None
+        self._result: FlowResult | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._result is not None
+
+    @property
+    def result(self) -> FlowResult | None:
+        return self._result
+
+    def _next(self, role: str) -> str:
+        self._seq += 1
+        return f"{self.kind}.{role}.{self._seq}"
+
+    def _arm(self, role: str, at: float) -> list[Effect]:
+        """Arm (or re-arm) the timer for a role; an older arming of that role is cancelled."""
+        out = self._disarm(role)
+        name = self._next(role)
+        self._timers[role] = name
+        out.append(StartTimer(name=name, at=at))
+        return out
+
+    def _disarm(self, role: str) -> list[Effect]:
+        name = self._timers.pop(role, None)
+        return [CancelTimer(name=name)] if name is not None else []
+
+    def _fired(self, event: TimerFired) -> str | None:
+        """The role of a live timer that fired, None for a stale or foreign one."""
+        for role, name in self._timers.items():
+            if name == event.name:
+                del self._timers[role]
+                return role
+        return None
+
+    def _disarm_all(self) -> list[Effect]:
+        out: list[Effect] = [CancelTimer(name=n) for n in self._timers.values()]
+        self._timers.clear()
+        return out
+
+    def _play(self, items: tuple[str, ...], interruptible: bool) -> Play:
+        self._playlist = self._next("play")
+        return Play(playlist_id=self._playlist, items=items, interruptible=interruptible)
+
+    def _is_current(self, playlist_id: str) -> bool:
+        return self._playlist is not None and playlist_id == self._playlist
+
+    def _finish(self, result: FlowResult, caller_gone: bool = False) -> list[Effect]:
+        """Record the result; cancel live timers and stop a playlist still playing."""
+        self._result = result
+        playing = self._playlist is not None and not caller_gone
+        self._playlist = None
+        self._log.info(
+            f"{self.kind}_finished", outcome=result.outcome.value, detail=result.detail
+        )
+        out = self._disarm_all()
+        return out + [StopPlayback()] if playing else out
+
+
+class TimerTable:
+    """The pending timers of one call's flows, for a sans-IO runner (and the tests' fake clock).
+
+    `apply` consumes StartTimer/CancelTimer and returns the other effects; `due(now)` pops the
+    timers whose deadline has passed, earliest first. Capped: past `cap` pending timers the
+    earliest-armed one is dropped (flows keep two at most, so this only bites on a bug).
+    """
+
+    def __init__(self, cap: int = 16) -> None:
+        self._cap = cap
+        self._pending: dict[str, float] = {}  # insertion order = arming order
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def apply(self, effects: list[Effect]) -> list[Effect]:
+        rest: list[Effect] = []
+        for effect in effects:
+            if isinstance(effect, StartTimer):
+                self._pending.pop(effect.name, None)
+                self._pending[effect.name] = effect.at
+                if len(self._pending) > self._cap:
+                    del self._pending[next(iter(self._pending))]
+            elif isinstance(effect, CancelTimer):
+                self._pending.pop(effect.name, None)
+            else:
+                rest.append(effect)
+        return rest
+
+    def next_at(self) -> float | None:
+        return min(self._pending.values(), default=None)
+
+    def due(self, now: float) -> list[TimerFired]:
+        fired = sorted((at, name) for name, at in self._pending.items() if at <= now)
+        for _, name in fired:
+            del self._pending[name]
+        return [TimerFired(name=name) for _, name in fired]

@@ -1,0 +1,396 @@
+"""IVR menu state machine on a fake clock with scripted engine events."""
+
+from __future__ import annotations
+
+import pytest
+
+from edge.media.flow import (
+    CallerHungUp,
+    CancelTimer,
+    DtmfReceived,
+    Effect,
+    Forward,
+    Hangup,
+    MediaTimedOut,
+    Outcome,
+    Play,
+    PlaybackFinished,
+    StartTimer,
+    StopPlayback,
+    TimerFired,
+    TimerTable,
+    Voicemail,
+)
+from edge.media.menus import Menu, MenuResult, MenuState
+from edge.media.schema import MenuOption, MenuSpec
+
+
+class Run:
+    """Drives a flow: runs its timer effects on a fake clock, remembers the playing playlist."""
+
+    def __init__(self, flow, now: float = 100.0) -> None:
+        self.flow = flow
+        self.now = now
+        self.timers = TimerTable()
+        self.playing: Play | None = None
+
+    def _take(self, effects: list[Effect]) -> list[Effect]:
+        for e in effects:
+            if isinstance(e, Play):
+                self.playing = e
+            elif isinstance(e, StopPlayback):
+                self.playing = None
+        self.timers.apply(list(effects))
+        return effects
+
+    def start(self) -> list[Effect]:
+        return self._take(self.flow.start(self.now))
+
+    def send(self, event) -> list[Effect]:
+        return self._take(self.flow.handle(event, self.now))
+
+    def key(self, digit: str) -> list[Effect]:
+        return self.send(DtmfReceived(digit=digit, at=self.now, source="rfc4733"))
+
+    def keys(self, digits: str) -> list[Effect]:
+        out: list[Effect] = []
+        for d in digits:
+            out += self.key(d)
+        return out
+
+    def played(self) -> list[Effect]:
+        """The engine finished the current playlist."""
+        assert self.playing is not None, "nothing is playing"
+        playlist, self.playing = self.playing.playlist_id, None
+        return self.send(PlaybackFinished(playlist_id=playlist))
+
+    def advance(self, seconds: float) -> list[Effect]:
+        target = self.now + seconds
+        out: list[Effect] = []
+        while (at := self.timers.next_at()) is not None and at <= target:
+            self.now = at
+            for fired in self.timers.due(at):
+                out += self.send(fired)
+        self.now = target
+        return out
+
+
+def visible(effects: list[Effect]) -> list[Effect]:
+    """Effects other than timer bookkeeping."""
+    return [e for e in effects if not isinstance(e, (StartTimer, CancelTimer))]
+
+
+def items(effects: list[Effect]) -> tuple[str, ...]:
+    plays = [e for e in effects if isinstance(e, Play)]
+    assert len(plays) == 1, effects
+    return plays[0].items
+
+
+MENUS = {
+    "main": MenuSpec(
+        greeting=("menu-main", "menu-options"),
+        options={
+            "1": MenuOption(forward="sales"),
+            "2": MenuOption(menu="support"),
+            "9": MenuOption(voicemail="main"),
+            "0": MenuOption(hangup=True),
+            "*": MenuOption(repeat=True),
+            "70": MenuOption(forward="ext70"),
+            "71": MenuOption(forward="ext71"),
+            "5": MenuOption(forward="five"),
+            "55": MenuOption(forward="fifty-five"),
+        },
+        first_digit_timeout="5s",
+        inter_digit_timeout="3s",
+        max_failures=3,
+    ),
+    "support": MenuSpec(
+        greeting="menu-support",
+        options={"1": MenuOption(forward="support"), "#": MenuOption(menu="main")},
+        max_failures=2,
+        on_failure=MenuOption(voicemail="support-box"),
+    ),
+}
+
+
+def running(menus=MENUS, entry="main", **kw) -> Run:
+    run = Run(Menu(menus, entry, **kw))
+    run.start()
+    return run
+
+
+def test_menu_start_plays_greeting_interruptible() -> None:
+    run = Run(Menu(MENUS, "main"))
+    effects = run.start()
+    assert len(effects) == 1
+    play = effects[0]
+    assert isinstance(play, Play)
+    assert play.items == ("menu-main", "menu-options")
+    assert play.interruptible is True
+    assert run.flow.state is MenuState.PROMPTING
+    assert not run.flow.finished and run.flow.result is None
+
+
+@pytest.mark.parametrize(
+    ("keys", "effect", "outcome", "target"),
+    [
+        ("1", Forward(target_ref="sales", screening="menu=main;option=1"), Outcome.FORWARDED, "sales"),
+        ("9", Voicemail(box="main"), Outcome.VOICEMAIL, "main"),
+        ("70", Forward(target_ref="ext70", screening="menu=main;option=70"), Outcome.FORWARDED, "ext70"),
+        ("71", Forward(target_ref="ext71", screening="menu=main;option=71"), Outcome.FORWARDED, "ext71"),
+        ("55", Forward(target_ref="fifty-five", screening="menu=main;option=55"), Outcome.FORWARDED, "fifty-five"),
+        ("5#", Forward(target_ref="five", screening="menu=main;option=5"), Outcome.FORWARDED, "five"),
+    ],
+    ids=["single-forward", "voicemail", "multi-70", "multi-71", "longest-55", "terminator-5"],
+)
+def test_menu_option_selected_after_greeting(keys, effect, outcome, target) -> None:
+    run = running()
+    run.played()
+    effects = run.keys(keys)
+    assert visible(effects) == [effect]
+    result = run.flow.result
+    assert isinstance(result, MenuResult)
+    assert result.outcome is outcome
+    assert result.selection == keys.rstrip("#")
+    assert result.target == target
+    assert run.flow.finished
+    assert len(run.timers) == 0  # every timer cancelled
+
+
+def test_menu_prefix_option_selected_on_inter_digit_timeout() -> None:
+    run = running()
+    run.played()
+    assert visible(run.key("5")) == []
+    assert run.flow.state is MenuState.COLLECTING
+    assert visible(run.advance(2.9)) == []
+    effects = run.advance(0.2)
+    assert visible(effects) == [Forward(target_ref="five", screening="menu=main;option=5")]
+    assert run.flow.result.detail == "option 5 -> five"
+
+
+def test_menu_incomplete_entry_on_inter_digit_timeout_is_invalid() -> None:
+    run = running()
+    run.played()
+    run.key("7")
+    effects = run.advance(3.0)
+    assert items(effects) == ("menu-invalid", "menu-main", "menu-options")
+    assert not run.flow.finished
+
+
+def test_menu_incomplete_entry_with_terminator_is_invalid() -> None:
+    run = running()
+    run.played()
+    run.key("7")
+    effects = run.key("#")
+    assert items(effects) == ("menu-invalid", "menu-main", "menu-options")
+    assert any(isinstance(e, CancelTimer) for e in effects)  # inter-digit timer stopped
+
+
+def test_menu_first_digit_timer_starts_only_after_greeting() -> None:
+    run = running()
+    assert run.advance(60.0) == []  # greeting still playing: no timeout
+    effects = run.played()
+    assert effects == [StartTimer(name=effects[0].name, at=run.now + 5.0)]
+    assert run.flow.state is MenuState.WAITING
+
+
+def test_menu_first_digit_timeout_replays_with_timeout_prompt() -> None:
+    run = running()
+    run.played()
+    effects = run.advance(5.0)
+    assert items(effects) == ("menu-timeout", "menu-main", "menu-options")
+    assert run.flow.state is MenuState.PROMPTING
+
+
+def test_menu_timeouts_up_to_max_failures_then_goodbye_and_hangup() -> None:
+    run = running()
+    for _ in range(2):
+        run.played()
+        assert items(run.advance(5.0))[0] == "menu-timeout"
+    run.played()
+    effects = run.advance(5.0)
+    goodbye = [e for e in effects if isinstance(e, Play)]
+    assert goodbye and goodbye[0].items == ("goodbye",) and goodbye[0].interruptible is False
+    assert not run.flow.finished
+    assert run.key("1") == []  # goodbye is not interruptible, keys ignored
+    effects = run.played()
+    assert effects == [Hangup(reason="max failures (no key pressed) -> hangup")]
+    result = run.flow.result
+    assert result.outcome is Outcome.HANGUP
+    assert result.failures == 3
+    assert result.started_at == 100.0 and result.ended_at == run.now
+
+
+def test_menu_invalid_entries_count_towards_max_failures() -> None:
+    run = running()
+    assert items(run.key("3")) == ("menu-invalid", "menu-main", "menu-options")
+    assert items(run.key("4"))[0] == "menu-invalid"
+    effects = run.key("8")
+    assert items(effects) == ("goodbye",)
+    run.played()
+    assert run.flow.result.detail == "max failures (invalid entry '8') -> hangup"
+
+
+def test_menu_max_failures_runs_configured_final_action() -> None:
+    run = running(entry="support")
+    run.key("7")
+    effects = run.key("7")
+    assert visible(effects) == [StopPlayback(), Voicemail(box="support-box")]
+    result = run.flow.result
+    assert result.outcome is Outcome.VOICEMAIL
+    assert result.detail == "max failures (invalid entry '7') -> voicemail support-box"
+    assert result.selection == ""
+
+
+def test_menu_final_forward_marks_screening_failed() -> None:
+    menus = {"m": MenuSpec(greeting="g", options={"1": MenuOption(hangup=True)}, max_failures=1,
+                           on_failure=MenuOption(forward="operator"))}
+    run = running(menus, "m")
+    run.played()
+    effects = run.advance(5.0)
+    assert visible(effects) == [Forward(target_ref="operator", screening="menu=m;failed")]
+
+
+def test_menu_repeat_replays_greeting_without_failure() -> None:
+    run = running()
+    run.played()
+    effects = run.key("*")
+    assert items(effects) == ("menu-main", "menu-options")
+    run.key("3")  # one failure
+    run.key("*")
+    run.key("4")  # second failure: still below max_failures = 3
+    assert not run.flow.finished
+    run.key("1")
+    assert run.flow.result.failures == 2
+
+
+def test_menu_submenu_plays_its_greeting_and_selects_there() -> None:
+    run = running()
+    run.played()
+    effects = run.key("2")
+    assert items(effects) == ("menu-support",)
+    assert run.flow.menu == "support"
+    run.played()
+    effects = run.key("1")
+    assert visible(effects) == [Forward(target_ref="support", screening="menu=support;option=1")]
+    result = run.flow.result
+    assert result.menu == "support"
+    assert result.path == ("main", "support")
+
+
+def test_menu_submenu_resets_failures() -> None:
+    run = running()
+    run.key("3")
+    run.key("4")  # two failures in main
+    run.key("2")
+    run.key("8")  # first failure in support (max 2)
+    assert not run.flow.finished
+    assert run.flow.state is MenuState.PROMPTING
+
+
+def test_menu_lone_terminator_selects_hash_option() -> None:
+    run = running(entry="support")
+    effects = run.key("#")
+    assert items(effects) == ("menu-main", "menu-options")
+    assert run.flow.menu == "main"
+
+
+def test_menu_lone_terminator_without_option_is_invalid() -> None:
+    run = running()
+    assert items(run.key("#"))[0] == "menu-invalid"
+
+
+def test_menu_loop_between_menus_is_bounded() -> None:
+    run = running(max_transitions=3)
+    run.key("2")  # main -> support
+    run.key("#")  # support -> main
+    run.key("*")  # repeat counts too
+    effects = run.key("2")  # fourth transition
+    assert items(effects) == ("goodbye",)
+    run.played()
+    result = run.flow.result
+    assert result.outcome is Outcome.HANGUP
+    assert result.detail == "menu loop: too many menu changes"
+    assert result.path == ("main", "support", "main")
+
+
+def test_menu_hangup_option_says_goodbye_then_hangs_up() -> None:
+    run = running()
+    run.played()
+    effects = run.key("0")
+    assert items(effects) == ("goodbye",)
+    assert run.flow.state is MenuState.CLOSING
+    assert run.played() == [Hangup(reason="option 0 -> hangup")]
+    assert run.flow.result.outcome is Outcome.HANGUP
+    assert run.flow.result.selection == "0"
+
+
+@pytest.mark.parametrize("during", ["greeting", "waiting", "collecting"])
+def test_menu_caller_hangup_mid_menu_ends_without_effects_on_the_call(during) -> None:
+    run = running()
+    if during != "greeting":
+        run.played()
+    if during == "collecting":
+        run.key("7")
+    effects = run.send(CallerHungUp())
+    assert all(isinstance(e, CancelTimer) for e in effects)  # no StopPlayback, no Hangup
+    assert len(run.timers) == 0
+    result = run.flow.result
+    assert result.outcome is Outcome.HANGUP and result.detail == "caller hung up"
+    assert run.key("1") == []  # finished: further events ignored
+
+
+def test_menu_caller_hangup_during_goodbye_keeps_decision() -> None:
+    run = running()
+    run.key("0")
+    assert run.send(CallerHungUp()) == []
+    assert run.flow.result.detail == "option 0 -> hangup"
+
+
+def test_menu_media_timeout_hangs_up() -> None:
+    run = running()
+    effects = run.send(MediaTimedOut())
+    assert effects == [StopPlayback(), Hangup(reason="media timeout")]
+    assert run.flow.result.detail == "media timeout"
+
+
+def test_menu_barge_in_stops_greeting() -> None:
+    run = running()
+    greeting = run.playing
+    effects = run.key("2")
+    assert effects[0] == StopPlayback()
+    assert items(effects) == ("menu-support",)
+    # the engine reports the old playlist late: ignored
+    assert run.send(PlaybackFinished(playlist_id=greeting.playlist_id)) == []
+    assert run.flow.state is MenuState.PROMPTING
+
+
+def test_menu_barge_in_on_error_prompt() -> None:
+    run = running()
+    run.key("3")
+    effects = run.key("1")
+    assert effects[0] == StopPlayback()
+    assert run.flow.result.outcome is Outcome.FORWARDED
+
+
+def test_menu_stale_timer_is_ignored() -> None:
+    run = running()
+    effects = run.played()
+    old = effects[0].name
+    run.key("7")  # cancels the first-digit timer
+    assert run.send(TimerFired(name=old)) == []
+    assert run.send(TimerFired(name="captcha.answer.1")) == []
+    assert run.flow.state is MenuState.COLLECTING
+
+
+def test_menu_unknown_entry_raises() -> None:
+    with pytest.raises(ValueError, match="unknown menu 'nope'"):
+        Menu(MENUS, "nope")
+
+
+def test_menu_timer_names_are_unique_per_arming() -> None:
+    run = running()
+    first = run.played()[0].name
+    run.advance(5.0)
+    second = run.played()[0].name
+    assert first != second and first.startswith("menu.first_digit.")
