@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from edge.lifecycle.record import MAX_OVERRIDES, NumberRecord, NumberState, NumberStatus, Override
 from edge.lifecycle.schema import LifecycleConfig, validate_lifecycle
-from edge.store.schema import parse_duration
+from edge.units import parse_duration
 
 DAY = 86400.0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from edge.store.schema import parse_duration
+from edge.units import parse_duration
 
 QUARANTINE_FLOOR_DAYS = 45
 RELEASED_ACTIONS = ("intercept", "404", "410")

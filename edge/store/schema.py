@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import msgspec
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+from edge.units import parse_duration
 
-
-def parse_duration(text: str) -> float:
-    """'50ms', '30s', '5m', '1h', '90d', '2w' -> seconds. Raises ValueError with the offending text."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"invalid duration {text!r}: expected a number and one of ms, s, m, h, d, w")
-    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+__all__ = ["AdminConfig", "StoreConfig", "parse_duration", "split_listen", "validate_admin", "validate_store"]
 
 
 class StoreConfig(msgspec.Struct, forbid_unknown_fields=True):
