@@ -1,0 +1,405 @@
+"""Audio captcha state machine on a fake clock, with seeded codes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from edge.media.captcha import Captcha, CaptchaResult, CaptchaState, make_rng, new_code
+from edge.media.flow import (
+    BlockCaller,
+    CallerHungUp,
+    CancelTimer,
+    DtmfReceived,
+    Effect,
+    Forward,
+    Hangup,
+    MediaTimedOut,
+    Outcome,
+    Play,
+    PlaybackFinished,
+    PlaybackProgress,
+    RememberPass,
+    StartTimer,
+    StopPlayback,
+    TimerTable,
+    Voicemail,
+)
+from edge.media.schema import CaptchaSpec, EarlyInput, OnFail
+
+
+class Run:
+    """Drives a flow: runs its timer effects on a fake clock, remembers the playing playlist."""
+
+    def __init__(self, flow, now: float = 100.0) -> None:
+        self.flow = flow
+        self.now = now
+        self.timers = TimerTable()
+        self.playing: Play | None = None
+
+    def _take(self, effects: list[Effect]) -> list[Effect]:
+        for e in effects:
+            if isinstance(e, Play):
+                self.playing = e
+            elif isinstance(e, StopPlayback):
+                self.playing = None
+        self.timers.apply(list(effects))
+        return effects
+
+    def start(self) -> list[Effect]:
+        return self._take(self.flow.start(self.now))
+
+    def send(self, event) -> list[Effect]:
+        return self._take(self.flow.handle(event, self.now))
+
+    def key(self, digit: str) -> list[Effect]:
+        return self.send(DtmfReceived(digit=digit, at=self.now, source="rfc4733"))
+
+    def keys(self, digits: str) -> list[Effect]:
+        out: list[Effect] = []
+        for d in digits:
+            out += self.key(d)
+        return out
+
+    def played(self) -> list[Effect]:
+        """The engine finished the current playlist."""
+        assert self.playing is not None, "nothing is playing"
+        playlist, self.playing = self.playing.playlist_id, None
+        return self.send(PlaybackFinished(playlist_id=playlist))
+
+    def advance(self, seconds: float) -> list[Effect]:
+        target = self.now + seconds
+        out: list[Effect] = []
+        while (at := self.timers.next_at()) is not None and at <= target:
+            self.now = at
+            for fired in self.timers.due(at):
+                out += self.send(fired)
+        self.now = target
+        return out
+
+
+def visible(effects: list[Effect]) -> list[Effect]:
+    """Effects other than timer bookkeeping."""
+    return [e for e in effects if not isinstance(e, (StartTimer, CancelTimer))]
+
+
+def items(effects: list[Effect]) -> tuple[str, ...]:
+    plays = [e for e in effects if isinstance(e, Play)]
+    assert len(plays) == 1, effects
+    return plays[0].items
+
+
+NUMBER = "+15551230001"
+
+
+def wrong(code: str) -> str:
+    return "".join(str((int(d) + 1) % 10) for d in code)
+
+
+def spec(**kw) -> CaptchaSpec:
+    base = dict(length=4, timeout="10s", attempts=3, seed=7)
+    base.update(kw)
+    return CaptchaSpec(**base)
+
+
+def running(number: str = NUMBER, **kw) -> Run:
+    run = Run(Captcha(spec(**kw), number, target_ref="pbx-main"))
+    run.start()
+    return run
+
+
+def speak(run: Run, items_done: int | None = None) -> list[Effect]:
+    """The engine reports progress through the playlist; all of it unless items_done is given."""
+    assert run.playing is not None
+    total = len(run.playing.items) if items_done is None else items_done
+    out: list[Effect] = []
+    for i in range(total):
+        out += run.send(PlaybackProgress(playlist_id=run.playing.playlist_id, item_index=i))
+    if items_done is None:
+        out += run.played()
+    return out
+
+
+def test_captcha_start_speaks_intro_then_each_digit() -> None:
+    run = Run(Captcha(spec(), NUMBER))
+    effects = run.start()
+    assert len(effects) == 1 and isinstance(effects[0], Play)
+    code = run.flow.code
+    assert len(code) == 4 and code.isdigit()
+    assert effects[0].items == ("captcha-intro",) + tuple(f"digit-{d}" for d in code)
+    assert effects[0].interruptible is False
+    assert run.flow.state is CaptchaState.INTRO
+
+
+def test_captcha_seed_makes_codes_reproducible() -> None:
+    first = Captcha(spec(seed=42), NUMBER)
+    second = Captcha(spec(seed=42), NUMBER)
+    first.start(0.0)
+    second.start(0.0)
+    assert first.code == second.code == new_code(random.Random(42), 4)
+
+
+def test_captcha_without_seed_uses_system_random() -> None:
+    assert isinstance(make_rng(spec(seed=None)), random.SystemRandom)
+    assert type(make_rng(spec(seed=1))) is random.Random
+
+
+@pytest.mark.parametrize("length", [3, 6, 10])
+def test_captcha_code_length_follows_spec(length) -> None:
+    run = Run(Captcha(spec(length=length), NUMBER))
+    effects = run.start()
+    assert len(run.flow.code) == length
+    assert len(effects[0].items) == length + 1
+
+
+def test_captcha_explicit_rng_wins_over_seed() -> None:
+    flow = Captcha(spec(seed=42), NUMBER, random.Random(3))
+    flow.start(0.0)
+    assert flow.code == new_code(random.Random(3), 4)
+
+
+def test_captcha_answer_window_opens_when_digits_spoken() -> None:
+    run = running()
+    effects = speak(run)
+    timers = [e for e in effects if isinstance(e, StartTimer)]
+    assert len(timers) == 1 and timers[0].at == run.now + 10.0
+    assert run.flow.state is CaptchaState.AWAITING
+
+
+def test_captcha_pass_first_try_remembers_and_forwards() -> None:
+    run = running()
+    speak(run)
+    run.advance(2.5)
+    effects = run.keys(run.flow.code)
+    assert visible(effects) == [
+        RememberPass(calling_number=NUMBER, until=run.now + 86400.0),
+        Forward(target_ref="pbx-main", screening="captcha=passed;attempts=1"),
+    ]
+    result = run.flow.result
+    assert isinstance(result, CaptchaResult)
+    assert result.outcome is Outcome.PASSED and result.passed
+    assert result.attempts == 1
+    assert result.early_input is False
+    assert result.time_to_answer == 2.5
+    assert len(run.timers) == 0
+
+
+def test_captcha_pass_on_retry_with_new_code() -> None:
+    run = running()
+    first = run.flow.code
+    speak(run)
+    effects = run.keys(wrong(first))
+    second = run.flow.code
+    rng = random.Random(7)
+    assert (new_code(rng, 4), new_code(rng, 4)) == (first, second)
+    assert items(effects) == ("captcha-retry",) + tuple(f"digit-{d}" for d in second)
+    assert run.flow.state is CaptchaState.INTRO
+    speak(run)
+    effects = run.keys(second)
+    assert Forward(target_ref="pbx-main", screening="captcha=passed;attempts=2") in effects
+    assert run.flow.result.attempts == 2
+
+
+def test_captcha_retry_keeps_code_when_configured() -> None:
+    run = running(new_code_on_retry=False)
+    code = run.flow.code
+    speak(run)
+    effects = run.keys("#")  # nothing entered: ignored
+    assert effects == []
+    run.key(str((int(code[0]) + 1) % 10))
+    effects = run.key("#")  # short entry submitted: wrong
+    assert items(effects) == ("captcha-retry",) + tuple(f"digit-{d}" for d in code)
+    assert run.flow.code == code
+
+
+def test_captcha_star_clears_entry() -> None:
+    run = running()
+    code = run.flow.code
+    speak(run)
+    run.keys(code[:2])
+    assert run.key("*") == []
+    run.keys(code)
+    assert run.flow.result.passed
+
+
+@pytest.mark.parametrize(
+    ("on_fail", "expect_first", "hangs_up"),
+    [
+        (OnFail.HANGUP, [], True),
+        (OnFail.BLOCK, [BlockCaller(duration_s=3600.0, reason="captcha failed", calling_number=NUMBER)], True),
+        (OnFail.VOICEMAIL, [Voicemail(box="main")], False),
+    ],
+    ids=["hangup", "block", "voicemail"],
+)
+def test_captcha_fail_after_attempts_runs_on_fail(on_fail, expect_first, hangs_up) -> None:
+    run = running(on_fail=on_fail, voicemail_box="main", attempts=2)
+    effects: list[Effect] = []
+    for _ in range(2):
+        speak(run)
+        effects = run.keys(wrong(run.flow.code))
+    shown = visible(effects)
+    if hangs_up:
+        assert shown[:-1] == expect_first
+        assert isinstance(shown[-1], Play) and shown[-1].items == ("goodbye",)
+        assert not run.flow.finished
+        assert run.played() == [Hangup(reason="captcha failed")]
+    else:
+        assert shown == expect_first
+    result = run.flow.result
+    assert result.outcome is Outcome.FAILED and result.passed is False
+    assert result.attempts == 2
+    assert result.fail_action == on_fail.value
+    assert result.detail == "captcha failed (wrong code) after 2 attempt(s)"
+    assert not any(isinstance(e, (Forward, RememberPass)) for e in effects)
+
+
+def test_captcha_timeout_counts_as_failed_attempt() -> None:
+    run = running(attempts=2)
+    speak(run)
+    assert visible(run.advance(9.9)) == []
+    effects = run.advance(0.1)
+    assert items(effects)[0] == "captcha-retry"
+    speak(run)
+    effects = run.advance(10.0)
+    assert items(effects) == ("goodbye",)
+    run.played()
+    assert run.flow.result.detail == "captcha failed (timeout) after 2 attempt(s)"
+
+
+def test_captcha_no_timeout_while_code_is_spoken() -> None:
+    run = running()
+    assert run.advance(120.0) == []
+    assert run.flow.state is CaptchaState.INTRO
+
+
+def test_captcha_keys_during_intro_are_discarded() -> None:
+    run = running()
+    code = run.flow.code
+    assert run.keys("12") == []
+    speak(run)
+    run.keys(code)
+    result = run.flow.result
+    assert result.passed
+    assert result.discarded_digits == 2
+    assert result.early_input is False
+
+
+def test_captcha_early_input_recorded_and_entry_continues() -> None:
+    run = running()
+    code = run.flow.code
+    speak(run, items_done=3)  # intro and two digits spoken
+    assert run.flow.state is CaptchaState.SPEAKING
+    run.keys(code[:2])
+    speak(run)
+    run.advance(1.0)
+    effects = run.keys(code[2:])
+    assert Forward(target_ref="pbx-main", screening="captcha=passed;attempts=1;early-input=1") in effects
+    result = run.flow.result
+    assert result.early_input is True
+    assert result.time_to_answer == 1.0
+
+
+def test_captcha_entry_completed_before_code_spoken_passes_with_zero_time() -> None:
+    run = running()
+    code = run.flow.code
+    speak(run, items_done=4)  # last digit still playing
+    effects = run.keys(code)
+    assert StopPlayback() in effects
+    result = run.flow.result
+    assert result.passed and result.early_input
+    assert result.time_to_answer == 0.0
+
+
+def test_captcha_early_input_fails_when_configured() -> None:
+    run = running(early_input=EarlyInput.FAIL, on_fail=OnFail.BLOCK)
+    speak(run, items_done=1)
+    effects = run.key("5")
+    assert BlockCaller(duration_s=3600.0, reason="captcha failed", calling_number=NUMBER) in effects
+    assert items(effects) == ("goodbye",)
+    run.played()
+    result = run.flow.result
+    assert result.outcome is Outcome.FAILED
+    assert result.early_input is True
+    assert result.attempts == 1
+    assert result.detail == "captcha failed (early input) after 1 attempt(s)"
+
+
+def test_captcha_without_progress_events_opens_window_on_finish() -> None:
+    run = running()
+    code = run.flow.code
+    run.played()
+    run.keys(code)
+    assert run.flow.result.passed
+
+
+def test_captcha_progress_of_old_playlist_is_ignored() -> None:
+    run = running()
+    old = run.playing.playlist_id
+    speak(run)
+    run.keys(wrong(run.flow.code))
+    assert run.send(PlaybackProgress(playlist_id=old, item_index=4)) == []
+    assert run.send(PlaybackFinished(playlist_id=old)) == []
+    assert run.flow.state is CaptchaState.INTRO
+
+
+@pytest.mark.parametrize(
+    ("number", "memory", "remembered"),
+    [(NUMBER, "1h", True), (NUMBER, "0s", False), ("", "24h", False)],
+    ids=["remember-1h", "memory-off", "anonymous"],
+)
+def test_captcha_remember_pass_until(number, memory, remembered) -> None:
+    run = running(number=number, pass_memory=memory)
+    speak(run)
+    effects = run.keys(run.flow.code)
+    remembers = [e for e in effects if isinstance(e, RememberPass)]
+    if remembered:
+        assert remembers == [RememberPass(calling_number=number, until=run.now + 3600.0)]
+    else:
+        assert remembers == []
+    assert any(isinstance(e, Forward) for e in effects)
+
+
+def test_captcha_block_skipped_for_anonymous_caller() -> None:
+    run = running(number="", on_fail=OnFail.BLOCK, attempts=1)
+    speak(run)
+    effects = run.keys(wrong(run.flow.code))
+    assert not any(isinstance(e, BlockCaller) for e in effects)
+    run.played()
+    assert run.flow.result.detail.endswith("; anonymous caller not blocked")
+
+
+def test_captcha_caller_hangup_records_attempts() -> None:
+    run = running()
+    speak(run)
+    run.keys(wrong(run.flow.code))
+    effects = run.send(CallerHungUp())
+    assert not any(isinstance(e, (StopPlayback, Hangup)) for e in effects)
+    result = run.flow.result
+    assert result.outcome is Outcome.HANGUP and result.detail == "caller hung up"
+    assert result.attempts == 2
+    assert run.keys(run.flow.code) == []
+
+
+def test_captcha_hangup_during_goodbye_keeps_verdict() -> None:
+    run = running(attempts=1)
+    speak(run)
+    run.keys(wrong(run.flow.code))
+    assert run.send(CallerHungUp()) == []
+    assert run.flow.result.outcome is Outcome.FAILED
+
+
+def test_captcha_media_timeout_hangs_up() -> None:
+    run = running()
+    effects = run.send(MediaTimedOut())
+    assert effects == [StopPlayback(), Hangup(reason="media timeout")]
+    assert run.flow.result.detail == "media timeout"
+
+
+def test_captcha_non_digit_keys_ignored_in_entry() -> None:
+    run = running()
+    code = run.flow.code
+    speak(run)
+    run.key("A")
+    run.keys(code)
+    assert run.flow.result.passed
