@@ -13,7 +13,7 @@ from cryptography.x509.oid import NameOID
 
 from edge.stir.certs import TNAUTHLIST_OID
 
-NOW = float(int(time.time()))
+NOW = float(int(time.time()))  # tokens and certificates are made around the real clock (secsipidx uses it)
 X5U = "https://cert.example.net/sti/leaf.pem"
 CALLER = "12025550123"
 CALLED = "12025550199"
