@@ -35,6 +35,7 @@ from edge.media.flow import (
     Voicemail,
 )
 from edge.media.schema import CaptchaSpec, EarlyInput, OnFail, parse_duration
+from edge.policy.facts import Evidence
 
 DIGITS = "0123456789"
 SUBMIT = "#"
@@ -57,6 +58,22 @@ class CaptchaResult(FlowResult, kw_only=True):
     discarded_digits: int = 0  # keys pressed during intro/retry prompts
     time_to_answer: float | None = None  # code fully spoken -> last key (0.0 when typed early)
     fail_action: str = ""  # '' | 'hangup' | 'voicemail' | 'block'
+
+    def evidence(self) -> list[Evidence]:
+        """Findings for the activity record; early input is the machine signal that counts."""
+        out: list[Evidence] = []
+        if self.outcome in (Outcome.PASSED, Outcome.FAILED):
+            verdict = "passed" if self.passed else "failed"
+            out.append(Evidence(signal=f"captcha.{verdict}", weight=0.0, detail=self.detail))
+        if self.early_input:
+            out.append(
+                Evidence(
+                    signal="captcha.early_input",
+                    weight=1.0,
+                    detail="keys pressed before the code was spoken",
+                )
+            )
+        return out
 
 
 def new_code(rng: random.Random, length: int) -> str:

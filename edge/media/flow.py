@@ -13,7 +13,7 @@ cancelled (or replaced) and that still fires through a race is recognised and ig
 from __future__ import annotations
 
 import enum
-from typing import Any, Protocol, Union
+from typing import Any, Protocol, Union, runtime_checkable
 
 import msgspec
 import structlog
@@ -175,6 +175,7 @@ class FlowResult(msgspec.Struct, kw_only=True):
     ended_at: float
 
 
+@runtime_checkable
 class Flow(Protocol):
     """A screening flow driven by events; the caller runs its effects."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 
 from edge.media.captcha import Captcha, CaptchaResult, CaptchaState, make_rng, new_code
@@ -403,3 +404,24 @@ def test_captcha_non_digit_keys_ignored_in_entry() -> None:
     run.key("A")
     run.keys(code)
     assert run.flow.result.passed
+
+
+def test_captcha_result_evidence_and_json() -> None:
+    run = running()
+    speak(run, items_done=2)
+    run.key("1")
+    speak(run)
+    run.keys(wrong(run.flow.code))  # finishes the first entry wrong, retry begins
+    speak(run)
+    run.keys(run.flow.code)
+    result = run.flow.result
+    assert [e.signal for e in result.evidence()] == ["captcha.passed", "captcha.early_input"]
+    assert result.evidence()[1].weight == 1.0
+    decoded = msgspec.json.decode(msgspec.json.encode(result))
+    assert decoded["outcome"] == "passed" and decoded["early_input"] is True
+
+
+def test_captcha_hangup_result_has_no_verdict_evidence() -> None:
+    run = running()
+    run.send(CallerHungUp())
+    assert run.flow.result.evidence() == []

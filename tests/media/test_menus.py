@@ -394,3 +394,56 @@ def test_menu_timer_names_are_unique_per_arming() -> None:
     run.advance(5.0)
     second = run.played()[0].name
     assert first != second and first.startswith("menu.first_digit.")
+
+
+# ------------------------------------------------------------- shared flow machinery
+
+
+def test_flow_protocol_satisfied_by_every_flow() -> None:
+    from edge.media.captcha import Captcha
+    from edge.media.flow import Flow
+    from edge.media.schema import CaptchaSpec, VoicemailBoxSpec
+    from edge.media.voicemail import VoicemailDeposit
+
+    flows = [Menu(MENUS, "main"), Captcha(CaptchaSpec(seed=1), ""), VoicemailDeposit("b", VoicemailBoxSpec())]
+    assert all(isinstance(f, Flow) for f in flows)
+
+
+def test_timer_table_fires_in_deadline_order_and_honours_cancel() -> None:
+    table = TimerTable()
+    rest = table.apply([
+        StartTimer(name="b", at=5.0),
+        StartTimer(name="a", at=3.0),
+        Hangup(reason="x"),
+        StartTimer(name="c", at=4.0),
+        CancelTimer(name="c"),
+    ])
+    assert rest == [Hangup(reason="x")]
+    assert table.next_at() == 3.0
+    assert table.due(2.9) == []
+    assert table.due(10.0) == [TimerFired(name="a"), TimerFired(name="b")]
+    assert len(table) == 0 and table.next_at() is None
+
+
+def test_timer_table_rearming_replaces_deadline() -> None:
+    table = TimerTable()
+    table.apply([StartTimer(name="t", at=1.0), StartTimer(name="t", at=9.0)])
+    assert table.due(5.0) == []
+    assert table.due(9.0) == [TimerFired(name="t")]
+
+
+def test_timer_table_cap_evicts_earliest_armed() -> None:
+    table = TimerTable(cap=2)
+    table.apply([StartTimer(name=n, at=float(i)) for i, n in enumerate("xyz")])
+    assert len(table) == 2
+    assert table.due(100.0) == [TimerFired(name="y"), TimerFired(name="z")]
+
+
+def test_menu_result_encodes_for_activity_record() -> None:
+    import msgspec
+
+    run = running()
+    run.key("1")
+    decoded = msgspec.json.decode(msgspec.json.encode(run.flow.result))
+    assert decoded["outcome"] == "forwarded"
+    assert decoded["path"] == ["main"] and decoded["target"] == "sales"
