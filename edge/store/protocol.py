@@ -58,9 +58,13 @@ def make_cursor(received_at: float, activity_id: str) -> str:
 def parse_cursor(cursor: str) -> tuple[float, str]:
     """Raises ValueError on a cursor this store did not hand out."""
     ts, sep, activity_id = cursor.partition(":")
-    if not sep or not activity_id:
+    try:
+        received_at = float(ts)
+    except ValueError:
+        received_at = None
+    if received_at is None or not sep or not activity_id:
         raise ValueError(f"invalid cursor {cursor!r}")
-    return float(ts), activity_id
+    return received_at, activity_id
 
 
 def clamp_limit(limit: int) -> int:

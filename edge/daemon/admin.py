@@ -1,0 +1,542 @@
+"""Admin HTTP API (aiohttp): activities, flag -> block, blocks, number lifecycle, health, Prometheus metrics.
+
+Bound to 127.0.0.1 by default. Every route except `GET /health` needs `Authorization: Bearer <token>`
+(the token file named in `[admin] token_file`); `/metrics` is authenticated too (Prometheus sends the
+token with `authorization.credentials_file`). Errors are JSON `{"error": reason}`: 400 bad JSON,
+401 missing/wrong token, 404 unknown id, 409 lifecycle refusal, 422 invalid input, 503 store failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hmac
+import inspect
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from edge.call.activity import Activity
+from edge.lifecycle.manager import Lifecycle, LifecycleRefused
+from edge.numbers import parse_number
+from edge.policy.blocking import normalise_rule
+from edge.policy.facts import Action
+from edge.policy.rules import BlockRule, RuleKind, Scope
+from edge.store.protocol import MAX_PAGE, ActivityQuery, StateStore, parse_cursor
+from edge.store.sqlite import StoreError
+from edge.units import parse_duration
+
+log = structlog.get_logger()
+
+T = TypeVar("T")
+RulesChanged = Callable[[BlockRule | None, str | None], Awaitable[None] | None]
+_JSON = "application/json"
+
+
+@dataclasses.dataclass(frozen=True)
+class AdminContext:
+    """What the admin API reaches into; the daemon builds one and keeps it for the app's life."""
+
+    store: StateStore
+    lifecycle: Lifecycle
+    token: str
+    on_rules_changed: RulesChanged  # wired to the RuleIndex so a flag applies to the next contact
+    health: Callable[[], dict[str, Any]] = lambda: {"ok": True}  # daemon view; 'ok': False -> 503
+    registry: CollectorRegistry | None = None
+    clock: Callable[[], float] = time.time
+    region: str = "US"  # default region for numbers typed without a country code
+
+
+class FlagRequest(msgspec.Struct, forbid_unknown_fields=True):
+    by: Literal["number", "cnam"]
+    scope: Scope = Scope.GLOBAL
+    action: Action = Action.REJECT
+    sip_status: int = 603
+    expires_in: str = ""
+    reason: str = ""
+    created_by: str = "admin-api"
+    dry_run: bool = False
+
+
+class BlockRequest(msgspec.Struct, forbid_unknown_fields=True):
+    kind: RuleKind
+    value: str = ""
+    scope: Scope = Scope.GLOBAL
+    scope_value: str = ""
+    allow: bool = False
+    action: Action = Action.REJECT
+    sip_status: int = 603
+    expires_in: str = ""
+    expires_at: float | None = None
+    dry_run: bool = False
+    reason: str = ""
+    created_by: str = "admin-api"
+
+
+class ReleaseRequest(msgspec.Struct, forbid_unknown_fields=True):
+    customer: str = ""
+
+
+class AssignRequest(msgspec.Struct, forbid_unknown_fields=True):
+    customer: str
+    force: bool = False
+    reason: str = ""
+
+
+class ApiError(Exception):
+    status = 500
+
+
+class BadRequest(ApiError):
+    """400: the body is not JSON."""
+
+    status = 400
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class InvalidInput(ApiError):
+    """422: the request is well-formed JSON but a value is not acceptable."""
+
+    status = 422
+
+
+CTX = web.AppKey("ctx", AdminContext)
+_enc = msgspec.json.Encoder()
+
+
+def load_token(path: str | Path, create: bool = False) -> str:
+    """Read the bearer token; with create=True write a fresh random one (mode 0600) when the file is missing."""
+    p = Path(path)
+    if create and not p.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        log.info("admin_token_created", path=str(p))
+    token = p.read_text().strip()
+    if not token:
+        raise ValueError(f"admin token file {str(p)!r} is empty")
+    return token
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=_enc.encode(data), status=status, content_type=_JSON)
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return _json({"error": reason}, status=status)
+
+
+async def _body(request: web.Request, type_: type[T], empty_ok: bool = False) -> T:
+    raw = await request.read()
+    if not raw.strip() and empty_ok:
+        raw = b"{}"
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(str(exc)) from exc
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"invalid JSON: {exc}") from exc
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error(exc.status, str(exc))
+    except LifecycleRefused as exc:
+        return _error(409, exc.reason)
+    except StoreError as exc:
+        return _error(503, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    if request.path == "/health":
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    token = request.app[CTX].token
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        log.warning("admin_unauthorized", path=request.path, remote=request.remote)
+        return web.Response(
+            body=_enc.encode({"error": "missing or invalid bearer token"}),
+            status=401,
+            content_type=_JSON,
+            headers={"WWW-Authenticate": 'Bearer realm="sip-edge"'},
+        )
+    return await handler(request)
+
+
+# --- input parsing ---------------------------------------------------------------------------------
+def _number(raw: str, region: str, what: str = "number") -> str:
+    n = parse_number(raw, region)
+    if not n.e164 or not n.valid:
+        raise InvalidInput(f"invalid {what} {raw!r}: not a valid telephone number")
+    return n.e164
+
+
+def _time(raw: str, now: float, name: str) -> float:
+    """Unix seconds, ISO 8601 ('2024-05-01T10:00:00Z') or a look-back duration ('1h' = one hour ago)."""
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return now - parse_duration(raw)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"invalid {name} {raw!r}: expected unix seconds, ISO 8601 or a duration like '1h'") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.timestamp()
+
+
+def _activity_query(request: web.Request, ctx: AdminContext, limit_default: int = 100) -> ActivityQuery:
+    q = request.query
+    unknown = set(q) - {"since", "until", "number", "calling", "called", "decision", "flagged", "limit", "cursor"}
+    if unknown:
+        raise InvalidInput(f"unknown filter {sorted(unknown)[0]!r}")
+    now = ctx.clock()
+    limit = limit_default
+    if "limit" in q:
+        if not q["limit"].isdigit() or not 1 <= int(q["limit"]) <= MAX_PAGE:
+            raise InvalidInput(f"invalid limit {q['limit']!r}: expected 1-{MAX_PAGE}")
+        limit = int(q["limit"])
+    flagged = None
+    if "flagged" in q:
+        if q["flagged"] not in ("true", "false", "1", "0"):
+            raise InvalidInput(f"invalid flagged {q['flagged']!r}: expected true or false")
+        flagged = q["flagged"] in ("true", "1")
+    decision = q.get("decision", "")
+    if decision and decision not in {a.value for a in Action}:
+        raise InvalidInput(f"invalid decision {decision!r}: expected one of {', '.join(a.value for a in Action)}")
+    cursor = q.get("cursor", "")
+    if cursor:
+        try:
+            parse_cursor(cursor)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+    return ActivityQuery(
+        since=_time(q["since"], now, "since") if "since" in q else None,
+        until=_time(q["until"], now, "until") if "until" in q else None,
+        number=_number(q["number"], ctx.region) if q.get("number") else "",
+        calling=_number(q["calling"], ctx.region, "calling number") if q.get("calling") else "",
+        called=_number(q["called"], ctx.region, "called number") if q.get("called") else "",
+        decision=decision,
+        flagged=flagged,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def _expires_at(expires_in: str, expires_at: float | None, now: float) -> float | None:
+    if expires_in:
+        try:
+            seconds = parse_duration(expires_in)
+        except ValueError as exc:
+            raise InvalidInput(f"invalid expires_in: {exc}") from None
+        return now + seconds
+    if expires_at is not None and expires_at <= now:
+        raise InvalidInput("expires_at is in the past")
+    return expires_at
+
+
+def _check_action(action: Action, allow: bool, sip_status: int) -> None:
+    if not allow and action in (Action.ALLOW, Action.INTERCEPT):
+        raise InvalidInput(f"invalid action {action.value!r} for a block rule: use allow=true for an allow entry")
+    if not 400 <= sip_status <= 699:
+        raise InvalidInput(f"invalid sip_status {sip_status}: expected a final failure code 400-699")
+
+
+def _normalised(rule: BlockRule) -> BlockRule:
+    try:
+        return normalise_rule(rule)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def new_rule_id() -> str:
+    return f"rt-{secrets.token_hex(6)}"
+
+
+async def _rules_changed(ctx: AdminContext, add: BlockRule | None, removed: str | None) -> None:
+    result = ctx.on_rules_changed(add, removed)
+    if inspect.isawaitable(result):
+        await result
+
+
+# --- handlers --------------------------------------------------------------------------------------
+async def health(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    store = ctx.store.health()
+    daemon = ctx.health()
+    ok = bool(daemon.get("ok", True))
+    body = {"status": "ok" if ok and not store.degraded else ("degraded" if ok else "unhealthy"), "store": store, **daemon}
+    return _json(body, status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    data = generate_latest(ctx.registry) if ctx.registry is not None else generate_latest()
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def list_activities(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    page = await ctx.store.query_activities(_activity_query(request, ctx))
+    return _json(page)
+
+
+async def export_activities(request: web.Request) -> web.StreamResponse:
+    """JSON lines, newest first, every page of the filtered log (for collectors merging nodes)."""
+    ctx = request.app[CTX]
+    query = _activity_query(request, ctx, limit_default=MAX_PAGE)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    while True:
+        page = await ctx.store.query_activities(query)
+        if page.items:
+            await response.write(b"".join(_enc.encode(a) + b"\n" for a in page.items))
+        if not page.next_cursor:
+            break
+        query = msgspec.structs.replace(query, cursor=page.next_cursor)
+    await response.write_eof()
+    return response
+
+
+async def _activity_or_404(ctx: AdminContext, activity_id: str) -> Activity:
+    activity = await ctx.store.get_activity(activity_id)
+    if activity is None:
+        raise NotFound(f"unknown activity {activity_id!r}")
+    return activity
+
+
+async def get_activity(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    return _json(await _activity_or_404(ctx, request.match_info["id"]))
+
+
+async def flag_activity(request: web.Request) -> web.Response:
+    """Turn an unwanted contact into a runtime block rule (by its caller number or caller name)."""
+    ctx = request.app[CTX]
+    activity_id = request.match_info["id"]
+    req = await _body(request, FlagRequest)
+    activity = await _activity_or_404(ctx, activity_id)
+    now = ctx.clock()
+    _check_action(req.action, False, req.sip_status)
+    if req.by == "number":
+        if not activity.calling_number:
+            raise InvalidInput(f"activity {activity_id} has no calling number (anonymous): block kind 'anonymous' instead")
+        kind, value = RuleKind.NUMBER, activity.calling_number
+    else:
+        if not activity.cnam:
+            raise InvalidInput(f"activity {activity_id} has no caller name to block")
+        kind, value = RuleKind.CNAM, activity.cnam
+    scope_value = ""
+    if req.scope is Scope.CUSTOMER:
+        if not activity.customer:
+            raise InvalidInput(f"activity {activity_id} has no customer for a customer-scoped rule")
+        scope_value = activity.customer
+    elif req.scope is Scope.NUMBER:
+        scope_value = activity.called_number
+    rule = _normalised(
+        BlockRule(
+            id=new_rule_id(),
+            kind=kind,
+            value=value,
+            scope=req.scope,
+            scope_value=scope_value,
+            action=req.action,
+            sip_status=req.sip_status,
+            expires_at=_expires_at(req.expires_in, None, now),
+            dry_run=req.dry_run,
+            created_at=now,
+            created_by=req.created_by,
+            reason=req.reason or f"flagged from activity {activity_id}",
+            activity_id=activity_id,
+        )
+    )
+    for existing in await ctx.store.list_blocks():
+        if (existing.kind, existing.value, existing.scope, existing.scope_value, existing.allow) == (
+            rule.kind, rule.value, rule.scope, rule.scope_value, False
+        ):
+            flagged = await ctx.store.set_activity_flagged(activity_id)
+            return _json({"rule": existing, "activity": flagged, "created": False})
+    await ctx.store.add_block(rule)
+    flagged = await ctx.store.set_activity_flagged(activity_id)
+    await _rules_changed(ctx, rule, None)
+    log.info("activity_flagged", activity_id=activity_id, rule_id=rule.id, kind=kind.value, scope=req.scope.value)
+    return _json({"rule": rule, "activity": flagged, "created": True}, status=201)
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    return _json({"blocks": await ctx.store.list_blocks()})
+
+
+async def get_block(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    rule = await ctx.store.get_block(request.match_info["id"])
+    if rule is None:
+        raise NotFound(f"unknown block rule {request.match_info['id']!r}")
+    return _json(rule)
+
+
+async def add_block(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    req = await _body(request, BlockRequest)
+    now = ctx.clock()
+    _check_action(req.action, req.allow, req.sip_status)
+    if req.kind in (RuleKind.ANONYMOUS, RuleKind.INVALID) and req.value:
+        raise InvalidInput(f"kind {req.kind.value!r} takes no value")
+    if req.kind is RuleKind.NUMBER:
+        value = _number(req.value, ctx.region)
+    else:
+        value = req.value
+    scope_value = req.scope_value
+    if req.scope is Scope.NUMBER:
+        scope_value = _number(req.scope_value, ctx.region, "called number")
+    rule = _normalised(
+        BlockRule(
+            id=new_rule_id(),
+            kind=req.kind,
+            value=value,
+            scope=req.scope,
+            scope_value=scope_value,
+            allow=req.allow,
+            action=Action.ALLOW if req.allow else req.action,
+            sip_status=req.sip_status,
+            expires_at=_expires_at(req.expires_in, req.expires_at, now),
+            dry_run=req.dry_run,
+            created_at=now,
+            created_by=req.created_by,
+            reason=req.reason,
+        )
+    )
+    await ctx.store.add_block(rule)
+    await _rules_changed(ctx, rule, None)
+    log.info("block_added", rule_id=rule.id, kind=rule.kind.value, scope=rule.scope.value, allow=rule.allow)
+    return _json(rule, status=201)
+
+
+async def remove_block(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    rule_id = request.match_info["id"]
+    if not await ctx.store.remove_block(rule_id):
+        raise NotFound(f"unknown block rule {rule_id!r}")
+    await _rules_changed(ctx, None, rule_id)
+    log.info("block_removed", rule_id=rule_id)
+    return _json({"removed": rule_id})
+
+
+async def list_numbers(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    return _json({"numbers": ctx.lifecycle.statuses(ctx.clock())})
+
+
+async def numbers_available(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    return _json({"numbers": ctx.lifecycle.available(ctx.clock())})
+
+
+async def get_number(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    number = _number(request.match_info["number"], ctx.region)
+    status = ctx.lifecycle.status(number, ctx.clock())
+    if status is None:
+        raise NotFound(f"{number} has no lifecycle record (never released)")
+    return _json(status)
+
+
+async def release_number(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    number = _number(request.match_info["number"], ctx.region)
+    req = await _body(request, ReleaseRequest, empty_ok=True)
+    now = ctx.clock()
+    record = ctx.lifecycle.release(number, now, customer=req.customer)
+    await ctx.store.put_number(record)
+    log.info("number_released", number=number, customer=record.customer)
+    return _json(ctx.lifecycle.status(number, now))
+
+
+async def assign_number(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    number = _number(request.match_info["number"], ctx.region)
+    req = await _body(request, AssignRequest)
+    now = ctx.clock()
+    record = ctx.lifecycle.assign(number, req.customer, now, force=req.force, reason=req.reason)
+    await ctx.store.put_number(record)
+    if req.force and record.overrides and record.overrides[-1].at == now:
+        log.warning("number_assigned_by_override", number=number, customer=req.customer, reason=req.reason,
+                    refused_because=record.overrides[-1].refused_because)
+    else:
+        log.info("number_assigned", number=number, customer=req.customer)
+    return _json(ctx.lifecycle.status(number, now))
+
+
+def make_admin_app(ctx: AdminContext) -> web.Application:
+    app = web.Application(middlewares=[_errors, _auth], client_max_size=1 << 20)
+    app[CTX] = ctx
+    r = app.router
+    r.add_get("/health", health)
+    r.add_get("/metrics", metrics)
+    r.add_get("/activities", list_activities)
+    r.add_get("/activities/export", export_activities)
+    r.add_get("/activities/{id}", get_activity)
+    r.add_post("/activities/{id}/flag", flag_activity)
+    r.add_get("/blocks", list_blocks)
+    r.add_post("/blocks", add_block)
+    r.add_get("/blocks/{id}", get_block)
+    r.add_delete("/blocks/{id}", remove_block)
+    r.add_get("/numbers", list_numbers)
+    r.add_get("/numbers-available", numbers_available)
+    r.add_get("/numbers/{number}", get_number)
+    r.add_post("/numbers/{number}/release", release_number)
+    r.add_post("/numbers/{number}/assign", assign_number)
+    return app
+
+
+async def start_admin(app: web.Application, host: str = "127.0.0.1", port: int = 8081) -> web.AppRunner:
+    """Start serving; stop with `await runner.cleanup()`. Port 0 picks a free port (see `bound_port`)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("admin_listening", host=host, port=bound_port(runner))
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    for addr in runner.addresses:
+        return int(addr[1])
+    raise RuntimeError("admin API is not listening")
+
+
+async def expire_rules(ctx: AdminContext) -> list[str]:
+    """Drop expired runtime rules from the store and the matcher; the daemon calls this every second or so."""
+    gone = await ctx.store.expire_blocks(ctx.clock())
+    for rule_id in gone:
+        await _rules_changed(ctx, None, rule_id)
+    if gone:
+        log.info("blocks_expired", count=len(gone))
+    return gone

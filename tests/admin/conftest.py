@@ -1,0 +1,1 @@
+from admin_harness import admin  # noqa: F401  (fixture)
