@@ -109,7 +109,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         sys.stdout.write(msgspec.json.encode(doc).decode() + "\n")
     else:
         for c in trace:
-            _out(f"{'ok  ' if c.ok else 'FAIL'}  {c.step:<24} {c.detail}")
+            _out(f"{'ok  ' if c.ok else 'FAIL'}  {c.step:<27} {c.detail}")
         if passed:
             _out(f"verdict: passed, attestation {result.attestation}, origid {result.origid}"
                  + (f", rcd name {result.rcd_name!r}" if result.rcd_name else ""))

@@ -8,6 +8,8 @@ which costs microseconds and keeps the object free of per-call state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 
 from edge.numbers import canonical_tn
@@ -169,16 +171,15 @@ class Verifier:
             note("shaken", False, failure.reason)
             return failure.result()
 
-        candidate_failure: tuple[StirFailure, Passport] | None = None
+        # Several SHAKEN PASSporTs (e.g. re-signed by a transit carrier): the first that verifies wins,
+        # otherwise the first one's failure is reported.
+        failed: list[tuple[StirFailure, Passport]] = []
         for pp in shaken:
             try:
-                result = self._verify_shaken(pp, decoded, calling_raw, called_raw, call_id, now, note, used)
-                return result
+                return self._verify_shaken(pp, decoded, calling_raw, called_raw, call_id, now, note, used)
             except StirFailure as failure:
-                if candidate_failure is None:
-                    candidate_failure = (failure, pp)
-        assert candidate_failure is not None
-        return self._failed(*candidate_failure)
+                failed.append((failure, pp))
+        return self._failed(*failed[0])
 
     @staticmethod
     def _failed(failure: StirFailure, pp: Passport | None) -> StirResult:
@@ -194,7 +195,7 @@ class Verifier:
         called_raw: str,
         call_id: str,
         now: float,
-        note,  # noqa: ANN001 - local closure
+        note: Callable[[str, bool, str], None],
         used: list[str],
     ) -> StirResult:
         # Numbers (RFC 8224 §6.2 step 3, RFC 8588 §5): cheap, before any network.
@@ -221,13 +222,13 @@ class Verifier:
             if self.replay.is_replay(p.signature_b64, call_id, now):
                 note("replay", False, "signature already used by another Call-ID")
                 raise StirFailure("replay", "PASSporT signature already seen with a different Call-ID")
-        note("replay", True)
+        note("replay", True, "")
 
         for p in chain:
             cert = self._cert(p.x5u, now, used)
             note(f"certificate[{p.ppt}]", True, f"{cert.subject} spc={','.join(cert.spcs)}")
             passport.verify_signature(p, cert.public_key)
-            note(f"signature[{p.ppt}]", True)
+            note(f"signature[{p.ppt}]", True, "")
         for p in chain:
             self.replay.record(p.signature_b64, call_id, p.iat, now)
 
@@ -254,7 +255,9 @@ class Verifier:
                 return d
         return None
 
-    def _rcd_name(self, pp: Passport, decoded: list[Passport], now: float, used: list[str], note) -> str | None:  # noqa: ANN001
+    def _rcd_name(
+        self, pp: Passport, decoded: list[Passport], now: float, used: list[str], note: Callable[[str, bool, str], None]
+    ) -> str | None:
         """A separate ppt=rcd PASSporT's name counts only if that PASSporT itself verifies."""
         for r in decoded:
             if r.ppt != "rcd" or r.rcd_name is None:
