@@ -6,6 +6,8 @@ import random
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.media.captcha import Captcha, CaptchaResult, CaptchaState, make_rng, new_code
 from edge.media.flow import (
@@ -24,6 +26,7 @@ from edge.media.flow import (
     RememberPass,
     StartTimer,
     StopPlayback,
+    TimerFired,
     TimerTable,
     Voicemail,
 )
@@ -425,3 +428,46 @@ def test_captcha_hangup_result_has_no_verdict_evidence() -> None:
     run = running()
     run.send(CallerHungUp())
     assert run.flow.result.evidence() == []
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("key"), st.sampled_from("0123456789*#")),
+        st.tuples(st.just("played")),
+        st.tuples(st.just("progress"), st.integers(min_value=0, max_value=11)),
+        st.tuples(st.just("advance"), st.floats(min_value=0.0, max_value=12.0)),
+        st.tuples(st.just("stale")),
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(OPS, st.sampled_from(list(OnFail)), st.sampled_from(list(EarlyInput)))
+def test_captcha_random_caller_always_ends(ops, on_fail, early) -> None:
+    run = running(on_fail=on_fail, early_input=early, voicemail_box="main")
+    for op in ops:
+        if op[0] == "key":
+            run.key(op[1])
+        elif op[0] == "played" and run.playing is not None:
+            run.played()
+        elif op[0] == "progress" and run.playing is not None:
+            run.send(PlaybackProgress(playlist_id=run.playing.playlist_id, item_index=op[1]))
+        elif op[0] == "advance":
+            run.advance(op[1])
+        elif op[0] == "stale":
+            assert run.send(TimerFired(name="captcha.answer.999999")) == []
+        assert len(run.timers) <= 1
+        assert run.flow.result is None or run.flow.result.attempts <= 3
+    for _ in range(50):  # now a silent caller: timeouts must end it
+        if run.flow.finished:
+            break
+        if run.playing is not None:
+            run.played()
+        else:
+            at = run.timers.next_at()
+            assert at is not None, f"captcha stuck in {run.flow.state}"
+            run.advance(at - run.now)
+    result = run.flow.result
+    assert result is not None and len(run.timers) == 0
+    assert result.passed == (result.outcome is Outcome.PASSED)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.media.flow import (
     CallerHungUp,
@@ -447,3 +449,51 @@ def test_menu_result_encodes_for_activity_record() -> None:
     decoded = msgspec.json.decode(msgspec.json.encode(run.flow.result))
     assert decoded["outcome"] == "forwarded"
     assert decoded["path"] == ["main"] and decoded["target"] == "sales"
+
+
+# ------------------------------------------------------------------ random callers
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("key"), st.sampled_from("0123456789*#A")),
+        st.tuples(st.just("played")),
+        st.tuples(st.just("advance"), st.floats(min_value=0.0, max_value=8.0)),
+        st.tuples(st.just("stale")),
+    ),
+    max_size=40,
+)
+
+
+def drive(run: Run, ops) -> None:
+    """Random caller, then a silent caller: the flow must end within a bounded number of steps."""
+    for op in ops:
+        if op[0] == "key":
+            run.key(op[1])
+        elif op[0] == "played" and run.playing is not None:
+            run.played()
+        elif op[0] == "advance":
+            run.advance(op[1])
+        elif op[0] == "stale":
+            assert run.send(TimerFired(name="menu.first_digit.999999")) == []
+        assert len(run.timers) <= 2
+        if run.flow.finished:
+            assert len(run.timers) == 0
+            assert run.key("1") == []
+    for _ in range(100):
+        if run.flow.finished:
+            break
+        if run.playing is not None:
+            run.played()
+        else:
+            at = run.timers.next_at()
+            assert at is not None, f"flow stuck in {run.flow.state}"
+            run.advance(at - run.now)
+    assert run.flow.finished and run.flow.result is not None
+    assert len(run.timers) == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(OPS)
+def test_menu_random_caller_always_ends(ops) -> None:
+    run = running(max_transitions=4)
+    drive(run, ops)

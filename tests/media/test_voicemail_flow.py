@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.media.flow import (
     CallerHungUp,
@@ -266,3 +268,49 @@ def test_voicemail_late_events_ignored() -> None:
     run.played()
     assert run.send(DtmfReceived(digit="#", at=run.now)) == []
     assert run.flow.result.path == "/v/g.wav"
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("key"), st.sampled_from("19#*")),
+        st.tuples(st.just("played")),
+        st.tuples(st.just("advance"), st.floats(min_value=0.0, max_value=70.0)),
+        st.tuples(st.just("recorded"), st.floats(min_value=0.0, max_value=60.0)),
+        st.tuples(st.just("hangup")),
+        st.tuples(st.just("media_timeout")),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(OPS)
+def test_voicemail_random_events_always_end(ops) -> None:
+    run = running()
+    hangups = 0
+    for op in ops:
+        if op[0] == "key":
+            run.key(op[1])
+        elif op[0] == "played" and run.playing is not None:
+            run.played()
+        elif op[0] == "advance":
+            run.advance(op[1])
+        elif op[0] == "recorded":
+            run.send(RecordingStopped(path="/v/r.wav", seconds=op[1], reason="silence"))
+        elif op[0] == "hangup":
+            run.send(CallerHungUp())
+        elif op[0] == "media_timeout":
+            hangups += sum(isinstance(e, Hangup) for e in run.send(MediaTimedOut()))
+        assert len(run.timers) <= 1
+    for _ in range(20):
+        if run.flow.finished:
+            break
+        if run.playing is not None:
+            run.played()
+        else:
+            at = run.timers.next_at()
+            assert at is not None, f"deposit stuck in {run.flow.state}"
+            run.advance(at - run.now)
+    result = run.flow.result
+    assert result is not None and len(run.timers) == 0
+    assert result.empty == (not result.path or result.seconds < 1.0)
