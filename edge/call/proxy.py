@@ -1,0 +1,895 @@
+"""The clean-call path: a transaction-stateful, record-routing proxy (RFC 3261 §16), sans-IO.
+
+`Proxy.receive(data, source, now)` and `Proxy.handle_timers(now)` queue `(bytes, Destination)`
+pairs in `outbox` and activity changes in `activities`; the asyncio adapters send them. Nothing
+here awaits or touches a socket or the clock.
+
+Per initial INVITE: carrier ACL -> parse -> retransmission absorbed by the server transaction ->
+Max-Forwards -> dialplan lookup (404) -> policy decision (reject before answer) -> 100 Trying ->
+forward to the number's PBX targets in order, failing over on 408/500/503, transport error or
+Timer B. In-dialog requests follow the route set the edge recorded; ACKs for 2xx pass statelessly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Callable
+
+import structlog
+
+from edge.call.activity import Activity, new_activity_id
+from edge.call.peers import Peer, PeerDirectory
+from edge.call.routing import Target, TargetPool
+from edge.config import EdgeConfig, host_port
+from edge.dialplan.plan import NumberEntry, Plan
+from edge.numbers import parse_number
+from edge.policy.facts import Action, Decision
+from edge.sip.errors import SipParseError
+from edge.sip.message import MAGIC_COOKIE, SipMessage, Via, param, parse, split_list, uri_of
+from edge.sip.response import make_response
+from edge.sip.timers import TimerWheel
+from edge.sip.transaction import ClientTransaction, Destination, ServerTransaction, State, build_cancel
+from edge.sip.uri import parse_uri, uri_user
+from edge.units import parse_duration
+
+log = structlog.get_logger("edge.proxy")
+
+FAILOVER_STATUSES = frozenset({408, 500, 503})
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, REFER"
+
+#: decide(msg, source, peer, entry, now) -> Decision; the policy pipeline plugs in here.
+DecideHook = Callable[[SipMessage, Destination, Peer, NumberEntry, float], Decision]
+
+
+class Stats:
+    """Plain counters; the daemon exports them to Prometheus."""
+
+    __slots__ = (
+        "received",
+        "requests",
+        "responses",
+        "parse_errors",
+        "dropped",
+        "retransmissions_absorbed",
+        "invites",
+        "forwarded",
+        "rejected",
+        "unknown_source",
+        "not_found",
+        "failovers",
+        "core_errors",
+        "oversize",
+        "draining_rejected",
+        "calls_answered",
+        "calls_ended",
+        "by_status",
+    )
+
+    def __init__(self) -> None:
+        for s in self.__slots__:
+            setattr(self, s, 0)
+        self.by_status: dict[int, int] = {}
+
+    def as_dict(self) -> dict[str, object]:
+        return {s: getattr(self, s) for s in self.__slots__}
+
+
+class Dialog:
+    """A call the edge routes: enough to authorise in-dialog requests and count active calls."""
+
+    __slots__ = (
+        "call_id",
+        "confirmed",
+        "caller",
+        "callee",
+        "activity",
+        "timers",
+        "created",
+        "answered_at",
+        "caller_contact",
+        "callee_contact",
+    )
+
+    def __init__(self, call_id: str, caller: Destination, activity: Activity | None, now: float) -> None:
+        self.call_id = call_id
+        self.confirmed = False
+        self.caller = caller
+        self.callee: Destination | None = None
+        self.activity = activity
+        self.timers: dict[str, float] = {}
+        self.created = now
+        self.answered_at = 0.0
+        self.caller_contact = ""  # remote targets, for UAs that send in-dialog requests to the edge
+        self.callee_contact = ""  # without a Route set (R-URI = edge)
+
+
+class InviteContext:
+    """One proxied INVITE (initial or re-INVITE) or other relayed request and its hunt over targets."""
+
+    __slots__ = (
+        "server",
+        "request",
+        "targets",
+        "index",
+        "client",
+        "cancelled",
+        "done",
+        "best",
+        "activity",
+        "dialog",
+        "initial",
+        "timers",
+        "called_user",
+        "decision",
+        "entry",
+        "peer",
+    )
+
+    def __init__(self, server: ServerTransaction, request: SipMessage) -> None:
+        self.server = server
+        self.request = request
+        self.targets: list[Target] = []
+        self.index = -1
+        self.client: ClientTransaction | None = None
+        self.cancelled = False
+        self.done = False
+        self.best: SipMessage | None = None
+        self.activity: Activity | None = None
+        self.dialog: Dialog | None = None
+        self.initial = False
+        self.timers: dict[str, float] = {}
+        self.called_user = ""
+        self.decision: Decision | None = None
+        self.entry: NumberEntry | None = None
+        self.peer: Peer | None = None
+
+
+class Proxy:
+    def __init__(self, cfg: EdgeConfig, plan: Plan, decide: DecideHook | None = None) -> None:
+        self.cfg = cfg
+        self.plan = plan
+        self.decide = decide
+        self.tv = cfg.timers.values()
+        self.limits = cfg.limits
+        self.dialog_max_age = parse_duration(cfg.limits.dialog_max_age)
+        self.peers = PeerDirectory(cfg)
+        self.wheel = TimerWheel()
+        self.outbox: list[tuple[bytes, Destination]] = []
+        self.activities: list[Activity] = []  # changed activity records to store
+        self.server_txns: dict[tuple, ServerTransaction] = {}
+        self.client_txns: dict[tuple[str, str], ClientTransaction] = {}
+        self.dialogs: dict[str, Dialog] = {}
+        self.stats = Stats()
+        self.draining = False
+        self.node = cfg.daemon.node
+        self._branch_prefix = f"{MAGIC_COOKIE}{os.urandom(4).hex()}"
+        self._branch_n = 0
+        self.local: dict[str, tuple[str, int]] = {}
+        self._ours: set[tuple[str, int]] = set()
+        for ls in cfg.listen:
+            host, port = host_port(ls.advertise or ls.address)
+            self.local.setdefault(ls.transport, (host, port))
+            self._ours.add((host, port))
+            self._ours.add(host_port(ls.address))
+        self.pool = TargetPool(cfg, self.wheel, self.tv, self._send, self._new_branch, self.local)
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _send(self, data: bytes, dest: Destination) -> None:
+        self.outbox.append((data, dest))
+
+    def _new_branch(self) -> str:
+        self._branch_n += 1
+        return f"{self._branch_prefix}{self._branch_n:x}"
+
+    def _via(self, transport: str, branch: str) -> str:
+        host, port = self.local.get(transport) or next(iter(self.local.values()))
+        return f"SIP/2.0/{transport.upper()} {host}:{port};branch={branch};rport"
+
+    def _record_route(self, transport: str) -> str:
+        host, port = self.local.get(transport) or next(iter(self.local.values()))
+        tp = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:{host}:{port}{tp};lr>"
+
+    def _reply(self, req: SipMessage, src: Destination, status: int, reason: str | None = None,
+               extra: list[tuple[str, str]] | None = None) -> bytes:
+        data = make_response(req, status, reason, extra).to_bytes()
+        self._count_status(status)
+        self._send(data, src)
+        return data
+
+    def _count_status(self, status: int) -> None:
+        bs = self.stats.by_status
+        bs[status] = bs.get(status, 0) + 1
+
+    def start(self, now: float) -> None:
+        """Begin OPTIONS health probing of the PBX targets."""
+        self.pool.start(self.client_txns, now)
+
+    def set_plan(self, plan: Plan) -> None:
+        """Swap in a reloaded dialplan; calls in progress keep the entry they were routed with."""
+        self.plan = plan
+
+    def next_deadline(self) -> float | None:
+        return self.wheel.next_deadline()
+
+    @property
+    def active_calls(self) -> int:
+        return len(self.dialogs)
+
+    # -- entry points --------------------------------------------------------------------
+    def receive(self, data: bytes, src: Destination, now: float) -> None:
+        """One datagram or one framed stream message from `src`."""
+        st = self.stats
+        st.received += 1
+        limit = self.limits.max_udp_message if src.transport == "udp" else self.limits.max_tcp_message
+        if len(data) > limit:
+            st.oversize += 1
+            self._oversize(data, src)
+            return
+        try:
+            msg = parse(data, max_headers=self.limits.max_headers, max_header_length=self.limits.max_header_length)
+        except SipParseError as exc:
+            st.parse_errors += 1
+            self._bad_request(data, src, str(exc))
+            return
+        try:
+            if msg.status:
+                st.responses += 1
+                self._on_response(msg, src, now)
+            else:
+                st.requests += 1
+                self._on_request(msg, src, now)
+        except SipParseError as exc:
+            st.parse_errors += 1
+            if not msg.status and msg.method != "ACK":
+                self._reply_safe(msg, src, 400, str(exc))
+        except Exception:  # noqa: BLE001 - one bad message must never stop the loop
+            st.core_errors += 1
+            log.exception("core_error", call_id=msg.get("call-id") or "", transport=src.transport, source=f"{src.host}:{src.port}")
+            if not msg.status and msg.method != "ACK":
+                self._reply_safe(msg, src, 500, "Server Internal Error")
+
+    def handle_timers(self, now: float) -> None:
+        for owner, name in self.wheel.pop_due(now):
+            try:
+                self._on_timer(owner, name, now)
+            except Exception:  # noqa: BLE001
+                self.stats.core_errors += 1
+                log.exception("timer_error", timer=name)
+
+    # -- bad input -------------------------------------------------------------------------
+    def _reply_safe(self, msg: SipMessage, src: Destination, status: int, reason: str) -> None:
+        try:
+            self._reply(msg, src, status, reason)
+        except SipParseError:
+            self.stats.dropped += 1
+
+    def _bad_request(self, data: bytes, src: Destination, reason: str) -> None:
+        """Answer 400 naming the fault when a Via, Call-ID, CSeq, From and To can be read; else drop."""
+        try:
+            head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+            lines = head.split("\r\n")
+            if not lines or lines[0].startswith("SIP/") or lines[0].startswith("ACK "):
+                raise ValueError
+            keep: list[tuple[str, str]] = []
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                lname = name.strip().lower()
+                lname = {"v": "via", "i": "call-id", "f": "from", "t": "to"}.get(lname, lname)
+                if sep and lname in ("via", "call-id", "cseq", "from", "to"):
+                    keep.append((lname, value.strip()))
+            names = {k for k, _ in keep}
+            if not {"via", "call-id", "from", "to", "cseq"} <= names:
+                raise ValueError
+            Via(split_list(next(v for k, v in keep if k == "via"))[0])
+            req = SipMessage.request("X", "sip:x", [(k, v) for k, v in keep])
+            self._reply(req, src, 400, reason[:100])
+        except (ValueError, SipParseError, StopIteration):
+            self.stats.dropped += 1
+
+    def _oversize(self, data: bytes, src: Destination) -> None:
+        """513 when the headers can be read (RFC 3261 §21.5.11), else drop."""
+        self._bad_request_status(data[:8192], src, 513, "Message Too Large")
+
+    def _bad_request_status(self, head: bytes, src: Destination, status: int, reason: str) -> None:
+        try:
+            msg = parse(head.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+            if msg.status or msg.method == "ACK":
+                raise SipParseError("not answerable")
+            self._reply(msg, src, status, reason)
+        except SipParseError:
+            self.stats.dropped += 1
+
+    # -- requests ---------------------------------------------------------------------------
+    def _on_request(self, msg: SipMessage, src: Destination, now: float) -> None:
+        via = msg.top_via
+        if len(msg.vias) > self.limits.max_via:
+            raise SipParseError("Too many Via headers")
+        method = msg.method
+        sent_by = (via.host, via.port)
+        if method == "ACK":
+            st = self.server_txns.get((via.branch, sent_by, "INVITE"))
+            if st is not None and st.state in (State.COMPLETED, State.CONFIRMED):
+                st.on_ack(now)  # ACK for a non-2xx: hop by hop, absorbed
+                return
+            self._forward_ack(msg, src, now)
+            return
+        key = (via.branch, sent_by, method)
+        st = self.server_txns.get(key)
+        if st is not None:
+            self.stats.retransmissions_absorbed += 1
+            st.on_retransmission(now)
+            return
+        if method == "CANCEL":
+            self._on_cancel(msg, src, key, now)
+            return
+        mf = msg.max_forwards
+        if mf is not None and mf <= 0:
+            if method == "OPTIONS" and not msg.to_tag:
+                self._reply(msg, src, 200, extra=[("Allow", ALLOW), ("Accept", "application/sdp")])
+            else:
+                self._reply(msg, src, 483)
+            return
+        if msg.to_tag:
+            self._on_in_dialog(msg, src, key, now)
+            return
+        peer = self.peers.classify(src.host, src.port)
+        if peer is None:
+            self.stats.unknown_source += 1
+            if self.cfg.acl.unknown_source == "reject":
+                self._reply(msg, src, 403, "Forbidden: unknown source")
+            else:
+                self.stats.dropped += 1
+            return
+        if method == "OPTIONS" and self._addressed_to_edge(msg):
+            self._reply(msg, src, 200, extra=[("Allow", ALLOW), ("Accept", "application/sdp")])
+            return
+        if method not in ("INVITE", "MESSAGE", "OPTIONS"):
+            self._reply(msg, src, 405, extra=[("Allow", ALLOW)])
+            return
+        self._on_initial(msg, src, key, peer, now)
+
+    def _addressed_to_edge(self, msg: SipMessage) -> bool:
+        user = uri_user(msg.uri)
+        if not user:
+            return True
+        try:
+            u = parse_uri(msg.uri)
+        except ValueError:
+            return False
+        return (u.host, u.port or 5060) in self._ours and not any(c.isdigit() for c in user)
+
+    def _on_initial(self, msg: SipMessage, src: Destination, key: tuple, peer: Peer, now: float) -> None:
+        st = self.stats
+        if msg.method == "INVITE":
+            st.invites += 1
+        if self.draining:
+            st.draining_rejected += 1
+            self._reply(msg, src, 503, "Service Unavailable: draining", [("Retry-After", str(self.cfg.daemon.retry_after))])
+            return
+        if len(self.server_txns) >= self.limits.max_transactions or len(self.dialogs) >= self.limits.max_dialogs:
+            self._reply(msg, src, 503, "Service Unavailable: overloaded", [("Retry-After", "5")])
+            return
+        server = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
+        self.server_txns[key] = server
+        ctx = InviteContext(server, msg)
+        ctx.initial = True
+        ctx.peer = peer
+        server.owner = ctx
+        if msg.method == "INVITE":
+            server.respond(100, make_response(msg, 100).to_bytes(), now)
+        if peer.kind == "pbx":
+            self._route_outbound(ctx, now)
+            return
+        called_user = uri_user(msg.uri)
+        ctx.called_user = called_user
+        called = parse_number(called_user).e164 if called_user else ""
+        entry = self.plan.lookup(called)
+        activity = self._new_activity(msg, src, peer, called or called_user, now)
+        ctx.activity = activity
+        if entry is None:
+            st.not_found += 1
+            activity.decision = Action.REJECT.value
+            activity.rule_id = "dialplan.unknown_number"
+            activity.reason = "called number is not in any dialplan"
+            self._final_local(ctx, 404, "Not Found", now)
+            return
+        ctx.entry = entry
+        activity.customer = entry.customer
+        decision = self.decide(msg, src, peer, entry, now) if self.decide is not None else None
+        if decision is not None:
+            ctx.decision = decision
+            activity.decision = decision.action.value
+            activity.rule_id = decision.rule_id
+            activity.reason = decision.reason
+            activity.score = decision.score
+            activity.evidence = list(decision.evidence)
+            activity.dry_run = decision.dry_run
+            activity.would = decision.would.value if decision.would else ""
+            if decision.action is not Action.ALLOW:
+                st.rejected += 1
+                status = decision.sip_status or 603
+                self._final_local(ctx, status, None, now, [("Reason", f'SIP;cause={status};text="{decision.rule_id}"')])
+                return
+        else:
+            activity.decision = Action.ALLOW.value
+            activity.rule_id = "default"
+        ctx.targets = self.pool.hunt_list(entry.targets)
+        if not ctx.targets:
+            activity.reason = "no PBX target in rotation"
+            self._final_local(ctx, 503, "Service Unavailable: no PBX available", now, [("Retry-After", "10")])
+            return
+        self._open_dialog(ctx, src, now)
+        self._try_next(ctx, now)
+
+    def _route_outbound(self, ctx: InviteContext, now: float) -> None:
+        """A call the PBX sends out: to the carriers' outbound targets in order."""
+        msg = ctx.request
+        ctx.called_user = uri_user(msg.uri)
+        ctx.targets = self.pool.outbound_list()
+        if not ctx.targets:
+            self._final_local(ctx, 403, "Forbidden: no outbound carrier", now)
+            return
+        self._open_dialog(ctx, ctx.server.source, now)
+        self._try_next(ctx, now)
+
+    def _open_dialog(self, ctx: InviteContext, src: Destination, now: float) -> None:
+        if ctx.request.method != "INVITE":
+            return
+        call_id = ctx.request.call_id
+        dlg = Dialog(call_id, src, ctx.activity, now)
+        contact = ctx.request.get("contact")
+        dlg.caller_contact = uri_of(split_list(contact)[0]) if contact else ""
+        self.dialogs[call_id] = dlg
+        ctx.dialog = dlg
+        self.wheel.arm(dlg, "max_age", now + self.dialog_max_age)
+
+    def _new_activity(self, msg: SipMessage, src: Destination, peer: Peer, called: str, now: float) -> Activity:
+        pai = msg.get("p-asserted-identity")
+        frm = msg.get("from") or ""
+        calling_user = uri_user(uri_of(split_list(pai)[0] if pai else frm))
+        calling = parse_number(calling_user).e164 if calling_user else ""
+        return Activity(
+            id=new_activity_id(now, self.node),
+            call_id=msg.call_id,
+            kind="message" if msg.method == "MESSAGE" else "call",
+            received_at=now,
+            calling_number=calling or calling_user,
+            called_number=called,
+            cnam=_display_name(pai or frm),
+            source=f"{src.host}:{src.port}",
+            transport=src.transport,
+            carrier=peer.name if peer.kind == "carrier" else "",
+            node=self.node,
+        )
+
+    def _final_local(self, ctx: InviteContext, status: int, reason: str | None, now: float,
+                     extra: list[tuple[str, str]] | None = None) -> None:
+        """A final response the edge generates itself for an INVITE/MESSAGE context (before answer)."""
+        data = make_response(ctx.request, status, reason, extra).to_bytes()
+        self._count_status(status)
+        ctx.server.respond(status, data, now)
+        ctx.done = True
+        self._finish(ctx, status, now)
+
+    def _finish(self, ctx: InviteContext, status: int, now: float) -> None:
+        a = ctx.activity
+        if a is not None and ctx.initial:
+            a.final_status = status
+            if status >= 300 or (ctx.request.method == "MESSAGE"):
+                a.ended_at = now
+                a.billable = status < 300
+            self.activities.append(a)
+            if self.cfg.logging.log_calls:
+                log.info(
+                    "contact_decided",
+                    call_id=a.call_id,
+                    kind=a.kind,
+                    calling=a.calling_number,
+                    called=a.called_number,
+                    status=status,
+                    decision=a.decision,
+                    rule_id=a.rule_id,
+                    target=a.target,
+                )
+        if status >= 300 and ctx.dialog is not None and not ctx.dialog.confirmed:
+            self._close_dialog(ctx.dialog)
+
+    def _close_dialog(self, dlg: Dialog) -> None:
+        if self.dialogs.get(dlg.call_id) is dlg:
+            del self.dialogs[dlg.call_id]
+        dlg.timers.clear()
+
+    # -- forwarding ---------------------------------------------------------------------------
+    def _try_next(self, ctx: InviteContext, now: float) -> None:
+        while True:
+            ctx.index += 1
+            if ctx.index >= len(ctx.targets) or ctx.cancelled:
+                self._give_up(ctx, now)
+                return
+            target = ctx.targets[ctx.index]
+            if ctx.index > 0:
+                self.stats.failovers += 1
+            fwd = self._prepare_forward(ctx.request, ctx.server.source, target.uri_for(ctx.called_user), target.dest, True)
+            branch = fwd.branch
+            ct = ClientTransaction(branch, fwd, target.dest, self.wheel, self.tv, self._send)
+            ct.owner = ctx
+            ct.index = ctx.index
+            ctx.client = ct
+            self.client_txns[(branch, fwd.method)] = ct
+            if ctx.dialog is not None:
+                ctx.dialog.callee = target.dest
+            if ctx.activity is not None:
+                ctx.activity.target = target.name
+            ct.start(now)
+            return
+
+    def _give_up(self, ctx: InviteContext, now: float) -> None:
+        """No target left: relay the best final response seen, or 408/487/503 of our own."""
+        if ctx.done:
+            return
+        if ctx.cancelled:
+            self._final_local(ctx, 487, None, now)
+        elif ctx.best is not None:
+            self._relay_final(ctx, ctx.best, now)
+        else:
+            self._final_local(ctx, 408 if ctx.targets else 503, None, now)
+
+    def _prepare_forward(self, req: SipMessage, src: Destination, new_uri: str | None,
+                         dest: Destination, record_route: bool) -> SipMessage:
+        fwd = req.copy()
+        # RFC 3581: note where the request really came from, so responses find their way back.
+        via = fwd.top_via
+        top = fwd.pop_first_value("via") or ""
+        if via.host != src.host:
+            top += f";received={src.host}"
+        if "rport" in via.params:
+            top = _set_rport(top, src.port)
+        fwd.prepend("via", top)
+        if new_uri is not None:
+            fwd.set_uri(new_uri)
+        mf = req.max_forwards
+        fwd.set("max-forwards", str((mf if mf is not None else 70) - 1))
+        if record_route:
+            fwd.prepend("record-route", self._record_route(dest.transport))
+            if dest.transport != src.transport:
+                # RFC 5658 double Record-Route: one entry per side when the transports differ.
+                fwd.prepend("record-route", self._record_route(src.transport))
+        fwd.prepend("via", self._via(dest.transport, self._new_branch()))
+        return fwd
+
+    def _relay_final(self, ctx: InviteContext, resp: SipMessage, now: float) -> None:
+        out = resp.copy()
+        out.pop_first_value("via")
+        ctx.server.respond(resp.status, out.to_bytes(), now)
+        self._count_status(resp.status)
+        ctx.done = True
+        self._finish(ctx, resp.status, now)
+
+    def _on_cancel(self, msg: SipMessage, src: Destination, key: tuple, now: float) -> None:
+        inv_key = (key[0], key[1], "INVITE")
+        st = self.server_txns.get(inv_key)
+        if st is None or st.terminated:
+            self._reply(msg, src, 481)
+            return
+        cancel_st = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
+        self.server_txns[key] = cancel_st
+        cancel_st.respond(200, make_response(msg, 200).to_bytes(), now)
+        ctx = st.owner
+        if not isinstance(ctx, InviteContext) or ctx.done:
+            return
+        ctx.cancelled = True
+        ct = ctx.client
+        if ct is None or ct.terminated:
+            self._final_local(ctx, 487, None, now)
+            return
+        if ct.got_provisional:
+            self._send_cancel(ct, now)
+        else:
+            ct.cancel_pending = True  # RFC 3261 §9.1: CANCEL only after a provisional response
+
+    def _send_cancel(self, ct: ClientTransaction, now: float) -> None:
+        cancel = build_cancel(ct.request)
+        cc = ClientTransaction(ct.branch, cancel, ct.dest, self.wheel, self.tv, self._send)
+        cc.owner = None
+        self.client_txns[(ct.branch, "CANCEL")] = cc
+        cc.start(now)
+
+    def _on_in_dialog(self, msg: SipMessage, src: Destination, key: tuple, now: float) -> None:
+        dlg = self.dialogs.get(msg.call_id)
+        if dlg is None:
+            self._reply(msg, src, 481)
+            return
+        fwd, dest = self._route_in_dialog(msg, src, dlg)
+        if fwd is None or dest is None:
+            self._reply(msg, src, 404, "Not Found: no route")
+            return
+        server = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
+        self.server_txns[key] = server
+        ctx = InviteContext(server, msg)
+        ctx.dialog = dlg
+        server.owner = ctx
+        if msg.method == "INVITE":
+            server.respond(100, make_response(msg, 100).to_bytes(), now)
+        ct = ClientTransaction(fwd.branch, fwd, dest, self.wheel, self.tv, self._send)
+        ct.owner = ctx
+        ctx.client = ct
+        ctx.index = 0
+        ctx.targets = []
+        self.client_txns[(fwd.branch, fwd.method)] = ct
+        ct.start(now)
+
+    def _route_in_dialog(self, msg: SipMessage, src: Destination, dlg: Dialog) -> tuple[SipMessage | None, Destination | None]:
+        """Loose routing (RFC 3261 §16.4, §16.12): pop our Route entries, send to the next Route or the R-URI."""
+        routes = msg.routes
+        while routes:
+            try:
+                u = parse_uri(uri_of(routes[0]))
+            except ValueError:
+                break
+            if (u.host, u.port or 5060) not in self._ours:
+                break
+            routes = routes[1:]
+        from_callee = dlg.callee is not None and (src.host, src.port) == (dlg.callee.host, dlg.callee.port)
+        new_uri: str | None = None
+        try:
+            nxt = parse_uri(uri_of(routes[0])) if routes else parse_uri(msg.uri)
+            if not routes and (nxt.host, nxt.port or 5060) in self._ours:
+                # The UA addressed the edge itself with no route set: use the other side's Contact.
+                new_uri = dlg.caller_contact if from_callee else dlg.callee_contact
+                if not new_uri:
+                    return None, None
+                nxt = parse_uri(new_uri)
+        except ValueError:
+            return None, None
+        if nxt.scheme == "tel" or not nxt.host:
+            return None, None
+        transport = nxt.transport
+        dest = Destination(transport, nxt.host, nxt.port or (5061 if transport == "tls" else 5060))
+        if (dest.host, dest.port) in self._ours:
+            return None, None  # would loop back to the edge
+        # Toward a stream peer, reuse the connection that peer opened (its Contact port is not where it listens).
+        other = dlg.caller if from_callee else dlg.callee
+        if other is not None and other.transport != "udp" and other.conn_id and other.host == dest.host:
+            dest = other
+        out = self._prepare_forward(msg, src, new_uri, dest, False)
+        out.remove("route")
+        for r in routes:
+            out.append("route", r)
+        return out, dest
+
+    def _forward_ack(self, msg: SipMessage, src: Destination, now: float) -> None:
+        """ACK for a 2xx is end to end: forwarded statelessly along the route set (RFC 3261 §16.11)."""
+        dlg = self.dialogs.get(msg.call_id)
+        if dlg is None:
+            self.stats.dropped += 1
+            return
+        fwd, dest = self._route_in_dialog(msg, src, dlg)
+        if fwd is None or dest is None:
+            self.stats.dropped += 1
+            return
+        # Stateless forwarding needs a branch that is the same for every retransmission of this ACK.
+        fwd.pop_first_value("via")
+        digest = hashlib.blake2s(f"{msg.branch}|{msg.call_id}".encode(), digest_size=8).hexdigest()
+        fwd.prepend("via", self._via(dest.transport, f"{MAGIC_COOKIE}a{digest}"))
+        self._send(fwd.to_bytes(), dest)
+        if not dlg.confirmed:
+            dlg.confirmed = True
+
+    # -- responses ------------------------------------------------------------------------------
+    def _on_response(self, msg: SipMessage, src: Destination, now: float) -> None:
+        via = msg.top_via
+        ct = self.client_txns.get((via.branch, msg.cseq_method))
+        if ct is None:
+            self._forward_stateless_response(msg, via)
+            return
+        if ct.owner is None:
+            ct.on_response(msg, now)  # our own CANCEL or health ping without owner
+            return
+        if not ct.on_response(msg, now):
+            self.stats.retransmissions_absorbed += 1
+            return
+        owner = ct.owner
+        if isinstance(owner, InviteContext):
+            self._context_response(owner, ct, msg, now)
+        else:
+            owner.on_response(ct, msg, now)  # health probe
+
+    def _forward_stateless_response(self, msg: SipMessage, via: Via) -> None:
+        """A response no transaction knows (e.g. a late 2xx after Timer B): route it by its Via (§16.7)."""
+        if (via.host, via.port or 5060) not in self._ours:
+            self.stats.dropped += 1
+            return
+        out = msg.copy()
+        out.pop_first_value("via")
+        vias = out.vias
+        if not vias:
+            self.stats.dropped += 1
+            return
+        host, port = vias[0].response_address()
+        self._send(out.to_bytes(), Destination(vias[0].transport.lower(), host, port))
+
+    def _context_response(self, ctx: InviteContext, ct: ClientTransaction, resp: SipMessage, now: float) -> None:
+        if ct is not ctx.client:
+            # A response from a target we already moved on from (late): 2xx still goes upstream.
+            if 200 <= resp.status < 300:
+                self._relay_provisional_or_2xx(ctx, resp, now)
+            return
+        status = resp.status
+        if status < 200:
+            if ct.cancel_pending:
+                ct.cancel_pending = False
+                self._send_cancel(ct, now)
+            if ctx.initial and ct.method == "INVITE":
+                self.wheel.arm(ctx, "C", now + self.tv.timer_c)
+            if status == 100:
+                return
+            self._relay_provisional_or_2xx(ctx, resp, now)
+            return
+        self.wheel.cancel(ctx, "C")
+        if status < 300:
+            self._relay_provisional_or_2xx(ctx, resp, now)
+            return
+        # Final non-2xx: fail over or relay.
+        if ctx.best is None or _better(resp.status, ctx.best.status):
+            ctx.best = resp
+        if ctx.initial and status in FAILOVER_STATUSES and not ctx.cancelled and ctx.index + 1 < len(ctx.targets):
+            log.info("failover", call_id=resp.get("call-id") or "", status=status, target=ctx.targets[ctx.index].name)
+            self._try_next(ctx, now)
+            return
+        self._relay_final(ctx, resp, now)
+        if ctx.request.method == "BYE" and ctx.dialog is not None:
+            self._end_dialog(ctx.dialog, now)
+
+    def _relay_provisional_or_2xx(self, ctx: InviteContext, resp: SipMessage, now: float) -> None:
+        out = resp.copy()
+        out.pop_first_value("via")
+        status = resp.status
+        first_final = status >= 200 and not ctx.done
+        ctx.server.respond(status, out.to_bytes(), now)
+        if status < 200:
+            return
+        if first_final:
+            self._count_status(status)
+        if ctx.done:
+            return
+        ctx.done = True
+        method = ctx.request.method
+        dlg = ctx.dialog
+        if ctx.initial and method == "INVITE":
+            self.stats.calls_answered += 1
+            if dlg is not None:
+                dlg.answered_at = now
+                contact = resp.get("contact")
+                dlg.callee_contact = uri_of(split_list(contact)[0]) if contact else ""
+            a = ctx.activity
+            if a is not None:
+                a.answered_at = now
+                a.billable = True
+            self._finish(ctx, status, now)
+        elif ctx.initial:
+            self._finish(ctx, status, now)
+        elif method == "BYE" and dlg is not None:
+            self._end_dialog(dlg, now)
+
+    def _end_dialog(self, dlg: Dialog, now: float) -> None:
+        if self.dialogs.get(dlg.call_id) is not dlg:
+            return
+        self._close_dialog(dlg)
+        self.stats.calls_ended += 1
+        a = dlg.activity
+        if a is not None:
+            a.ended_at = now
+            if a.answered_at:
+                a.duration = round(now - a.answered_at, 3)
+            self.activities.append(a)
+
+    # -- timers -------------------------------------------------------------------------------
+    def _on_timer(self, owner: object, name: str, now: float) -> None:
+        if isinstance(owner, ServerTransaction):
+            owner.on_timer(name, now)
+            if owner.terminated and self.server_txns.get(owner.key) is owner:
+                del self.server_txns[owner.key]
+            return
+        if isinstance(owner, ClientTransaction):
+            event = owner.on_timer(name, now)
+            if owner.terminated:
+                k = (owner.branch, owner.method)
+                if self.client_txns.get(k) is owner:
+                    del self.client_txns[k]
+            if event == "timeout":
+                self._client_failed(owner, 408, now)
+            return
+        if isinstance(owner, InviteContext):
+            if name == "C" and not owner.done and owner.client is not None:
+                if owner.client.got_provisional:
+                    owner.cancelled = True
+                    self._send_cancel(owner.client, now)
+                else:
+                    owner.client.terminate()
+                    self._client_failed(owner.client, 408, now)
+            return
+        if isinstance(owner, Dialog):
+            if name == "max_age":
+                log.warning("dialog_expired", call_id=owner.call_id)
+                self._end_dialog(owner, now)
+            return
+        on_timer = getattr(owner, "on_timer", None)
+        if on_timer is not None:
+            on_timer(name, now)
+
+    def _client_failed(self, ct: ClientTransaction, status: int, now: float) -> None:
+        """Timer B/F fired or the transport failed: fail over to the next target, or answer ourselves."""
+        owner = ct.owner
+        if owner is None:
+            return
+        if not isinstance(owner, InviteContext):
+            owner.on_failure(ct, now)
+            return
+        ctx = owner
+        if ct is not ctx.client or ctx.done:
+            return
+        if ctx.initial and not ctx.cancelled and ctx.index + 1 < len(ctx.targets):
+            log.info("failover", call_id=ctx.request.call_id, status=status, target=ctx.targets[ctx.index].name)
+            self._try_next(ctx, now)
+            return
+        if ctx.best is not None and not ctx.cancelled:
+            self._relay_final(ctx, ctx.best, now)
+        else:
+            self._final_local(ctx, 487 if ctx.cancelled else status, None, now)
+        if ctx.request.method == "BYE" and ctx.dialog is not None:
+            self._end_dialog(ctx.dialog, now)
+
+    def transport_error(self, dest: Destination, now: float) -> None:
+        """The adapter could not deliver to `dest` (ICMP unreachable, connect refused): fail those transactions."""
+        for ct in list(self.client_txns.values()):
+            if ct.dest[:3] == dest[:3] and not ct.terminated and ct.state in (State.CALLING, State.TRYING):
+                ct.on_transport_error()
+                k = (ct.branch, ct.method)
+                if self.client_txns.get(k) is ct:
+                    del self.client_txns[k]
+                self._client_failed(ct, 503, now)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start_draining(self) -> None:
+        self.draining = True
+
+    def drained(self) -> bool:
+        return not self.dialogs and not any(
+            isinstance(st.owner, InviteContext) and not st.owner.done for st in self.server_txns.values()
+        )
+
+
+def _better(a: int, b: int) -> bool:
+    """RFC 3261 §16.7 step 6 (simplified): prefer 6xx, then the lowest class, 503 last."""
+    def rank(s: int) -> tuple[int, int]:
+        if s >= 600:
+            return (0, s)
+        if s == 503:
+            return (9, s)
+        return (s // 100, s)
+    return rank(a) < rank(b)
+
+
+def _set_rport(via: str, port: int) -> str:
+    parts = via.split(";")
+    for i, p in enumerate(parts):
+        if p.strip().lower().split("=", 1)[0] == "rport":
+            parts[i] = f"rport={port}"
+    return ";".join(parts)
+
+
+def _display_name(value: str) -> str:
+    """Display name of a name-addr: quoted or token form before '<'."""
+    value = split_list(value)[0] if value else ""
+    lt = value.find("<")
+    if lt <= 0:
+        return ""
+    name = value[:lt].strip()
+    if name.startswith('"') and name.endswith('"') and len(name) >= 2:
+        name = name[1:-1].replace('\\"', '"')
+    return name.strip()
+
+
+__all__ = ["Proxy", "Stats", "Dialog", "InviteContext", "param"]

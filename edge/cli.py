@@ -1,0 +1,73 @@
+"""The `sip-edge` command: run the daemon, check configuration, and operate it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DEFAULT_CONFIG = "config/edge.toml"
+DEFAULT_DIALPLANS = "dialplans"
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.config import ConfigError
+    from edge.daemon.lifecycle import run_daemon
+    from edge.dialplan.load import DialplanError
+
+    try:
+        return run_daemon(args.config, args.dialplans)
+    except (ConfigError, DialplanError) as exc:
+        sys.stderr.write("\n".join(exc.errors) + "\n")
+        return 1
+
+
+def _check(args: argparse.Namespace) -> int:
+    from edge.check import check
+
+    errors = check(args.config, args.dialplans)
+    for e in errors:
+        sys.stderr.write(e + "\n")
+    if errors:
+        sys.stderr.write(f"{len(errors)} error(s)\n")
+        return 1
+    sys.stdout.write(f"ok: {args.config} and {args.dialplans}\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sip-edge", description="SIP/RTP edge proxy that screens unwanted calls")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the daemon in the foreground")
+    r.add_argument("--config", default=DEFAULT_CONFIG)
+    r.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
+    r.set_defaults(func=_run)
+    c = sub.add_parser("check", help="validate config and dialplans; prints 'file: $.path: reason' per error")
+    c.add_argument("--config", default=DEFAULT_CONFIG)
+    c.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
+    c.set_defaults(func=_check)
+    for module in _command_modules():
+        module.register(sub)
+    return p
+
+
+def _command_modules() -> list:
+    """Operator command groups contributed by each area (activities, blocks, numbers, stir)."""
+    import importlib
+
+    mods = []
+    for name in ("edge.store.commands", "edge.lifecycle.commands", "edge.stir.commands"):
+        try:
+            mods.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    return mods
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

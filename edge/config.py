@@ -1,0 +1,241 @@
+"""The daemon's own settings (config/edge.toml), decoded into msgspec Structs with unknown keys refused.
+
+`load_config(path)` returns an `EdgeConfig` or raises `ConfigError` carrying every problem as
+`file: $.path: reason`, the form `sip-edge check` prints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from edge.sip.timers import TimerValues
+from edge.units import parse_duration
+
+
+class ConfigError(Exception):
+    """One or more configuration problems, each already formatted `file: $.path: reason`."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class Listen(msgspec.Struct, forbid_unknown_fields=True):
+    transport: Literal["udp", "tcp"] = "udp"
+    address: str = "127.0.0.1:5060"
+    advertise: str = ""  # host[:port] written in Via/Record-Route when behind NAT; default: address
+
+
+class Carrier(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    sources: list[str]  # CIDRs ('203.0.113.0/24'), addresses, or 'ip:port' for an exact peer
+    outbound: list[str] = []  # SIP URIs for calls the PBX sends out through this carrier (failover order)
+
+
+class Pbx(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    uri: str  # 'sip:10.0.0.5:5060;transport=udp'
+    sources: list[str] = []  # default: the URI's host and port
+    health_check: bool = True
+    health_interval: str = "10s"
+    health_timeout: str = "2s"
+    down_after: int = 2  # consecutive failed pings before the target leaves rotation
+
+
+class Timers(msgspec.Struct, forbid_unknown_fields=True):
+    t1: str = "500ms"
+    t2: str = "4s"
+    t4: str = "5s"
+    timer_b: str = ""  # default 64*T1; shorter fails over to the next PBX target sooner
+    timer_c: str = "180s"
+    timer_d: str = "32s"
+    timer_f: str = ""
+    timer_h: str = ""
+    timer_j: str = ""
+
+    def values(self) -> TimerValues:
+        def d(v: str) -> float:
+            return parse_duration(v) if v else 0.0
+
+        return TimerValues(
+            t1=d(self.t1),
+            t2=d(self.t2),
+            t4=d(self.t4),
+            timer_b=d(self.timer_b),
+            timer_c=d(self.timer_c),
+            timer_d=d(self.timer_d),
+            timer_f=d(self.timer_f),
+            timer_h=d(self.timer_h),
+            timer_j=d(self.timer_j),
+        )
+
+
+class Limits(msgspec.Struct, forbid_unknown_fields=True):
+    max_udp_message: int = 16384
+    max_tcp_message: int = 65536
+    max_headers: int = 100
+    max_header_length: int = 4096
+    max_via: int = 16
+    max_transactions: int = 200_000
+    max_dialogs: int = 200_000
+    max_tcp_connections: int = 4096
+    dialog_max_age: str = "12h"  # a dialog with no BYE is forgotten after this
+    udp_buffer: int = 4 * 1024 * 1024
+
+
+class Acl(msgspec.Struct, forbid_unknown_fields=True):
+    unknown_source: Literal["reject", "drop"] = "reject"  # 403 or silence for non-carrier, non-PBX INVITEs
+
+
+class Logging(msgspec.Struct, forbid_unknown_fields=True):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"  # auto: console on a TTY, JSON lines otherwise
+    log_calls: bool = True  # one event per contact decision
+
+
+class Daemon(msgspec.Struct, forbid_unknown_fields=True):
+    node: str = "edge-1"
+    state_dir: str = "var"
+    drain_timeout: str = "30s"
+    retry_after: int = 30  # seconds, on 503 while draining
+    watchdog: bool = True  # systemd WATCHDOG=1 pings when WatchdogSec is set
+
+
+class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
+    listen: list[Listen]
+    carriers: list[Carrier] = []
+    pbx: list[Pbx] = []
+    timers: Timers = msgspec.field(default_factory=Timers)
+    limits: Limits = msgspec.field(default_factory=Limits)
+    acl: Acl = msgspec.field(default_factory=Acl)
+    logging: Logging = msgspec.field(default_factory=Logging)
+    daemon: Daemon = msgspec.field(default_factory=Daemon)
+    path: str = ""  # where it was loaded from (set by load_config)
+
+
+def host_port(text: str, default_port: int = 5060) -> tuple[str, int]:
+    if text.startswith("["):
+        end = text.index("]")
+        host = text[1:end]
+        rest = text[end + 1 :]
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+    return host, int(port) if port else default_port
+
+
+def _check_source(src: str) -> str | None:
+    try:
+        if src.count(":") == 1 and "/" not in src:
+            host, port = host_port(src)
+            ipaddress.ip_address(host)
+            if not 0 < port < 65536:
+                return f"invalid port in {src!r}"
+        else:
+            ipaddress.ip_network(src, strict=False)
+    except ValueError as exc:
+        return f"invalid source {src!r}: {exc}"
+    return None
+
+
+def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
+    """Semantic checks msgspec cannot express; (json-path, reason) pairs."""
+    from edge.sip.uri import parse_uri
+
+    errs: list[tuple[str, str]] = []
+    if not cfg.listen:
+        errs.append(("$.listen", "at least one listen socket is required"))
+    for i, ls in enumerate(cfg.listen):
+        try:
+            host, port = host_port(ls.address)
+            ipaddress.ip_address(host)
+            if not 0 < port < 65536:
+                raise ValueError("port out of range")
+        except ValueError as exc:
+            errs.append((f"$.listen[{i}].address", f"invalid address {ls.address!r}: {exc}"))
+    names: set[str] = set()
+    for i, c in enumerate(cfg.carriers):
+        if c.name in names:
+            errs.append((f"$.carriers[{i}].name", f"duplicate name {c.name!r}"))
+        names.add(c.name)
+        if not c.sources:
+            errs.append((f"$.carriers[{i}].sources", "a carrier needs at least one source address"))
+        for j, s in enumerate(c.sources):
+            e = _check_source(s)
+            if e:
+                errs.append((f"$.carriers[{i}].sources[{j}]", e))
+        for j, u in enumerate(c.outbound):
+            try:
+                parse_uri(u)
+            except ValueError as exc:
+                errs.append((f"$.carriers[{i}].outbound[{j}]", str(exc)))
+    pnames: set[str] = set()
+    for i, p in enumerate(cfg.pbx):
+        if p.name in pnames:
+            errs.append((f"$.pbx[{i}].name", f"duplicate name {p.name!r}"))
+        pnames.add(p.name)
+        try:
+            parse_uri(p.uri)
+        except ValueError as exc:
+            errs.append((f"$.pbx[{i}].uri", str(exc)))
+        for j, s in enumerate(p.sources):
+            e = _check_source(s)
+            if e:
+                errs.append((f"$.pbx[{i}].sources[{j}]", e))
+        for key in ("health_interval", "health_timeout"):
+            try:
+                parse_duration(getattr(p, key))
+            except ValueError as exc:
+                errs.append((f"$.pbx[{i}].{key}", str(exc)))
+    for key in ("t1", "t2", "t4", "timer_b", "timer_c", "timer_d", "timer_f", "timer_h", "timer_j"):
+        v = getattr(cfg.timers, key)
+        if v:
+            try:
+                if parse_duration(v) <= 0:
+                    errs.append((f"$.timers.{key}", "must be positive"))
+            except ValueError as exc:
+                errs.append((f"$.timers.{key}", str(exc)))
+    for key in ("drain_timeout",):
+        try:
+            parse_duration(getattr(cfg.daemon, key))
+        except ValueError as exc:
+            errs.append((f"$.daemon.{key}", str(exc)))
+    try:
+        parse_duration(cfg.limits.dialog_max_age)
+    except ValueError as exc:
+        errs.append(("$.limits.dialog_max_age", str(exc)))
+    return errs
+
+
+def _msgspec_path(exc: msgspec.ValidationError) -> tuple[str, str]:
+    text = str(exc)
+    reason, sep, path = text.rpartition(" - at `")
+    if sep:
+        return path.rstrip("`"), reason
+    return "$", text
+
+
+def load_config(path: str | Path) -> EdgeConfig:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{p}: $: cannot read: {exc.strerror}"]) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{p}: $: invalid TOML: {exc}"]) from None
+    try:
+        cfg = msgspec.convert(data, EdgeConfig)
+    except msgspec.ValidationError as exc:
+        jp, reason = _msgspec_path(exc)
+        raise ConfigError([f"{p}: {jp}: {reason}"]) from None
+    errs = validate_config(cfg)
+    if errs:
+        raise ConfigError([f"{p}: {jp}: {reason}" for jp, reason in errs])
+    cfg.path = str(p)
+    return cfg

@@ -1,0 +1,229 @@
+"""asyncio adapters for the sans-IO proxy: UDP and TCP sockets, the outbox flush and the timer arm.
+
+One `SipHub` owns the Proxy. Every datagram or framed stream message goes in with the current time;
+after each call the hub sends what the core queued and re-arms one loop timer at the core's next
+deadline. Activity records the core produced are handed to `on_activities`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Callable
+
+import structlog
+
+from edge.call.activity import Activity
+from edge.call.proxy import Proxy
+from edge.config import EdgeConfig, host_port
+from edge.sip.errors import FramingError
+from edge.sip.framing import StreamFramer
+from edge.sip.transaction import Destination
+
+log = structlog.get_logger("edge.io")
+
+
+class SipHub:
+    def __init__(self, proxy: Proxy, cfg: EdgeConfig, on_activities: Callable[[list[Activity]], None] | None = None) -> None:
+        self.proxy = proxy
+        self.cfg = cfg
+        self.loop = asyncio.get_running_loop()
+        self.udp: asyncio.DatagramTransport | None = None
+        self.udp_local: tuple[str, int] | None = None
+        self.tcp_servers: list[asyncio.base_events.Server] = []
+        self.conns: dict[int, TcpConnection] = {}
+        self.conn_by_addr: dict[tuple[str, int], TcpConnection] = {}
+        self._conn_seq = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self.on_activities = on_activities
+        self._resolved: dict[str, str] = {}
+
+    # -- core driving -----------------------------------------------------------------------
+    def feed(self, data: bytes, src: Destination) -> None:
+        proxy = self.proxy
+        proxy.receive(data, src, time.time())
+        self.flush()
+
+    def flush(self) -> None:
+        proxy = self.proxy
+        if proxy.outbox:
+            out = proxy.outbox
+            proxy.outbox = []
+            for data, dest in out:
+                self.send(data, dest)
+        if proxy.activities and self.on_activities is not None:
+            acts = proxy.activities
+            proxy.activities = []
+            self.on_activities(acts)
+        elif proxy.activities:
+            proxy.activities.clear()
+        self._arm()
+
+    def _arm(self) -> None:
+        deadline = self.proxy.next_deadline()
+        if deadline is None:
+            return
+        at = self.loop.time() + max(0.0, deadline - time.time())
+        if self._timer is not None:
+            # Keep the armed timer when it fires no later than needed (coalesce within 2 ms).
+            if self._timer_at <= at + 0.002:
+                return
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self.loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self.proxy.handle_timers(time.time())
+        self.flush()
+
+    # -- sending --------------------------------------------------------------------------------
+    def send(self, data: bytes, dest: Destination) -> None:
+        transport = dest[0]
+        if transport == "udp":
+            if self.udp is None:
+                return
+            host = dest[1]
+            if not _is_ip(host):
+                host = self._resolved.get(host) or host
+            try:
+                self.udp.sendto(data, (host, dest[2]))
+            except OSError as exc:
+                log.warning("udp_send_failed", dest=f"{host}:{dest[2]}", error=str(exc))
+            return
+        conn = self.conns.get(dest[3]) if dest[3] else None
+        if conn is None or conn.closed:
+            conn = self.conn_by_addr.get((dest[1], dest[2]))
+        if conn is not None and not conn.closed:
+            conn.write(data)
+            return
+        self.loop.create_task(self._connect_and_send(data, dest))
+
+    async def _connect_and_send(self, data: bytes, dest: Destination) -> None:
+        key = (dest[1], dest[2])
+        try:
+            conn = self.conn_by_addr.get(key)
+            if conn is None or conn.closed:
+                _, conn = await asyncio.wait_for(
+                    self.loop.create_connection(lambda: TcpConnection(self), dest[1], dest[2]), timeout=5
+                )
+                self.conn_by_addr[key] = conn
+            conn.write(data)
+        except (OSError, asyncio.TimeoutError) as exc:
+            log.warning("tcp_connect_failed", dest=f"{dest[1]}:{dest[2]}", error=str(exc) or type(exc).__name__)
+            self.proxy.transport_error(dest, time.time())
+            self.flush()
+
+    # -- listening ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        for ls in self.cfg.listen:
+            host, port = host_port(ls.address)
+            if ls.transport == "udp":
+                sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, opt, self.cfg.limits.udp_buffer)
+                    except OSError:
+                        pass
+                sock.bind((host, port))
+                transport, _ = await self.loop.create_datagram_endpoint(lambda: UdpProtocol(self), sock=sock)
+                self.udp = transport  # type: ignore[assignment]
+                self.udp_local = sock.getsockname()[:2]
+            else:
+                server = await self.loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True)
+                self.tcp_servers.append(server)
+        self.proxy.start(time.time())
+        self.flush()
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for s in self.tcp_servers:
+            s.close()
+        for c in list(self.conns.values()):
+            c.close()
+        if self.udp is not None:
+            self.udp.close()
+
+    def _register(self, conn: TcpConnection) -> int:
+        self._conn_seq += 1
+        self.conns[self._conn_seq] = conn
+        return self._conn_seq
+
+    def _unregister(self, conn: TcpConnection) -> None:
+        self.conns.pop(conn.conn_id, None)
+        if conn.peer is not None and self.conn_by_addr.get(conn.peer) is conn:
+            del self.conn_by_addr[conn.peer]
+
+
+def _is_ip(host: str) -> bool:
+    return host.replace(".", "").isdigit() or ":" in host
+
+
+class UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, hub: SipHub) -> None:
+        self.hub = hub
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        if len(data) <= 4 and not data.strip(b"\r\n"):
+            return  # CRLF keep-alive on UDP (RFC 5626 §4.4.1 uses STUN; bare CRLFs are common): ignore
+        self.hub.feed(data, Destination("udp", addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp_error", error=str(exc))
+
+
+class TcpConnection(asyncio.Protocol):
+    """One SIP stream connection, accepted or opened; framed by Content-Length."""
+
+    def __init__(self, hub: SipHub) -> None:
+        self.hub = hub
+        self.transport: asyncio.Transport | None = None
+        self.framer = StreamFramer(hub.cfg.limits.max_tcp_message)
+        self.conn_id = 0
+        self.peer: tuple[str, int] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        if len(self.hub.conns) >= self.hub.cfg.limits.max_tcp_connections:
+            log.warning("tcp_connection_refused", reason="max_tcp_connections")
+            transport.close()
+            self.closed = True
+            return
+        self.conn_id = self.hub._register(self)
+        peer = transport.get_extra_info("peername")
+        self.peer = (peer[0], peer[1]) if peer else None
+        if self.peer is not None:
+            self.hub.conn_by_addr.setdefault(self.peer, self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            msgs = self.framer.feed(data)
+        except FramingError as exc:
+            log.warning("tcp_framing_error", peer=str(self.peer), error=str(exc))
+            self.close()
+            return
+        if self.framer.pings and self.transport is not None:
+            self.transport.write(b"\r\n" * self.framer.take_pings())  # RFC 5626 §3.5.1 pong
+        if self.peer is None:
+            return
+        src = Destination("tcp", self.peer[0], self.peer[1], self.conn_id)
+        for m in msgs:
+            self.hub.feed(m, src)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if not self.closed and self.transport is not None:
+            self.transport.close()
+        self.closed = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.hub._unregister(self)

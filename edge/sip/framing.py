@@ -1,0 +1,63 @@
+"""Stream framing for SIP over TCP/TLS (RFC 3261 §18.3) and CRLF keep-alives (RFC 5626 §3.5.1).
+
+On a stream, Content-Length is mandatory and cuts one message from the next. A double CRLF
+between messages is a keep-alive ping answered by a single CRLF pong.
+"""
+
+from __future__ import annotations
+
+import re
+
+from edge.sip.errors import FramingError
+
+_CLEN = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+
+
+class StreamFramer:
+    """Feed bytes, get complete messages; bounded by `max_message`."""
+
+    __slots__ = ("buf", "max_message", "pings")
+
+    def __init__(self, max_message: int = 65536) -> None:
+        self.buf = bytearray()
+        self.max_message = max_message
+        self.pings = 0  # keep-alive pings seen since last read, each needs a CRLF pong
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Return every complete message now in the buffer; raise FramingError on a broken stream."""
+        self.buf += data
+        out: list[bytes] = []
+        buf = self.buf
+        while buf:
+            # Keep-alives and stray CRLFs between messages.
+            if buf[:4] == b"\r\n\r\n":
+                del buf[:4]
+                self.pings += 1
+                continue
+            if buf[:2] == b"\r\n":
+                if len(buf) < 4 and all(c in (13, 10) for c in buf):
+                    break  # may become a ping
+                del buf[:2]
+                continue
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > self.max_message:
+                    raise FramingError("Message too large")
+                break
+            head = bytes(buf[:end])
+            m = _CLEN.search(head)
+            if m is None:
+                raise FramingError("Missing Content-Length on stream")
+            clen = int(m.group(1))
+            total = end + 4 + clen
+            if total > self.max_message:
+                raise FramingError("Message too large")
+            if len(buf) < total:
+                break
+            out.append(bytes(buf[:total]))
+            del buf[:total]
+        return out
+
+    def take_pings(self) -> int:
+        n, self.pings = self.pings, 0
+        return n

@@ -1,0 +1,604 @@
+"""Lean SIP message model for the per-datagram hot path (RFC 3261 §7, §20; RFC 3581).
+
+sipmessage's full grammar costs 40-110 µs per message, too much for every datagram, so this module
+splits the message once into start line, header lines and body, keeps the raw header lines for a
+byte-exact re-serialisation, and derives the routing envelope (top Via, branch, Call-ID, tags, CSeq,
+Max-Forwards, Route) lazily. Edits (add a Via, pop a Route, rewrite the Request-URI) rebuild only
+what changed. Full grammar parsing (sipmessage) is used off the hot path, for name-addr values.
+"""
+
+from __future__ import annotations
+
+from edge.sip.errors import SipParseError
+
+SIP_VERSION = "SIP/2.0"
+MAGIC_COOKIE = "z9hG4bK"
+
+#: RFC 3261 §7.3.3 and later RFCs: compact header names.
+COMPACT_FORMS = {
+    "i": "call-id",
+    "m": "contact",
+    "e": "content-encoding",
+    "l": "content-length",
+    "c": "content-type",
+    "f": "from",
+    "s": "subject",
+    "k": "supported",
+    "t": "to",
+    "v": "via",
+    "o": "event",
+    "r": "refer-to",
+    "b": "referred-by",
+    "x": "session-expires",
+    "u": "allow-events",
+    "y": "identity",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+}
+
+#: Canonical capitalisation for headers the edge writes itself.
+CANONICAL_NAMES = {
+    "via": "Via",
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "from": "From",
+    "to": "To",
+    "contact": "Contact",
+    "content-length": "Content-Length",
+    "content-type": "Content-Type",
+    "max-forwards": "Max-Forwards",
+    "record-route": "Record-Route",
+    "route": "Route",
+    "www-authenticate": "WWW-Authenticate",
+    "p-asserted-identity": "P-Asserted-Identity",
+    "identity": "Identity",
+}
+
+#: Headers whose values may be comma-separated lists (RFC 3261 §7.3.1); others never split.
+LIST_HEADERS = frozenset(
+    {
+        "via",
+        "route",
+        "record-route",
+        "contact",
+        "allow",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "p-asserted-identity",
+        "diversion",
+        "history-info",
+        "reason",
+    }
+)
+
+METHODS = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "PRACK",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PUBLISH",
+        "INFO",
+        "REFER",
+        "MESSAGE",
+        "UPDATE",
+    }
+)
+
+
+def canonical_name(lname: str) -> str:
+    name = CANONICAL_NAMES.get(lname)
+    if name is not None:
+        return name
+    return "-".join(part.capitalize() for part in lname.split("-"))
+
+
+def split_list(value: str) -> list[str]:
+    """Split a header value at top-level commas, respecting quotes and <...> (RFC 3261 §7.3.1)."""
+    if "," not in value:
+        return [value.strip()]
+    out: list[str] = []
+    depth = 0
+    quoted = False
+    start = 0
+    i = 0
+    n = len(value)
+    while i < n:
+        ch = value[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth = max(0, depth - 1)
+        elif ch == "," and depth == 0:
+            part = value[start:i].strip()
+            if part:
+                out.append(part)
+            start = i + 1
+        i += 1
+    part = value[start:].strip()
+    if part:
+        out.append(part)
+    return out
+
+
+def param(value: str, name: str) -> str | None:
+    """Value of a ;name=value parameter in a header value (after any <...> part); '' for a flag."""
+    gt = value.rfind(">")
+    tail = value[gt + 1 :] if gt >= 0 else value
+    lname = name.lower()
+    for piece in tail.split(";")[1:]:
+        key, sep, val = piece.partition("=")
+        if key.strip().lower() == lname:
+            return val.strip().strip('"') if sep else ""
+    return None
+
+
+def uri_of(value: str) -> str:
+    """The URI inside a name-addr (<...>) or an addr-spec without header parameters."""
+    lt = value.find("<")
+    if lt >= 0:
+        gt = value.find(">", lt)
+        return value[lt + 1 : gt if gt > 0 else len(value)].strip()
+    return value.split(";", 1)[0].strip()
+
+
+class Via:
+    """One Via value: `SIP/2.0/UDP host:port;branch=...;rport` (RFC 3261 §20.42, RFC 3581)."""
+
+    __slots__ = ("transport", "host", "port", "params", "raw")
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+        proto, _, rest = raw.partition(" ")
+        rest = rest.strip()
+        if not proto or not rest:
+            raise SipParseError("Bad Via header")
+        parts = proto.split("/")
+        if len(parts) != 3 or parts[0].strip().upper() != "SIP":
+            raise SipParseError("Bad Via protocol")
+        self.transport = parts[2].strip().upper()
+        sent_by, *params = rest.split(";")
+        sent_by = sent_by.strip()
+        if sent_by.startswith("["):
+            end = sent_by.find("]")
+            host = sent_by[: end + 1]
+            port_s = sent_by[end + 2 :] if sent_by[end + 1 : end + 2] == ":" else ""
+        else:
+            host, _, port_s = sent_by.partition(":")
+        if not host:
+            raise SipParseError("Bad Via sent-by")
+        self.host = host.strip()
+        try:
+            self.port = int(port_s) if port_s else 0
+        except ValueError:
+            raise SipParseError("Bad Via port") from None
+        if not 0 <= self.port <= 65535:
+            raise SipParseError("Bad Via port")
+        pd: dict[str, str] = {}
+        for p in params:
+            k, sep, v = p.partition("=")
+            k = k.strip().lower()
+            if k:
+                pd[k] = v.strip() if sep else ""
+        self.params = pd
+
+    @property
+    def branch(self) -> str:
+        return self.params.get("branch", "")
+
+    def response_address(self) -> tuple[str, int]:
+        """Where responses go (RFC 3261 §18.2.2 with RFC 3581 rport/received)."""
+        host = self.params.get("received") or self.host
+        rport = self.params.get("rport")
+        if rport:
+            try:
+                return host, int(rport)
+            except ValueError:
+                pass
+        return host, self.port or (5061 if self.transport == "TLS" else 5060)
+
+
+class SipMessage:
+    """A parsed SIP request or response.
+
+    `headers` is a list of `[lname, name_as_received, value, raw_line]`; raw_line is None for
+    headers the edge added or changed. `to_bytes()` returns the received bytes when nothing changed.
+    """
+
+    __slots__ = (
+        "method",
+        "uri",
+        "status",
+        "reason",
+        "headers",
+        "body",
+        "_raw",
+        "_start",
+        "_dirty",
+        "_vias",
+        "_cache",
+    )
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.uri = ""
+        self.status = 0
+        self.reason = ""
+        self.headers: list[list] = []
+        self.body = b""
+        self._raw: bytes | None = None
+        self._start = ""
+        self._dirty = False
+        self._vias: list[Via] | None = None
+        self._cache: dict[str, object] = {}
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def request(cls, method: str, uri: str, headers: list[tuple[str, str]], body: bytes = b"") -> SipMessage:
+        m = cls()
+        m.method = method
+        m.uri = uri
+        m._start = f"{method} {uri} {SIP_VERSION}"
+        m.headers = [[n.lower(), n, v, None] for n, v in headers]
+        m.body = body
+        m._dirty = True
+        return m
+
+    @classmethod
+    def response(cls, status: int, reason: str, headers: list[tuple[str, str]], body: bytes = b"") -> SipMessage:
+        m = cls()
+        m.status = status
+        m.reason = reason
+        m._start = f"{SIP_VERSION} {status} {reason}"
+        m.headers = [[n.lower(), n, v, None] for n, v in headers]
+        m.body = body
+        m._dirty = True
+        return m
+
+    @property
+    def is_request(self) -> bool:
+        return self.status == 0
+
+    # -- header access ---------------------------------------------------------------------
+    def get(self, lname: str) -> str | None:
+        for h in self.headers:
+            if h[0] == lname:
+                return h[2]
+        return None
+
+    def get_all(self, lname: str) -> list[str]:
+        """Every value of a header, list headers split at top-level commas."""
+        out: list[str] = []
+        split = lname in LIST_HEADERS
+        for h in self.headers:
+            if h[0] == lname:
+                if split:
+                    out.extend(split_list(h[2]))
+                else:
+                    out.append(h[2])
+        return out
+
+    def count(self, lname: str) -> int:
+        return sum(1 for h in self.headers if h[0] == lname)
+
+    # -- envelope ---------------------------------------------------------------------------
+    @property
+    def vias(self) -> list[Via]:
+        if self._vias is None:
+            self._vias = [Via(v) for v in self.get_all("via")]
+        return self._vias
+
+    @property
+    def top_via(self) -> Via:
+        vias = self.vias
+        if not vias:
+            raise SipParseError("Missing Via")
+        return vias[0]
+
+    @property
+    def branch(self) -> str:
+        return self.top_via.branch
+
+    @property
+    def call_id(self) -> str:
+        v = self.get("call-id")
+        if not v:
+            raise SipParseError("Missing Call-ID")
+        return v
+
+    def _cseq(self) -> tuple[int, str]:
+        c = self._cache.get("cseq")
+        if c is None:
+            v = self.get("cseq")
+            if not v:
+                raise SipParseError("Missing CSeq")
+            num, _, meth = v.strip().partition(" ")
+            try:
+                n = int(num)
+            except ValueError:
+                raise SipParseError("Bad CSeq") from None
+            meth = meth.strip()
+            if not meth or n < 0 or n >= 2**31:
+                raise SipParseError("Bad CSeq")
+            c = (n, meth)
+            self._cache["cseq"] = c
+        return c  # type: ignore[return-value]
+
+    @property
+    def cseq_num(self) -> int:
+        return self._cseq()[0]
+
+    @property
+    def cseq_method(self) -> str:
+        return self._cseq()[1]
+
+    @property
+    def from_tag(self) -> str:
+        v = self.get("from")
+        if v is None:
+            raise SipParseError("Missing From")
+        return param(v, "tag") or ""
+
+    @property
+    def to_tag(self) -> str:
+        v = self.get("to")
+        if v is None:
+            raise SipParseError("Missing To")
+        return param(v, "tag") or ""
+
+    @property
+    def max_forwards(self) -> int | None:
+        v = self.get("max-forwards")
+        if v is None:
+            return None
+        try:
+            n = int(v)
+        except ValueError:
+            raise SipParseError("Bad Max-Forwards") from None
+        if not 0 <= n <= 255:
+            raise SipParseError("Bad Max-Forwards")
+        return n
+
+    @property
+    def routes(self) -> list[str]:
+        return self.get_all("route")
+
+    # -- edits ------------------------------------------------------------------------------
+    def _touch(self) -> None:
+        self._dirty = True
+        self._vias = None
+        self._cache.clear()
+
+    def set_uri(self, uri: str) -> None:
+        self.uri = uri
+        self._start = f"{self.method} {uri} {SIP_VERSION}"
+        self._dirty = True
+
+    def prepend(self, lname: str, value: str) -> None:
+        """Insert a header above every other header of that name (Via, Record-Route)."""
+        for i, h in enumerate(self.headers):
+            if h[0] == lname:
+                self.headers.insert(i, [lname, canonical_name(lname), value, None])
+                break
+        else:
+            self.headers.insert(0 if lname == "via" else len(self.headers), [lname, canonical_name(lname), value, None])
+        self._touch()
+
+    def append(self, lname: str, value: str) -> None:
+        self.headers.append([lname, canonical_name(lname), value, None])
+        self._touch()
+
+    def set(self, lname: str, value: str) -> None:
+        """Replace the first header of that name (or append it) and drop any others."""
+        found = False
+        out = []
+        for h in self.headers:
+            if h[0] == lname:
+                if found:
+                    continue
+                found = True
+                out.append([lname, h[1], value, None])
+            else:
+                out.append(h)
+        if not found:
+            out.append([lname, canonical_name(lname), value, None])
+        self.headers = out
+        self._touch()
+
+    def remove(self, lname: str) -> None:
+        self.headers = [h for h in self.headers if h[0] != lname]
+        self._touch()
+
+    def pop_first_value(self, lname: str) -> str | None:
+        """Remove the first value of a list header (top Via, top Route), keeping the rest."""
+        for i, h in enumerate(self.headers):
+            if h[0] == lname:
+                values = split_list(h[2])
+                first = values[0] if values else None
+                if len(values) <= 1:
+                    del self.headers[i]
+                else:
+                    self.headers[i] = [lname, h[1], ", ".join(values[1:]), None]
+                self._touch()
+                return first
+        return None
+
+    def set_body(self, body: bytes, content_type: str | None = None) -> None:
+        self.body = body
+        if content_type is not None:
+            self.set("content-type", content_type)
+        self.set("content-length", str(len(body)))
+
+    # -- serialisation ---------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        if not self._dirty and self._raw is not None:
+            return self._raw
+        lines = [self._start]
+        has_len = False
+        for h in self.headers:
+            if h[0] == "content-length":
+                has_len = True
+                if h[3] is None or int(h[2] or 0) != len(self.body):
+                    lines.append(f"{h[1]}: {len(self.body)}")
+                    continue
+            lines.append(h[3] if h[3] is not None else f"{h[1]}: {h[2]}")
+        if not has_len:
+            lines.append(f"Content-Length: {len(self.body)}")
+        lines.append("")
+        lines.append("")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+
+    def copy(self) -> SipMessage:
+        m = SipMessage()
+        m.method = self.method
+        m.uri = self.uri
+        m.status = self.status
+        m.reason = self.reason
+        m.headers = [list(h) for h in self.headers]
+        m.body = self.body
+        m._raw = self._raw
+        m._start = self._start
+        m._dirty = self._dirty
+        return m
+
+    def __repr__(self) -> str:
+        return f"<SipMessage {self._start!r}>"
+
+
+def _split_head(data: bytes) -> tuple[bytes, bytes]:
+    idx = data.find(b"\r\n\r\n")
+    if idx >= 0:
+        return data[:idx], data[idx + 4 :]
+    idx = data.find(b"\n\n")
+    if idx >= 0:
+        return data[:idx], data[idx + 2 :]
+    # No blank line: a datagram may still be a complete header block (RFC 3261 §18.3 requires it,
+    # but a message that ends right after the last header has no body and is accepted).
+    return data.rstrip(b"\r\n"), b""
+
+
+def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096) -> SipMessage:
+    """Parse one complete SIP message (a UDP datagram, or a TCP frame cut by Content-Length).
+
+    Raises SipParseError whose text names the fault; it is the reason phrase of the 400 the caller sends.
+    """
+    head, body = _split_head(data)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = head.decode("utf-8", "surrogateescape")
+    lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
+    # Leading CRLFs before a request are allowed on streams (RFC 3261 §7.5).
+    while lines and not lines[0]:
+        lines.pop(0)
+    if not lines:
+        raise SipParseError("Empty message")
+    m = SipMessage()
+    start = lines[0]
+    m._start = start
+    if start.startswith("SIP/"):
+        parts = start.split(" ", 2)
+        if len(parts) < 2 or parts[0] != SIP_VERSION:
+            raise SipParseError("Bad status line")
+        try:
+            status = int(parts[1])
+        except ValueError:
+            raise SipParseError("Bad status code") from None
+        if not 100 <= status <= 699 or len(parts[1]) != 3:
+            raise SipParseError("Bad status code")
+        m.status = status
+        m.reason = parts[2] if len(parts) > 2 else ""
+    else:
+        parts = start.split(" ")
+        if len(parts) != 3:
+            raise SipParseError("Bad request line")
+        method, uri, version = parts
+        if version != SIP_VERSION:
+            raise SipParseError("Version Not Supported" if version.startswith("SIP/") else "Bad request line")
+        if not method or not all(c.isalpha() or c in "-.!%*_+`'~" for c in method):
+            raise SipParseError("Bad method")
+        if ":" not in uri:
+            raise SipParseError("Bad Request-URI")
+        m.method = method
+        m.uri = uri
+    headers = m.headers
+    last: list | None = None
+    for line in lines[1:]:
+        if not line:
+            continue
+        if len(line) > max_header_length:
+            raise SipParseError("Header too long")
+        c0 = line[0]
+        if c0 == " " or c0 == "\t":
+            # Folded continuation line (RFC 3261 §7.3.1): joined with a single space.
+            if last is None:
+                raise SipParseError("Bad header folding")
+            last[2] = f"{last[2]} {line.strip()}".strip()
+            last[3] = f"{last[3]}\r\n{line}"
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise SipParseError("Bad header line")
+        name = name.rstrip()
+        if not name or " " in name or "\t" in name:
+            raise SipParseError("Bad header name")
+        lname = name.lower()
+        if len(lname) == 1:
+            lname = COMPACT_FORMS.get(lname, lname)
+        last = [lname, name, value.strip(), line]
+        headers.append(last)
+        if len(headers) > max_headers:
+            raise SipParseError("Too many headers")
+    # Mandatory headers (RFC 3261 §8.1.1): checked here so the hot path can trust them.
+    seen = {h[0] for h in headers}
+    for req in ("via", "call-id", "cseq", "from", "to"):
+        if req not in seen:
+            raise SipParseError(f"Missing {canonical_name(req)}")
+    if m.count("call-id") > 1 or m.count("cseq") > 1 or m.count("from") > 1 or m.count("to") > 1:
+        raise SipParseError("Duplicate header")
+    _, cseq_method = m._cseq()
+    if m.status == 0 and cseq_method != m.method:
+        raise SipParseError("CSeq method mismatch")
+    clen = m.get("content-length")
+    if clen is not None:
+        try:
+            n = int(clen)
+        except ValueError:
+            raise SipParseError("Bad Content-Length") from None
+        if n < 0:
+            raise SipParseError("Bad Content-Length")
+        if n > len(body):
+            raise SipParseError("Content-Length exceeds body")
+        if n < len(body):
+            body = body[:n]
+            m.body = body
+            m._raw = data[: len(head) + _sep_len(data, len(head)) + n]
+        else:
+            m.body = body
+            m._raw = data
+    else:
+        m.body = body
+        m._raw = data
+    return m
+
+
+def _sep_len(data: bytes, head_len: int) -> int:
+    return 4 if data[head_len : head_len + 4] == b"\r\n\r\n" else 2

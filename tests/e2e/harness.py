@@ -1,0 +1,212 @@
+"""End-to-end harness: the real daemon process and real sipp peers on 127.0.0.1, bounded in calls and time."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = Path(__file__).parent / "scenarios"
+SIPP = "sipp"
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, also: int | None = socket.SOCK_STREAM) -> int:
+    """A port free for UDP (and TCP) on 127.0.0.1."""
+    for _ in range(200):
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        ok = True
+        if also is not None:
+            t = socket.socket(socket.AF_INET, also)
+            try:
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                ok = False
+            finally:
+                t.close()
+        s.close()
+        if ok:
+            return port
+    raise RuntimeError("no free port")
+
+
+def write_config(tmp: Path, edge_port: int, carrier: list[str], pbx: list[tuple[str, int]], extra: str = "",
+                 timers: str = 't1 = "100ms"\ntimer_b = "2s"\n', outbound: list[str] | None = None,
+                 tcp: bool = True) -> Path:
+    lines = [
+        "[[listen]]", 'transport = "udp"', f'address = "127.0.0.1:{edge_port}"',
+    ]
+    if tcp:
+        lines += ["[[listen]]", 'transport = "tcp"', f'address = "127.0.0.1:{edge_port}"']
+    lines += ["[[carriers]]", 'name = "carrier-a"', f"sources = {msgspec.json.encode(carrier).decode()}"]
+    if outbound:
+        lines.append(f"outbound = {msgspec.json.encode(outbound).decode()}")
+    for name, port in pbx:
+        lines += ["[[pbx]]", f'name = "{name}"', f'uri = "sip:127.0.0.1:{port}"', f'sources = ["127.0.0.1:{port}"]',
+                  'health_interval = "1s"', 'health_timeout = "500ms"']
+    lines += ["[timers]", timers]
+    lines += ["[logging]", 'format = "json"', 'level = "info"']
+    lines += ["[daemon]", f'state_dir = "{tmp / "var"}"', 'drain_timeout = "10s"', "retry_after = 7"]
+    lines.append(extra)
+    p = tmp / "edge.toml"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def write_dialplan(tmp: Path, text: str, name: str = "acme.toml") -> Path:
+    d = tmp / "dialplans"
+    d.mkdir(exist_ok=True)
+    (d / name).write_text(text)
+    return d
+
+
+class Daemon:
+    """The sip-edge process; stopped (SIGKILL if needed) when the test ends."""
+
+    def __init__(self, config: Path, dialplans: Path, log: Path) -> None:
+        self.config = config
+        self.dialplans = dialplans
+        self.log_path = log
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli", "run", "--config", str(config), str(dialplans)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited rc={self.proc.returncode}:\n{self.log()}")
+            if b"daemon_started" in self.log_path.read_bytes():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon not ready:\n{self.log()}")
+
+    def events(self, name: str | None = None) -> list[dict]:
+        out = []
+        for line in self.log_path.read_bytes().splitlines():
+            try:
+                ev = msgspec.json.decode(line)
+            except msgspec.DecodeError:
+                continue
+            if isinstance(ev, dict) and (name is None or ev.get("event") == name):
+                out.append(ev)
+        return out
+
+    def wait_event(self, name: str, timeout: float = 10.0, count: int = 1) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            evs = self.events(name)
+            if len(evs) >= count:
+                return evs
+            time.sleep(0.05)
+        raise AssertionError(f"event {name!r} x{count} not seen in {timeout}s:\n{self.log()[-4000:]}")
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+class Sipp:
+    """One sipp process (UAC or UAS) with its statistics file."""
+
+    def __init__(self, workdir: Path, name: str, args: list[str], timeout: float = 30.0) -> None:
+        self.workdir = workdir / name
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        cmd = [SIPP, *args, "-nostdin", "-trace_stat", "-stf", "stats.csv", "-fd", "1", "-trace_err",
+               "-error_file", "errors.log", "-trace_msg", "-message_file", "messages.log",
+               "-timeout", f"{int(timeout)}s", "-timeout_error"]
+        self.cmd = cmd
+        self.out = open(self.workdir / "stdout.log", "wb")
+        self.proc = subprocess.Popen(cmd, cwd=self.workdir, stdout=self.out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(f"sipp {self.name} did not finish in {timeout}s:\n{self.messages()[-3000:]}")
+        self.out.close()
+        return rc
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)  # sipp: dump stats and quit
+            try:
+                self.proc.wait(3)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if not self.out.closed:
+            self.out.close()
+
+    def stats(self) -> dict[str, str]:
+        p = self.workdir / "stats.csv"
+        if not p.exists():
+            return {}
+        rows = list(csv.reader(p.open(), delimiter=";"))
+        if len(rows) < 2:
+            return {}
+        return dict(zip(rows[0], rows[-1]))
+
+    def count(self, key: str) -> int:
+        v = self.stats().get(key, "0")
+        return int(v) if v.isdigit() else 0
+
+    def messages(self) -> str:
+        p = self.workdir / "messages.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def errors(self) -> str:
+        p = self.workdir / "errors.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+
+def uas(workdir: Path, port: int, scenario: str | None = None, name: str = "pbx", extra: list[str] | None = None,
+        timeout: float = 30.0) -> Sipp:
+    args = ["-i", "127.0.0.1", "-p", str(port)]
+    args += ["-sf", str(SCENARIOS / scenario)] if scenario else ["-sn", "uas"]
+    return Sipp(workdir, name, args + (extra or []), timeout)
+
+
+def uac(workdir: Path, edge_port: int, service: str, scenario: str | None = None, calls: int = 1,
+        rate: float = 10, port: int | None = None, name: str = "carrier", extra: list[str] | None = None,
+        timeout: float = 30.0, ip: str = "127.0.0.1") -> Sipp:
+    args = ["-i", ip, "-p", str(port or free_port()), "-s", service, f"127.0.0.1:{edge_port}", "-m", str(calls),
+            "-r", str(rate)]
+    args += ["-sf", str(SCENARIOS / scenario)] if scenario else ["-sn", "uac"]
+    return Sipp(workdir, name, args + (extra or []), timeout)
+
+
+def env_with_path() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    return env
