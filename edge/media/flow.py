@@ -18,6 +18,8 @@ from typing import Any, Protocol, Union, runtime_checkable
 import msgspec
 import structlog
 
+from edge.media.schema import ScreeningMode
+
 # ---------------------------------------------------------------------------------- events
 
 
@@ -62,6 +64,12 @@ class MediaTimedOut(msgspec.Struct, frozen=True):
     """No RTP from the caller for the media timeout."""
 
 
+class CallerMediaStarted(msgspec.Struct, frozen=True):
+    """The first RTP packet from the caller arrived (early media works end to end)."""
+
+    at: float
+
+
 Event = Union[
     DtmfReceived,
     PlaybackFinished,
@@ -70,6 +78,7 @@ Event = Union[
     CallerHungUp,
     RecordingStopped,
     MediaTimedOut,
+    CallerMediaStarted,
 ]
 
 # --------------------------------------------------------------------------------- effects
@@ -134,6 +143,14 @@ class BlockCaller(msgspec.Struct, frozen=True):
     calling_number: str = ""
 
 
+class SendEarlyMedia(msgspec.Struct, frozen=True):
+    """183 Session Progress with our SDP answer: prompts play before the call is answered."""
+
+
+class AnswerCall(msgspec.Struct, frozen=True):
+    """200 OK with our SDP answer: from here the call is billed."""
+
+
 class RememberPass(msgspec.Struct, frozen=True):
     """The caller passed the captcha: skip the challenge for calls until `until`."""
 
@@ -153,6 +170,8 @@ Effect = Union[
     Voicemail,
     BlockCaller,
     RememberPass,
+    SendEarlyMedia,
+    AnswerCall,
 ]
 
 # ---------------------------------------------------------------------------------- result
@@ -296,3 +315,76 @@ class TimerTable:
         for _, name in fired:
             del self._pending[name]
         return [TimerFired(name=name) for _, name in fired]
+
+
+class ScreeningRecord(msgspec.Struct, kw_only=True):
+    """Which screening mode ran and whether the contact was ever answered (activity record)."""
+
+    requested: str  # ScreeningMode value from the dialplan
+    ran: str  # what actually ran: 'early-media', or 'answer' (also after a fallback)
+    fell_back: bool = False
+    answered_at: float | None = None
+
+
+class ScreeningGate:
+    """When the caller's leg is answered while a flow screens it (RFC 3960 §3 early media).
+
+    `answer` mode answers at once. `early-media` sends 183 with SDP and answers only when a
+    message is recorded (`StartRecording` passes through `admit`) or the PBX answers the
+    bridged leg (`bridged`), so a caller who fails or hangs up is never billed. No caller
+    RTP within the fallback time means the caller's side does not do early media: answer.
+    """
+
+    def __init__(self, mode: ScreeningMode, fallback_s: float, *, log: Any = None) -> None:
+        self._log = log if log is not None else structlog.get_logger()
+        self._fallback_s = fallback_s
+        self._timer: str | None = None
+        self._seq = 0
+        self.record = ScreeningRecord(requested=mode.value, ran=mode.value)
+
+    @property
+    def answered(self) -> bool:
+        """False: end the call with a final response (never billed), not a BYE."""
+        return self.record.answered_at is not None
+
+    def start(self, now: float) -> list[Effect]:
+        if self.record.ran == ScreeningMode.ANSWER.value:
+            return self._answer(now)
+        self._seq += 1
+        self._timer = f"screening.early_media_fallback.{self._seq}"
+        return [SendEarlyMedia(), StartTimer(name=self._timer, at=now + self._fallback_s)]
+
+    def handle(self, event: Event, now: float) -> list[Effect]:
+        if isinstance(event, CallerMediaStarted):
+            return self._cancel()
+        if isinstance(event, TimerFired) and self._timer is not None and event.name == self._timer:
+            self._timer = None
+            self.record.ran = ScreeningMode.ANSWER.value
+            self.record.fell_back = True
+            self._log.info("early_media_fallback", after_s=self._fallback_s)
+            return self._answer(now)
+        if isinstance(event, (CallerHungUp, MediaTimedOut)):
+            return self._cancel()
+        return []
+
+    def admit(self, effect: Effect, now: float) -> list[Effect]:
+        """Gate effects to run before a flow's effect: recording a message means answering."""
+        if isinstance(effect, StartRecording):
+            return self._cancel() + self._answer(now)
+        return []
+
+    def bridged(self, now: float) -> list[Effect]:
+        """The PBX answered the forwarded leg: answer the caller's leg too."""
+        return self._cancel() + self._answer(now)
+
+    def _answer(self, now: float) -> list[Effect]:
+        if self.answered:
+            return []
+        self.record.answered_at = now
+        return [AnswerCall()]
+
+    def _cancel(self) -> list[Effect]:
+        if self._timer is None:
+            return []
+        name, self._timer = self._timer, None
+        return [CancelTimer(name=name)]

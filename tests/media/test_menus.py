@@ -7,7 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge.media.flow import (
+    AnswerCall,
     CallerHungUp,
+    CallerMediaStarted,
     CancelTimer,
     DtmfReceived,
     Effect,
@@ -17,6 +19,10 @@ from edge.media.flow import (
     Outcome,
     Play,
     PlaybackFinished,
+    ScreeningGate,
+    ScreeningRecord,
+    SendEarlyMedia,
+    StartRecording,
     StartTimer,
     StopPlayback,
     TimerFired,
@@ -24,7 +30,7 @@ from edge.media.flow import (
     Voicemail,
 )
 from edge.media.menus import Menu, MenuResult, MenuState
-from edge.media.schema import MenuOption, MenuSpec
+from edge.media.schema import MenuOption, MenuSpec, ScreeningMode
 
 
 class Run:
@@ -497,3 +503,61 @@ def drive(run: Run, ops) -> None:
 def test_menu_random_caller_always_ends(ops) -> None:
     run = running(max_transitions=4)
     drive(run, ops)
+
+
+# ------------------------------------------------------------------- screening mode
+
+
+def test_screening_answer_mode_answers_at_once() -> None:
+    gate = ScreeningGate(ScreeningMode.ANSWER, 3.0)
+    assert gate.start(10.0) == [AnswerCall()]
+    assert gate.answered
+    assert gate.bridged(20.0) == []  # never answered twice
+    assert gate.record.ran == "answer" and gate.record.answered_at == 10.0
+
+
+def test_screening_early_media_never_answers_a_failed_caller() -> None:
+    gate = ScreeningGate(ScreeningMode.EARLY_MEDIA, 3.0)
+    effects = gate.start(10.0)
+    assert effects[0] == SendEarlyMedia()
+    timer = effects[1]
+    assert isinstance(timer, StartTimer) and timer.at == 13.0
+    assert gate.handle(CallerMediaStarted(at=10.2), 10.2) == [CancelTimer(name=timer.name)]
+    assert gate.handle(TimerFired(name=timer.name), 13.0) == []  # late fire after cancel
+    assert gate.admit(Hangup(reason="captcha failed"), 40.0) == []
+    assert not gate.answered
+    assert gate.record.ran == "early-media" and gate.record.answered_at is None
+
+
+def test_screening_early_media_answers_when_bridged() -> None:
+    gate = ScreeningGate(ScreeningMode.EARLY_MEDIA, 3.0)
+    gate.start(10.0)
+    gate.handle(CallerMediaStarted(at=10.1), 10.1)
+    assert gate.admit(Forward(target_ref="sales", screening="captcha=passed;attempts=1"), 20.0) == []
+    assert gate.bridged(21.0) == [AnswerCall()]
+    assert gate.record.answered_at == 21.0 and gate.record.fell_back is False
+
+
+def test_screening_early_media_answers_when_recording_starts() -> None:
+    gate = ScreeningGate(ScreeningMode.EARLY_MEDIA, 3.0)
+    effects = gate.start(0.0)
+    recording = StartRecording(box="main", max_seconds=120.0, silence_seconds=5.0)
+    assert gate.admit(recording, 2.0) == [CancelTimer(name=effects[1].name), AnswerCall()]
+    assert gate.admit(recording, 3.0) == []
+
+
+def test_screening_early_media_falls_back_to_answer_without_caller_rtp() -> None:
+    gate = ScreeningGate(ScreeningMode.EARLY_MEDIA, 3.0)
+    timer = gate.start(0.0)[1]
+    assert gate.handle(TimerFired(name="screening.other"), 3.0) == []
+    assert gate.handle(TimerFired(name=timer.name), 3.0) == [AnswerCall()]
+    assert gate.record == ScreeningRecord(
+        requested="early-media", ran="answer", fell_back=True, answered_at=3.0
+    )
+
+
+def test_screening_caller_hangup_cancels_fallback() -> None:
+    gate = ScreeningGate(ScreeningMode.EARLY_MEDIA, 3.0)
+    timer = gate.start(0.0)[1]
+    assert gate.handle(CallerHungUp(), 1.0) == [CancelTimer(name=timer.name)]
+    assert not gate.answered
