@@ -93,7 +93,6 @@ class Menu(FlowBase):
         self._failures = 0
         self._transitions = 0
         self._path: list[str] = [entry]
-        self._interruptible = False
         self._pending: MenuResult | None = None  # decided, waiting for goodbye to end
 
     @property
@@ -150,11 +149,9 @@ class Menu(FlowBase):
             return []
         out: list[Effect] = []
         if self._state is MenuState.PROMPTING:
-            if not self._interruptible:
-                return []
-            out.append(StopPlayback())  # barge-in
+            out.append(StopPlayback())  # barge-in: menu prompts are always interruptible
             self._playlist = None
-        out += self._disarm("first_digit")
+        out += self._disarm("first_digit") + self._disarm("inter_digit")
         options = self._current.spec.options
         if digit == TERMINATOR:
             if not self._buffer and TERMINATOR in options:
@@ -166,7 +163,7 @@ class Menu(FlowBase):
         exact = self._buffer in options
         longer = any(k != self._buffer and k.startswith(self._buffer) for k in options)
         if exact and not longer:
-            return out + self._disarm("inter_digit") + self._select(self._buffer, now)
+            return out + self._select(self._buffer, now)
         if not longer:
             entry = self._buffer
             return out + self._failure(
@@ -226,13 +223,11 @@ class Menu(FlowBase):
 
     def _prompt(self, before: tuple[str, ...]) -> list[Effect]:
         self._state = MenuState.PROMPTING
-        self._interruptible = True
         return [self._play(before + self._current.greeting, interruptible=True)]
 
     def _close(self, now: float, detail: str, key: str) -> list[Effect]:
         """Say goodbye, then hang up once the prompt has played."""
         self._state = MenuState.CLOSING
-        self._interruptible = False
         self._pending = self._make(now, Outcome.HANGUP, detail, selection=key)
         return self._disarm_all() + [
             self._play((self._current.spec.goodbye_prompt,), interruptible=False)

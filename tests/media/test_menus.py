@@ -194,6 +194,16 @@ def test_menu_incomplete_entry_with_terminator_is_invalid() -> None:
     assert any(isinstance(e, CancelTimer) for e in effects)  # inter-digit timer stopped
 
 
+def test_menu_invalid_continuation_cancels_inter_digit_timer() -> None:
+    run = running()
+    run.played()
+    run.key("7")
+    assert len(run.timers) == 1
+    effects = run.key("9")
+    assert items(effects)[0] == "menu-invalid"
+    assert len(run.timers) == 0  # greeting playing again: no timer until it ends
+
+
 def test_menu_first_digit_timer_starts_only_after_greeting() -> None:
     run = running()
     assert run.advance(60.0) == []  # greeting still playing: no timeout
@@ -481,7 +491,7 @@ def drive(run: Run, ops) -> None:
             run.advance(op[1])
         elif op[0] == "stale":
             assert run.send(TimerFired(name="menu.first_digit.999999")) == []
-        assert len(run.timers) <= 2
+        assert len(run.timers) <= 1
         if run.flow.finished:
             assert len(run.timers) == 0
             assert run.key("1") == []
