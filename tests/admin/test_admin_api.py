@@ -190,6 +190,7 @@ async def test_admin_blocks_crud(admin):
     assert resp.status == 201
     rule = await resp.json()
     assert rule["value"] == "+12025550100" and rule["id"].startswith("rt-") and rule["created_at"] == T0
+    h.now = T0 + 1  # blocks list in creation order
     resp = await client.post("/blocks", json={"kind": "prefix", "value": "+1900", "scope": "number", "scope_value": "3125550199", "allow": True}, headers=AUTH)
     allow = await resp.json()
     assert resp.status == 201 and allow["allow"] is True and allow["action"] == "allow" and allow["scope_value"] == "+13125550199"
