@@ -228,6 +228,11 @@ class SqliteStore:
             log.error("store_writes_dropped", count=len(rows), reason="retry queue full")
 
     async def _write(self, ops: list[Op]) -> bool:
+        """Serialised with flush() so a retried batch can never land after a newer write of the same row."""
+        async with self._flush_lock:
+            return await self._write_unlocked(ops)
+
+    async def _write_unlocked(self, ops: list[Op]) -> bool:
         """Commit retried ops then `ops` in one transaction; on failure keep them all for retry."""
         batch = list(self._retry) + ops
         self._retry.clear()
@@ -261,7 +266,7 @@ class SqliteStore:
                 ops.append((_UPSERT_CAPTCHA, [(c, s, u) for (c, s), u in self._pending_captcha.items()]))
                 self._pending_captcha = {}
             if ops or self._retry:
-                await self._write(ops)
+                await self._write_unlocked(ops)
 
     async def _flusher(self) -> None:
         backoff = self.batch_interval
