@@ -324,3 +324,27 @@ async def test_admin_expire_rules_removes_and_notifies(admin):
     h.now = T0 + 3601
     assert await expire_rules(h.ctx) == [rule.id]
     assert h.changes[-1] == (None, rule.id)
+
+
+async def test_admin_health_reports_degraded_store_but_stays_200(admin, monkeypatch):
+    h, client = admin
+    degraded = h.store.health()
+    degraded.degraded = True
+    degraded.last_error = "database or disk is full"
+    monkeypatch.setattr(h.store, "health", lambda: degraded)
+    resp = await client.get("/health")
+    body = await resp.json()
+    assert resp.status == 200 and body["status"] == "degraded"
+    assert body["store"]["last_error"] == "database or disk is full"
+
+
+def test_admin_load_token_creates_private_file_once(tmp_path):
+    from edge.daemon.admin import load_token
+
+    path = tmp_path / "var" / "admin.token"
+    token = load_token(path, create=True)
+    assert len(token) >= 32 and (path.stat().st_mode & 0o777) == 0o600
+    assert load_token(path) == token
+    path.write_text("\n")
+    with pytest.raises(ValueError, match="is empty"):
+        load_token(path)
