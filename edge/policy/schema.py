@@ -217,14 +217,8 @@ def compile_rules(
             if problem:
                 errors.append(ValidationError(f"{at}.status", problem))
                 bad = True
-        rule_id = spec.id or _derived_id(allow, kind, value, scope, scope_value)
-        if rule_id in seen:
-            errors.append(ValidationError(f"{at}.id" if spec.id else at, f"duplicate rule id {rule_id!r} (first at {seen[rule_id]})"))
-            bad = True
-        else:
-            seen[rule_id] = at
         rule = BlockRule(
-            id=rule_id,
+            id=spec.id,
             kind=kind,
             value=value,
             scope=scope,
@@ -240,7 +234,14 @@ def compile_rules(
             rule = normalise_rule(rule)
         except RuleValueError as exc:
             errors.append(ValidationError(f"{at}.{kind.value}" if exc.field == "value" else at, str(exc)))
+            continue
+        if not spec.id:
+            rule = msgspec.structs.replace(rule, id=_derived_id(allow, kind, rule.value, scope, rule.scope_value))
+        if rule.id in seen:
+            errors.append(ValidationError(f"{at}.id" if spec.id else at, f"duplicate rule id {rule.id!r} (first at {seen[rule.id]})"))
             bad = True
+        else:
+            seen[rule.id] = at
         if not bad:
             rules.append(rule)
     return rules, errors
