@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import structlog
-
 from edge.policy.blocking import RuleIndex
 from edge.policy.cnam import normalise_cnam
 from edge.policy.facts import ALLOW_CLEAN, Action, CallFacts, ContactKind, Decision, Evidence
@@ -26,8 +24,6 @@ from edge.policy.rules import BlockRule
 from edge.policy.schema import PolicySettings, validate_settings
 from edge.policy.signals import stir_evidence
 from edge.policy.spam import SpamDetective
-
-log = structlog.get_logger()
 
 _MEDIA = frozenset((Action.CAPTCHA, Action.MENU, Action.VOICEMAIL))
 
