@@ -45,7 +45,7 @@ def build_rules(n: int, rng: random.Random) -> list[BlockRule]:
     return rules
 
 
-def facts_for(calling: str, cnam: str, i: int) -> CallFacts:
+def facts_for(calling: str, cnam: str, i: int, called: str = "+13125550111") -> CallFacts:
     n = parse_number(calling)
     return CallFacts(
         call_id=f"c{i}",
@@ -59,8 +59,8 @@ def facts_for(calling: str, cnam: str, i: int) -> CallFacts:
         calling_number=n.e164,
         calling_valid=n.valid,
         calling_country=n.country,
-        called_raw="+13125550111",
-        called_number="+13125550111",
+        called_raw=called,
+        called_number=called,
         cnam=cnam,
         anonymous=False,
         customer="cust7",
@@ -70,11 +70,14 @@ def facts_for(calling: str, cnam: str, i: int) -> CallFacts:
 
 def run(label: str, engine: PolicyEngine, plan: NumberPolicy, facts: list[CallFacts]) -> float:
     now = 1_000_000.0
+    before = dict(engine.stats["decisions_by_action"])
     start = time.perf_counter()
     for i, f in enumerate(facts):
         engine.decide(f, plan, now + i * 0.05)
     per = (time.perf_counter() - start) / len(facts) * 1e6
-    sys.stdout.write(f"{label:<28} {per:7.2f} µs/decision ({len(facts)} decisions)\n")
+    after = engine.stats["decisions_by_action"]
+    split = ", ".join(f"{k}={after[k] - before[k]}" for k in after if after[k] != before[k])
+    sys.stdout.write(f"{label:<20} {per:7.2f} µs/decision ({len(facts)} decisions: {split})\n")
     return per
 
 
@@ -101,17 +104,21 @@ def main() -> int:
     )
     assert not errors, errors
     plan = NumberPolicy(number="+13125550111", customer="cust7", spam=spam, voicemail="main")
-    callers = [f"+1{rng.randrange(200, 999)}{rng.randrange(2000000, 9999999):07d}" for _ in range(5_000)]
-    for c in callers:
-        parse_number(c)  # warm the shared number cache like a running edge would
+    callers: list[str] = []
+    while len(callers) < 5_000:
+        c = f"+1{rng.randrange(200, 999)}{rng.randrange(2000000, 9999999):07d}"
+        if parse_number(c).valid:  # also warms the shared number cache like a running edge would
+            callers.append(c)
+    called = [f"+1312555{i:04d}" for i in range(2_000)]
     n = args.decisions
     sys.stdout.write(f"rules loaded: {len(engine.rules)}\n")
-    run("clean calls", engine, plan, [facts_for(callers[i % len(callers)], "John Smith", i) for i in range(n)])
+    clean = [facts_for(callers[i % len(callers)], f"Caller {i % len(callers)}", i, called[i % len(called)]) for i in range(n)]
+    run("clean calls", engine, plan, clean)
     blocked = next(r.value for r in engine.rules if r.kind is RuleKind.NUMBER)
     parse_number(blocked)
     run("blocked number", engine, plan, [facts_for(blocked, "", i) for i in range(n)])
-    run("cnam wildcard scan", engine, plan, [facts_for(callers[i % len(callers)], f"q{i % 97} special offer", i) for i in range(n)])
-    sys.stdout.write(f"stats: {engine.stats['decisions_by_action']}\n")
+    run("cnam wildcard scan", engine, plan, [facts_for(callers[i % len(callers)], f"q{i % 97} special offer", i, called[i % len(called)]) for i in range(n)])
+    run("one-number flood", engine, plan, [facts_for(callers[i % 50], "Robo", i) for i in range(n)])
     return 0
 
 
