@@ -163,6 +163,10 @@ class MediaSession:
         return self.media is not None and self.media.direction in (Direction.SENDRECV, Direction.RECVONLY)
 
     # ---- events --------------------------------------------------------------------------
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
+
     def drain_events(self) -> list[MediaEvent]:
         events = list(self._events)
         self._events.clear()

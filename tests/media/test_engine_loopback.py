@@ -123,3 +123,11 @@ async def test_engine_recording_writes_voiced_wav(tmp_path):
         assert max(frames) > 0
     finally:
         await engine.aclose()
+
+
+async def test_engine_loads_shipped_prompts():
+    engine = MediaEngine(MediaConfig(prompts_dir="config/prompts"), asyncio.get_running_loop())
+    loaded = await engine.load_prompts()
+    assert {"captcha-intro", "digit-0", "digit-9", "beep", "not-in-service", "voicemail-greeting"} <= set(loaded)
+    assert engine.prompt("not-in-service").seconds > 2.0
+    assert (await engine.ensure_prompt("goodbye")).name == "goodbye"
