@@ -231,6 +231,7 @@ class Proxy:
             msg = parse(data, max_headers=self.limits.max_headers, max_header_length=self.limits.max_header_length)
         except SipParseError as exc:
             st.parse_errors += 1
+            log.debug("sip_parse_error", reason=str(exc), source=f"{src.host}:{src.port}", head=data[:80].decode("latin-1"))
             self._bad_request(data, src, str(exc))
             return
         try:

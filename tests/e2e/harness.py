@@ -41,7 +41,7 @@ def free_port(kind: int = socket.SOCK_DGRAM, also: int | None = socket.SOCK_STRE
 
 def write_config(tmp: Path, edge_port: int, carrier: list[str], pbx: list[tuple[str, int]], extra: str = "",
                  timers: str = 't1 = "100ms"\ntimer_b = "2s"\n', outbound: list[str] | None = None,
-                 tcp: bool = True) -> Path:
+                 tcp: bool = True, health_interval: str = "1s") -> Path:
     lines = [
         "[[listen]]", 'transport = "udp"', f'address = "127.0.0.1:{edge_port}"',
     ]
@@ -51,10 +51,13 @@ def write_config(tmp: Path, edge_port: int, carrier: list[str], pbx: list[tuple[
     if outbound:
         lines.append(f"outbound = {msgspec.json.encode(outbound).decode()}")
     for name, port in pbx:
-        lines += ["[[pbx]]", f'name = "{name}"', f'uri = "sip:127.0.0.1:{port}"', f'sources = ["127.0.0.1:{port}"]',
-                  'health_interval = "1s"', 'health_timeout = "500ms"']
+        lines += ["[[pbx]]", f'name = "{name}"', f'uri = "sip:127.0.0.1:{port}"', f'sources = ["127.0.0.1:{port}"]']
+        if health_interval:
+            lines += [f'health_interval = "{health_interval}"', 'health_timeout = "500ms"']
+        else:
+            lines += ["health_check = false"]  # scenario PBXs count every message toward their call limit
     lines += ["[timers]", timers]
-    lines += ["[logging]", 'format = "json"', 'level = "info"']
+    lines += ["[logging]", 'format = "json"', 'level = "debug"']
     lines += ["[daemon]", f'state_dir = "{tmp / "var"}"', 'drain_timeout = "10s"', "retry_after = 7"]
     lines.append(extra)
     p = tmp / "edge.toml"
@@ -191,9 +194,12 @@ class Sipp:
 
 
 def uas(workdir: Path, port: int, scenario: str | None = None, name: str = "pbx", extra: list[str] | None = None,
-        timeout: float = 30.0) -> Sipp:
-    args = ["-i", "127.0.0.1", "-p", str(port)]
+        timeout: float = 30.0, calls: int | None = None) -> Sipp:
+    # -aa: answer the edge's OPTIONS health pings 200 outside the scenario (as a real PBX does).
+    args = ["-i", "127.0.0.1", "-p", str(port), "-aa"]
     args += ["-sf", str(SCENARIOS / scenario)] if scenario else ["-sn", "uas"]
+    if calls is not None:
+        args += ["-m", str(calls)]  # exit after that many calls, so the test can wait for it
     return Sipp(workdir, name, args + (extra or []), timeout)
 
 
@@ -210,3 +216,52 @@ def env_with_path() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     return env
+
+
+_EXPECT_FINAL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!-- Carrier: one INVITE that must be answered {code} before answer; then the hop-by-hop ACK. -->
+<scenario name="uac expects {code}">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: {from_name}<sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+{extra}Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="{code}" save_reason="reason"/>
+  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+[last_Via:]
+From: {from_name}<sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+</scenario>
+"""
+
+
+def expect_final_scenario(tmp: Path, code: int, caller: str = "+12025550199", from_name: str = "",
+                          extra_headers: str = "") -> str:
+    """Write a UAC scenario expecting `code`; returns its absolute path (pass as scenario=)."""
+    p = tmp / f"uac_expect_{code}_{abs(hash((caller, from_name, extra_headers))) % 10**8}.xml"
+    name = f'"{from_name}" ' if from_name else ""
+    extra = "".join(f"{h}\n" for h in extra_headers.splitlines() if h.strip())
+    p.write_text(_EXPECT_FINAL.format(code=code, caller=caller, from_name=name, extra=extra))
+    return str(p)
