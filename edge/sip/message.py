@@ -9,6 +9,8 @@ what changed. Full grammar parsing (sipmessage) is used off the hot path, for na
 
 from __future__ import annotations
 
+import re
+
 from edge.sip.errors import SipParseError
 
 SIP_VERSION = "SIP/2.0"
@@ -97,6 +99,13 @@ METHODS = frozenset(
 )
 
 
+#: sent-protocol LWS sent-by (RFC 3261 §20.42): SLASH = SWS "/" SWS, so spaces and tabs may surround the slashes.
+_VIA_PROTO = re.compile(r"[ \t]*([^\s/]+)[ \t]*/[ \t]*([^\s/]+)[ \t]*/[ \t]*([^\s/;]+)[ \t]+(.*)\Z", re.S)
+
+#: RFC 3261 §25.1 token characters other than alphanumerics (for methods).
+_TOKEN_MARKS = frozenset("-.!%*_+`'~")
+
+
 def canonical_name(lname: str) -> str:
     name = CANONICAL_NAMES.get(lname)
     if name is not None:
@@ -167,14 +176,18 @@ class Via:
 
     def __init__(self, raw: str) -> None:
         self.raw = raw
-        proto, _, rest = raw.partition(" ")
-        rest = rest.strip()
-        if not proto or not rest:
-            raise SipParseError("Bad Via header")
-        parts = proto.split("/")
-        if len(parts) != 3 or parts[0].strip().upper() != "SIP":
+        mp = _VIA_PROTO.match(raw)
+        if mp is None:
+            proto, _, rest = raw.strip().partition(" ")
+            if not proto or not rest.strip():
+                raise SipParseError("Bad Via header")
             raise SipParseError("Bad Via protocol")
-        self.transport = parts[2].strip().upper()
+        if mp.group(1).upper() != "SIP":
+            raise SipParseError("Bad Via protocol")
+        rest = mp.group(4).strip()
+        if not rest:
+            raise SipParseError("Bad Via header")
+        self.transport = mp.group(3).upper()
         sent_by, *params = rest.split(";")
         sent_by = sent_by.strip()
         if sent_by.startswith("["):
@@ -500,16 +513,17 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
 
     Raises SipParseError whose text names the fault; it is the reason phrase of the 400 the caller sends.
     """
-    head, body = _split_head(data)
+    # Leading CRLFs before the start line are ignored (RFC 3261 §7.5); they stay in the raw bytes.
+    skip = 0
+    while skip < len(data) and data[skip] in (13, 10):
+        skip += 1
+    head, body = _split_head(data[skip:] if skip else data)
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         text = head.decode("utf-8", "surrogateescape")
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
-    # Leading CRLFs before a request are allowed on streams (RFC 3261 §7.5).
-    while lines and not lines[0]:
-        lines.pop(0)
-    if not lines:
+    if not lines[0]:
         raise SipParseError("Empty message")
     m = SipMessage()
     start = lines[0]
@@ -533,9 +547,9 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
         method, uri, version = parts
         if version != SIP_VERSION:
             raise SipParseError("Version Not Supported" if version.startswith("SIP/") else "Bad request line")
-        if not method or not all(c.isalpha() or c in "-.!%*_+`'~" for c in method):
+        if not method or not all(c.isalnum() or c in _TOKEN_MARKS for c in method):
             raise SipParseError("Bad method")
-        if ":" not in uri:
+        if ":" not in uri or uri[0] == "<":
             raise SipParseError("Bad Request-URI")
         m.method = method
         m.uri = uri
@@ -590,7 +604,7 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
         if n < len(body):
             body = body[:n]
             m.body = body
-            m._raw = data[: len(head) + _sep_len(data, len(head)) + n]
+            m._raw = data[: skip + len(head) + _sep_len(data, skip + len(head)) + n]
         else:
             m.body = body
             m._raw = data
