@@ -1,19 +1,60 @@
-"""`sip-edge check`: every configuration problem, one `file: $.path: reason` line each."""
+"""`sip-edge check`: every configuration problem, one `file: $.path: reason` line each.
+
+Beyond the schemas: STIR trust anchors and signing key readable, prompts named by the dialplans
+present, and no dialplan number that the lifecycle store says is released (quarantined).
+"""
 
 from __future__ import annotations
 
-from edge.config import ConfigError, load_config
+import asyncio
+from pathlib import Path
+
+from edge.config import ConfigError, EdgeConfig, load_config
 from edge.dialplan.load import DialplanError, load_dialplans
+from edge.dialplan.plan import Plan
+
+AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".flac", ".opus", ".m4a", ".aac", ".au"}
+BUILTIN_PROMPTS = {"beep", "sit", "silence"}
+
+
+def prompt_names(cfg: EdgeConfig) -> set[str]:
+    d = Path(cfg.media.prompts_dir)
+    names = set(BUILTIN_PROMPTS)
+    if d.is_dir():
+        names |= {p.stem for p in d.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES}
+    return names
 
 
 def check(config_path: str, dialplan_dir: str) -> list[str]:
-    errors: list[str] = []
+    from edge.io.cert_fetch import validate_stir
+
     try:
         cfg = load_config(config_path)
     except ConfigError as exc:
         return exc.errors
+    errors = [f"{config_path}: {p}: {reason}" for p, reason in validate_stir(cfg.stir)]
+    if not Path(cfg.media.prompts_dir).is_dir():
+        errors.append(f"{config_path}: $.media.prompts_dir: not a directory: {cfg.media.prompts_dir}")
     try:
-        load_dialplans(dialplan_dir, {p.name for p in cfg.pbx})
+        plan, _ = load_dialplans(dialplan_dir, {p.name for p in cfg.pbx}, prompts=prompt_names(cfg))
     except DialplanError as exc:
-        errors.extend(exc.errors)
+        return errors + exc.errors
+    errors += asyncio.run(_lifecycle_conflicts(cfg, plan, dialplan_dir))
     return errors
+
+
+async def _lifecycle_conflicts(cfg: EdgeConfig, plan: Plan, dialplan_dir: str) -> list[str]:
+    """A number both in a dialplan and released (in quarantine) is a conflict."""
+    from edge.lifecycle.manager import conflicts
+    from edge.lifecycle.record import NumberState
+    from edge.store.factory import open_store
+
+    if cfg.store.backend != "sqlite" or not Path(cfg.store.path).exists():
+        return []
+    store = await open_store(cfg.store)
+    try:
+        records = await store.list_numbers()
+    finally:
+        await store.close()
+    released = [r.number for r in records if r.state is NumberState.RELEASED]
+    return [f"{dialplan_dir}: $.numbers: {c} is routed by a dialplan but released (in quarantine); remove it or reassign it with sip-edge numbers assign" for c in conflicts(released, [e.key for e in plan.numbers() if e.exact])]

@@ -13,7 +13,14 @@ from typing import Literal
 
 import msgspec
 
+from edge.lifecycle.schema import LifecycleConfig, validate_lifecycle
+from edge.media.engine_config import MediaConfig
+from edge.media.engine_config import validate as validate_media_config
+from edge.policy.schema import PolicySettings, validate_settings
 from edge.sip.timers import TimerValues
+from edge.stir.schema import StirConfig
+from edge.stir.schema import validate as validate_stir_config
+from edge.store.schema import AdminConfig, StoreConfig, validate_admin, validate_store
 from edge.units import parse_duration
 
 
@@ -84,6 +91,7 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True):
     max_transactions: int = 200_000
     max_dialogs: int = 200_000
     max_tcp_connections: int = 4096
+    max_parked: int = 1000  # INVITEs waiting for one STIR certificate fetch
     dialog_max_age: str = "12h"  # a dialog with no BYE is forgotten after this
     udp_buffer: int = 4 * 1024 * 1024
 
@@ -115,6 +123,12 @@ class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
     acl: Acl = msgspec.field(default_factory=Acl)
     logging: Logging = msgspec.field(default_factory=Logging)
     daemon: Daemon = msgspec.field(default_factory=Daemon)
+    policy: PolicySettings = PolicySettings()
+    store: StoreConfig = msgspec.field(default_factory=StoreConfig)
+    admin: AdminConfig = msgspec.field(default_factory=AdminConfig)
+    lifecycle: LifecycleConfig = msgspec.field(default_factory=LifecycleConfig)
+    stir: StirConfig = msgspec.field(default_factory=StirConfig)
+    media: MediaConfig = MediaConfig()
     path: str = ""  # where it was loaded from (set by load_config)
 
 
@@ -208,6 +222,12 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
         parse_duration(cfg.limits.dialog_max_age)
     except ValueError as exc:
         errs.append(("$.limits.dialog_max_age", str(exc)))
+    errs += [(e.path, e.reason) for e in validate_settings(cfg.policy)]
+    errs += validate_store(cfg.store)
+    errs += validate_admin(cfg.admin)
+    errs += validate_lifecycle(cfg.lifecycle)
+    errs += validate_stir_config(cfg.stir)
+    errs += validate_media_config(cfg.media, "$.media")
     return errs
 
 

@@ -19,12 +19,14 @@ from typing import Callable
 import structlog
 
 from edge.call.activity import Activity, new_activity_id
+from edge.call.admission import Gatekeeper, apply_edits
 from edge.call.peers import Peer, PeerDirectory
 from edge.call.routing import Target, TargetPool
 from edge.config import EdgeConfig, host_port
 from edge.dialplan.plan import NumberEntry, Plan
 from edge.numbers import parse_number
 from edge.policy.facts import Action, Decision
+from edge.stir.verifier import NeedCertificate
 from edge.sip.errors import SipParseError
 from edge.sip.message import MAGIC_COOKIE, SipMessage, Via, param, parse, split_list, uri_of
 from edge.sip.response import make_response
@@ -38,8 +40,8 @@ log = structlog.get_logger("edge.proxy")
 FAILOVER_STATUSES = frozenset({408, 500, 503})
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, REFER"
 
-#: decide(msg, source, peer, entry, now) -> Decision; the policy pipeline plugs in here.
-DecideHook = Callable[[SipMessage, Destination, Peer, NumberEntry, float], Decision]
+#: screen(ctx, now): the media side takes over a contact the policy sent to captcha, menu or voicemail.
+ScreenHook = Callable[["InviteContext", float], None]
 
 
 class Stats:
@@ -63,6 +65,7 @@ class Stats:
         "draining_rejected",
         "calls_answered",
         "calls_ended",
+        "released_hits",
         "by_status",
     )
 
@@ -73,6 +76,33 @@ class Stats:
 
     def as_dict(self) -> dict[str, object]:
         return {s: getattr(self, s) for s in self.__slots__}
+
+
+class Histogram:
+    """Fixed-bucket latency histogram (seconds); observe() is a few comparisons, scraped by metrics."""
+
+    __slots__ = ("bounds", "counts", "count", "total")
+
+    def __init__(self, bounds: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        for i, b in enumerate(self.bounds):
+            if value <= b:
+                self.counts[i] += 1
+                return
+
+    def cumulative(self) -> list[int]:
+        out, acc = [], 0
+        for c in self.counts:
+            acc += c
+            out.append(acc)
+        return out
 
 
 class Dialog:
@@ -124,6 +154,9 @@ class InviteContext:
         "decision",
         "entry",
         "peer",
+        "outgoing",
+        "media",
+        "responded",
     )
 
     def __init__(self, server: ServerTransaction, request: SipMessage) -> None:
@@ -143,13 +176,22 @@ class InviteContext:
         self.decision: Decision | None = None
         self.entry: NumberEntry | None = None
         self.peer: Peer | None = None
+        self.outgoing: SipMessage | None = None  # the request as forwarded (verstat, Identity edits)
+        self.media: object = None  # the screening call when the edge answered it
+        self.responded = False  # first response (other than 100) seen, for the latency histogram
 
 
 class Proxy:
-    def __init__(self, cfg: EdgeConfig, plan: Plan, decide: DecideHook | None = None) -> None:
+    def __init__(self, cfg: EdgeConfig, plan: Plan, gate: Gatekeeper | None = None) -> None:
         self.cfg = cfg
         self.plan = plan
-        self.decide = decide
+        self.gate = gate
+        self.screen: ScreenHook | None = None  # hands captcha/menu/voicemail contacts to the media B2BUA
+        self.is_released: Callable[[str], bool] | None = None  # number lifecycle: quarantined numbers
+        self.released_status = 410
+        self.released_hits: list[tuple[str, str]] = []  # (called, calling) for the lifecycle monitor
+        self.parked: dict[str, list[InviteContext]] = {}  # x5u URL -> contacts waiting for it
+        self.cert_fetches: list[str] = []  # URLs the adapter must fetch
         self.tv = cfg.timers.values()
         self.limits = cfg.limits
         self.dialog_max_age = parse_duration(cfg.limits.dialog_max_age)
@@ -161,6 +203,7 @@ class Proxy:
         self.client_txns: dict[tuple[str, str], ClientTransaction] = {}
         self.dialogs: dict[str, Dialog] = {}
         self.stats = Stats()
+        self.latency = Histogram()
         self.draining = False
         self.node = cfg.daemon.node
         self._branch_prefix = f"{MAGIC_COOKIE}{os.urandom(4).hex()}"
@@ -389,6 +432,15 @@ class Proxy:
         entry = self.plan.lookup(called)
         activity = self._new_activity(msg, src, peer, called or called_user, now)
         ctx.activity = activity
+        if entry is None and self.is_released is not None and called and self.is_released(called):
+            st.released_hits += 1
+            self.released_hits.append((called, activity.calling_number))
+            activity.decision = Action.INTERCEPT.value
+            activity.rule_id = "lifecycle.released"
+            activity.reason = "called number is released (in quarantine)"
+            status = self.released_status
+            self._final_local(ctx, status, None, now, [("Reason", f'SIP;cause={status};text="number not in service"')])
+            return
         if entry is None:
             st.not_found += 1
             activity.decision = Action.REJECT.value
@@ -398,30 +450,91 @@ class Proxy:
             return
         ctx.entry = entry
         activity.customer = entry.customer
-        decision = self.decide(msg, src, peer, entry, now) if self.decide is not None else None
-        if decision is not None:
-            ctx.decision = decision
-            activity.decision = decision.action.value
-            activity.rule_id = decision.rule_id
-            activity.reason = decision.reason
-            activity.score = decision.score
-            activity.evidence = list(decision.evidence)
-            activity.dry_run = decision.dry_run
-            activity.would = decision.would.value if decision.would else ""
-            if decision.action is not Action.ALLOW:
-                st.rejected += 1
-                status = decision.sip_status or 603
-                self._final_local(ctx, status, None, now, [("Reason", f'SIP;cause={status};text="{decision.rule_id}"')])
-                return
-        else:
+        self._admit(ctx, now)
+
+    def _admit(self, ctx: InviteContext, now: float) -> None:
+        """Run admission (STIR, rules, Spam Detective); park the contact while a certificate is fetched."""
+        entry = ctx.entry
+        activity = ctx.activity
+        assert entry is not None and activity is not None and ctx.peer is not None
+        if self.gate is None:
             activity.decision = Action.ALLOW.value
             activity.rule_id = "default"
+            self._forward_initial(ctx, now)
+            return
+        out = self.gate.admit(ctx.request, ctx.server.source, ctx.peer, entry, now)
+        if isinstance(out, NeedCertificate):
+            waiting = self.parked.setdefault(out.url, [])
+            if not waiting:
+                self.cert_fetches.append(out.url)
+            if len(waiting) < self.limits.max_parked:
+                waiting.append(ctx)
+            else:
+                self._final_local(ctx, 503, "Service Unavailable: certificate fetch backlog", now, [("Retry-After", "5")])
+            return
+        decision = out.decision
+        ctx.decision = decision
+        facts = out.facts
+        activity.kind = facts.kind.value
+        activity.cnam = facts.cnam
+        activity.calling_number = facts.calling_number or facts.calling_raw
+        activity.stir_status = out.stir.status.value
+        activity.stir_attestation = out.stir.attestation or ""
+        activity.stir_code = out.stir.code
+        activity.decision = decision.action.value
+        activity.rule_id = decision.rule_id
+        activity.reason = decision.reason
+        activity.score = decision.score
+        activity.evidence = list(decision.evidence)
+        activity.dry_run = decision.dry_run
+        activity.would = decision.would.value if decision.would else ""
+        action = decision.action
+        if action is Action.ALLOW:
+            if out.edits:
+                outgoing = ctx.request.copy()
+                apply_edits(outgoing, out.edits)
+                ctx.outgoing = outgoing
+            self._forward_initial(ctx, now)
+            return
+        if action in (Action.REJECT, Action.INTERCEPT):
+            self.stats.rejected += 1
+            status = decision.sip_status or 603
+            self._final_local(ctx, status, None, now, [("Reason", f'SIP;cause={status};text="{decision.rule_id}"')])
+            return
+        # captcha / menu / voicemail: the screening B2BUA answers the caller (media path).
+        if self.screen is None or ctx.request.method != "INVITE":
+            self.stats.rejected += 1
+            activity.reason += "; screening unavailable"
+            self._final_local(ctx, 480, "Temporarily Unavailable: screening unavailable", now)
+            return
+        ctx.outgoing = ctx.request.copy()
+        if out.edits:
+            apply_edits(ctx.outgoing, out.edits)
+        self.screen(ctx, now)
+
+    def certificate_fetched(self, url: str, body: bytes | None, cache_control: str | None, error: str, now: float) -> None:
+        """Feed an x5u fetch result and resume every contact parked on it."""
+        if self.gate is not None and self.gate.verifier is not None:
+            self.gate.verifier.certificate_fetched(url, body, cache_control, error, now)
+        for ctx in self.parked.pop(url, []):
+            if not ctx.done and not ctx.cancelled:
+                try:
+                    self._admit(ctx, now)
+                except Exception:  # noqa: BLE001 - one contact must not stop the others
+                    self.stats.core_errors += 1
+                    log.exception("core_error", call_id=ctx.request.call_id)
+                    self._final_local(ctx, 500, None, now)
+
+    def _forward_initial(self, ctx: InviteContext, now: float) -> None:
+        entry = ctx.entry
+        assert entry is not None
         ctx.targets = self.pool.hunt_list(entry.targets)
         if not ctx.targets:
-            activity.reason = "no PBX target in rotation"
+            if ctx.activity is not None:
+                ctx.activity.reason = "no PBX target in rotation"
             self._final_local(ctx, 503, "Service Unavailable: no PBX available", now, [("Retry-After", "10")])
             return
-        self._open_dialog(ctx, src, now)
+        self._open_dialog(ctx, ctx.server.source, now)
         self._try_next(ctx, now)
 
     def _route_outbound(self, ctx: InviteContext, now: float) -> None:
@@ -432,6 +545,10 @@ class Proxy:
         if not ctx.targets:
             self._final_local(ctx, 403, "Forbidden: no outbound carrier", now)
             return
+        if self.gate is not None and ctx.peer is not None:
+            outgoing = msg.copy()
+            if self.gate.sign_outbound(outgoing, ctx.peer, self.plan, now):
+                ctx.outgoing = outgoing
         self._open_dialog(ctx, ctx.server.source, now)
         self._try_next(ctx, now)
 
@@ -475,6 +592,7 @@ class Proxy:
         self._finish(ctx, status, now)
 
     def _finish(self, ctx: InviteContext, status: int, now: float) -> None:
+        self._first_response(ctx, now)
         a = ctx.activity
         if a is not None and ctx.initial:
             a.final_status = status
@@ -512,7 +630,8 @@ class Proxy:
             target = ctx.targets[ctx.index]
             if ctx.index > 0:
                 self.stats.failovers += 1
-            fwd = self._prepare_forward(ctx.request, ctx.server.source, target.uri_for(ctx.called_user), target.dest, True)
+            base = ctx.outgoing if ctx.outgoing is not None else ctx.request
+            fwd = self._prepare_forward(base, ctx.server.source, target.uri_for(ctx.called_user), target.dest, True)
             branch = fwd.branch
             ct = ClientTransaction(branch, fwd, target.dest, self.wheel, self.tv, self._send)
             ct.owner = ctx
@@ -743,7 +862,13 @@ class Proxy:
         if ctx.request.method == "BYE" and ctx.dialog is not None:
             self._end_dialog(ctx.dialog, now)
 
+    def _first_response(self, ctx: InviteContext, now: float) -> None:
+        if not ctx.responded and ctx.initial:
+            ctx.responded = True
+            self.latency.observe(now - ctx.server.created)
+
     def _relay_provisional_or_2xx(self, ctx: InviteContext, resp: SipMessage, now: float) -> None:
+        self._first_response(ctx, now)
         out = resp.copy()
         out.pop_first_value("via")
         status = resp.status
@@ -785,6 +910,9 @@ class Proxy:
             if a.answered_at:
                 a.duration = round(now - a.answered_at, 3)
             self.activities.append(a)
+            if self.gate is not None and a.calling_number:
+                # Short-call history for Spam Detective (robocalls hang up within seconds of answer).
+                self.gate.engine.observe_call_end(a.calling_number, bool(a.answered_at), a.duration, now)
 
     # -- timers -------------------------------------------------------------------------------
     def _on_timer(self, owner: object, name: str, now: float) -> None:

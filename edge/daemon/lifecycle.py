@@ -1,4 +1,5 @@
-"""The daemon process: uvloop, signals, reload, drain, systemd notify and watchdog.
+"""The daemon process: uvloop, signals, reload, drain, systemd notify and watchdog, and the wiring
+of store, policy, STIR/SHAKEN, number lifecycle and the admin API around the SIP core.
 
 SIGHUP validates config and dialplans and swaps them in only when both are valid (the running
 plan stays in force otherwise; calls in progress keep their plan). SIGTERM/SIGINT drain: new
@@ -14,18 +15,31 @@ from pathlib import Path
 
 import structlog
 import uvloop
+from prometheus_client import CollectorRegistry
 
+from edge.call.admission import Gatekeeper
 from edge.call.peers import PeerDirectory
 from edge.call.proxy import Proxy
 from edge.call.routing import TargetPool
-from edge.config import ConfigError, EdgeConfig, load_config
+from edge.check import prompt_names
+from edge.config import ConfigError, EdgeConfig, load_config, host_port
 from edge.daemon.logging import setup_logging
+from edge.daemon.metrics import EdgeCollector
 from edge.daemon.sdnotify import Notifier
 from edge.dialplan.load import DialplanError, load_dialplans
+from edge.dialplan.plan import Plan
 from edge.io.sip_transport import SipHub
+from edge.lifecycle.manager import Lifecycle
+from edge.policy.pipeline import PolicyEngine
+from edge.policy.rules import BlockRule
+from edge.store.factory import open_store
+from edge.store.metrics import StoreCollector
+from edge.store.protocol import StateStore
 from edge.units import parse_duration
 
 log = structlog.get_logger("edge.daemon")
+
+RELEASED_STATUS = {"404": 404, "410": 410, "intercept": 410}
 
 
 class Daemon:
@@ -35,54 +49,182 @@ class Daemon:
         self.cfg: EdgeConfig | None = None
         self.proxy: Proxy | None = None
         self.hub: SipHub | None = None
+        self.store: StateStore | None = None
+        self.engine: PolicyEngine | None = None
+        self.lifecycle: Lifecycle | None = None
+        self.fetcher = None
+        self.admin_runner = None
+        self.registry = CollectorRegistry()
         self.notifier = Notifier()
         self._stop: asyncio.Event | None = None  # created inside the loop
+        self._tasks: list[asyncio.Task] = []
+        self._fetching: set[asyncio.Task] = set()
         self.reloads = 0
         self.reload_failures = 0
+        self.started = time.time()
 
-    def load(self) -> tuple[EdgeConfig, object, dict]:
+    def load(self) -> tuple[EdgeConfig, Plan, dict]:
         cfg = load_config(self.config_path)
-        plan, files = load_dialplans(self.dialplan_dir, {p.name for p in cfg.pbx}, time.time())
+        plan, files = load_dialplans(self.dialplan_dir, {p.name for p in cfg.pbx}, time.time(), prompt_names(cfg))
         return cfg, plan, files
 
+    # -- start -----------------------------------------------------------------------------------
     async def run(self) -> int:
         cfg, plan, files = self.load()
         self.cfg = cfg
         setup_logging(cfg.logging.level, cfg.logging.format)
         Path(cfg.daemon.state_dir).mkdir(parents=True, exist_ok=True)
-        self.proxy = Proxy(cfg, plan)  # type: ignore[arg-type]
-        self.hub = SipHub(self.proxy, cfg, on_activities=self._on_activities)
+        self.store = store = await open_store(cfg.store)
+        engine = self.engine = PolicyEngine(cfg.policy)
+        engine.replace_static_rules(plan.rules)
+        now = time.time()
+        for rule in await store.list_blocks():
+            if rule.expires_at is None or rule.expires_at > now:
+                engine.rules.add(rule)
+        lifecycle = self.lifecycle = Lifecycle(cfg.lifecycle)
+        lifecycle.load(await store.list_numbers())
+        engine.is_released = lifecycle.is_released
+        gate = Gatekeeper(engine, cfg.stir, *self._stir(cfg))
+        self.proxy = proxy = Proxy(cfg, plan, gate)
+        proxy.is_released = lifecycle.is_released
+        proxy.released_status = RELEASED_STATUS[cfg.lifecycle.released_action]
+        self.hub = SipHub(proxy, cfg, on_activities=self._queue_activities, after_flush=self._after_flush)
         await self.hub.start()
+        self.registry.register(EdgeCollector(lambda: self.proxy, self._extra_metrics))
+        self.registry.register(StoreCollector(store))
+        if cfg.admin.enabled:
+            await self._start_admin(cfg)
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._reload)
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
-        watchdog = loop.create_task(self._watchdog()) if self.notifier.watchdog_interval and cfg.daemon.watchdog else None
+        if self.notifier.watchdog_interval and cfg.daemon.watchdog:
+            self._tasks.append(loop.create_task(self._watchdog()))
+        self._tasks.append(loop.create_task(self._housekeeping()))
         log.info(
             "daemon_started",
             listen=[f"{ls.transport}:{ls.address}" for ls in cfg.listen],
-            numbers=len(plan),  # type: ignore[arg-type]
+            numbers=len(plan),
             dialplan_files=len(files),
+            rules=len(engine.rules),
+            stir_verify=gate.verifier is not None,
+            stir_sign=gate.signer is not None,
             node=cfg.daemon.node,
         )
-        self.notifier.ready(f"serving {len(plan)} numbers")  # type: ignore[arg-type]
+        self.notifier.ready(f"serving {len(plan)} numbers")
         await self._stop.wait()
         await self._drain()
-        if watchdog is not None:
-            watchdog.cancel()
-        await self.hub.close()
-        log.info("daemon_stopped", stats=self.proxy.stats.as_dict())
+        await self._shutdown()
         return 0
 
-    def _on_activities(self, activities: list) -> None:
-        """Hand finished or updated activity records to the store (wired by the store integration)."""
-        self.activity_sink(activities)
+    def _stir(self, cfg: EdgeConfig) -> tuple:
+        from edge.io.cert_fetch import CertFetcher, FetchSettings, load_signer, load_trust_store
+        from edge.stir.verifier import Verifier, VerifierSettings
 
-    def activity_sink(self, activities: list) -> None:
+        verifier = None
+        if cfg.stir.enabled:
+            verifier = Verifier(load_trust_store(cfg.stir.trust_dir, cfg.stir.crl_dir), VerifierSettings.from_config(cfg.stir))
+            self.fetcher = CertFetcher(FetchSettings.from_config(cfg.stir))
+        return verifier, load_signer(cfg.stir)
+
+    async def _start_admin(self, cfg: EdgeConfig) -> None:
+        from edge.daemon.admin import AdminContext, load_token, make_admin_app, start_admin
+
+        assert self.store is not None and self.lifecycle is not None
+        ctx = AdminContext(
+            store=self.store,
+            lifecycle=self.lifecycle,
+            token=load_token(cfg.admin.token_file, create=True),
+            on_rules_changed=self._rules_changed,
+            health=self._health,
+            registry=self.registry,
+        )
+        self.admin_ctx = ctx
+        host, port = host_port(cfg.admin.listen, 8081)
+        self.admin_runner = await start_admin(make_admin_app(ctx), host, port)
+        log.info("admin_api_started", listen=cfg.admin.listen)
+
+    def _rules_changed(self, add: BlockRule | None, removed_id: str | None) -> None:
+        """The admin API changed a runtime rule: the next contact sees it (no restart, no reload)."""
+        assert self.engine is not None
+        if removed_id:
+            self.engine.rules.remove(removed_id)
+        if add is not None:
+            self.engine.rules.add(add)
+        log.info("rules_changed", added=add.id if add else None, removed=removed_id, rules=len(self.engine.rules))
+
+    def _health(self) -> dict:
+        proxy = self.proxy
+        store_health = self.store.health() if self.store is not None else None
+        return {
+            "ok": proxy is not None and not proxy.draining,
+            "draining": bool(proxy and proxy.draining),
+            "active_calls": proxy.active_calls if proxy else 0,
+            "pbx_targets": proxy.pool.status() if proxy else {},
+            "store_degraded": bool(store_health and store_health.degraded),
+            "uptime": round(time.time() - self.started, 1),
+            "reloads": self.reloads,
+            "reload_failures": self.reload_failures,
+        }
+
+    def _extra_metrics(self) -> dict[str, object]:
+        return {"reloads_total": self.reloads, "reload_failures_total": self.reload_failures}
+
+    # -- effects the core leaves for the adapters --------------------------------------------------
+    def _queue_activities(self, activities: list) -> None:
+        store = self.store
+        assert store is not None
         for a in activities:
-            log.debug("activity", id=a.id, call_id=a.call_id, decision=a.decision, status=a.final_status)
+            store.queue_activity(a)
 
+    def _after_flush(self, proxy: Proxy) -> None:
+        if proxy.cert_fetches:
+            urls, proxy.cert_fetches = proxy.cert_fetches, []
+            for url in urls:
+                task = asyncio.get_running_loop().create_task(self._fetch(url))
+                self._fetching.add(task)
+                task.add_done_callback(self._fetching.discard)
+        if proxy.released_hits:
+            hits, proxy.released_hits = proxy.released_hits, []
+            for called, calling in hits:
+                self._released_hit(called, calling)
+
+    async def _fetch(self, url: str) -> None:
+        assert self.fetcher is not None and self.proxy is not None and self.hub is not None
+        result = await self.fetcher.fetch(url)
+        if result.error:
+            log.warning("stir_cert_fetch_failed", url=url, error=result.error)
+        self.proxy.certificate_fetched(url, result.body, result.cache_control, result.error, time.time())
+        self.hub.flush()
+
+    def _released_hit(self, called: str, calling: str) -> None:
+        """Residual traffic to a released number: counted for the quiet-period monitor, and a honeypot signal."""
+        assert self.lifecycle is not None and self.store is not None and self.engine is not None
+        now = time.time()
+        record = self.lifecycle.record_traffic(called, now)
+        if record is not None:
+            task = asyncio.get_running_loop().create_task(self.store.put_number(record))
+            self._fetching.add(task)
+            task.add_done_callback(self._fetching.discard)
+        if calling:
+            self.engine.observe_released_call(calling, now)
+
+    async def _housekeeping(self) -> None:
+        """Once a second: expire runtime rules (store and index)."""
+        from edge.daemon.admin import expire_rules
+
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if self.admin_runner is not None:
+                    await expire_rules(self.admin_ctx)
+                elif self.engine is not None:
+                    self.engine.rules.purge_expired(time.time())
+            except Exception:  # noqa: BLE001 - housekeeping must keep running
+                log.exception("housekeeping_failed")
+
+    # -- reload ---------------------------------------------------------------------------------
     def _reload(self) -> None:
         self.notifier.reloading()
         try:
@@ -93,11 +235,12 @@ class Daemon:
             self.notifier.ready("reload rejected; previous plan in force")
             return
         proxy = self.proxy
-        assert proxy is not None and self.cfg is not None
+        assert proxy is not None and self.cfg is not None and self.engine is not None
         restart_needed = [ls.address for ls in cfg.listen] != [ls.address for ls in self.cfg.listen]
         proxy.cfg = cfg
         proxy.peers = PeerDirectory(cfg)
-        proxy.set_plan(plan)  # type: ignore[arg-type]
+        proxy.set_plan(plan)
+        self.engine.replace_static_rules(plan.rules)
         old_pool = proxy.pool
         old_pool.stopped = True
         proxy.pool = TargetPool(cfg, proxy.wheel, proxy.tv, proxy._send, proxy._new_branch, proxy.local)
@@ -109,11 +252,13 @@ class Daemon:
         proxy.pool.start(proxy.client_txns, time.time())
         self.cfg = cfg
         self.reloads += 1
-        log.info("reloaded", numbers=len(plan), dialplan_files=len(files), restart_needed_for_listen=restart_needed)  # type: ignore[arg-type]
-        self.notifier.ready(f"serving {len(plan)} numbers")  # type: ignore[arg-type]
+        log.info("reloaded", numbers=len(plan), dialplan_files=len(files), rules=len(self.engine.rules),
+                 restart_needed_for_listen=restart_needed)
+        self.notifier.ready(f"serving {len(plan)} numbers")
         if self.hub is not None:
             self.hub.flush()
 
+    # -- stop -----------------------------------------------------------------------------------
     async def _drain(self) -> None:
         assert self.proxy is not None and self.cfg is not None
         self.notifier.stopping()
@@ -128,6 +273,22 @@ class Daemon:
             log.warning("drain_timeout", active_calls=proxy.active_calls)
         else:
             log.info("drained")
+
+    async def _shutdown(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        if self.hub is not None:
+            await self.hub.close()
+        if self.admin_runner is not None:
+            await self.admin_runner.cleanup()
+        if self._fetching:
+            await asyncio.wait(list(self._fetching), timeout=2)
+        if self.fetcher is not None:
+            await self.fetcher.close()
+        if self.store is not None:
+            await self.store.close()  # flushes pending activity writes
+        assert self.proxy is not None
+        log.info("daemon_stopped", stats=self.proxy.stats.as_dict())
 
     async def _watchdog(self) -> None:
         while True:

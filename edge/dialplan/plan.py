@@ -7,6 +7,15 @@ from __future__ import annotations
 
 import msgspec
 
+from edge.media.schema import MediaSection, ScreeningMode
+from edge.policy.facts import Action
+from edge.policy.plan import DEFAULT_POLICY, NumberPolicy
+from edge.policy.rules import BlockRule
+from edge.stir.schema import StirPolicy
+
+DEFAULT_STIR = StirPolicy()
+NO_MEDIA = MediaSection()
+
 
 class NumberEntry(msgspec.Struct, frozen=True):
     """What the edge knows about one dialplan number or prefix."""
@@ -17,12 +26,23 @@ class NumberEntry(msgspec.Struct, frozen=True):
     targets: tuple[str, ...]  # PBX names in failover order
     file: str
     vetted: bool = False
+    action: Action = Action.ALLOW  # default treatment of a clean contact
+    policy: NumberPolicy = DEFAULT_POLICY
+    stir: StirPolicy = DEFAULT_STIR
+    media: MediaSection = NO_MEDIA
+    screening: ScreeningMode = ScreeningMode.ANSWER
 
 
 class Plan:
-    __slots__ = ("exact", "prefixes", "max_prefix", "files", "customers", "loaded_at")
+    __slots__ = ("exact", "prefixes", "max_prefix", "files", "customers", "loaded_at", "rules", "pbx_customers")
 
-    def __init__(self, entries: list[NumberEntry], files: tuple[str, ...] = (), loaded_at: float = 0.0) -> None:
+    def __init__(
+        self,
+        entries: list[NumberEntry],
+        files: tuple[str, ...] = (),
+        loaded_at: float = 0.0,
+        rules: list[BlockRule] | None = None,
+    ) -> None:
         self.exact: dict[str, NumberEntry] = {}
         self.prefixes: dict[str, NumberEntry] = {}
         for e in entries:
@@ -31,6 +51,12 @@ class Plan:
         self.files = files
         self.customers = {e.customer for e in entries if e.customer}
         self.loaded_at = loaded_at
+        self.rules = rules or []  # static block/allow rules from the files
+        # Which customers a PBX serves (for outbound attestation): PBX name -> customers.
+        self.pbx_customers: dict[str, set[str]] = {}
+        for e in entries:
+            for t in e.targets:
+                self.pbx_customers.setdefault(t, set()).add(e.customer)
 
     def lookup(self, e164: str) -> NumberEntry | None:
         """Exact match, else the longest prefix; O(number length)."""

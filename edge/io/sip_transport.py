@@ -25,7 +25,13 @@ log = structlog.get_logger("edge.io")
 
 
 class SipHub:
-    def __init__(self, proxy: Proxy, cfg: EdgeConfig, on_activities: Callable[[list[Activity]], None] | None = None) -> None:
+    def __init__(
+        self,
+        proxy: Proxy,
+        cfg: EdgeConfig,
+        on_activities: Callable[[list[Activity]], None] | None = None,
+        after_flush: Callable[[Proxy], None] | None = None,
+    ) -> None:
         self.proxy = proxy
         self.cfg = cfg
         self.loop = asyncio.get_running_loop()
@@ -38,6 +44,7 @@ class SipHub:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self.on_activities = on_activities
+        self.after_flush = after_flush  # other effects the core queued (certificate fetches, lifecycle hits)
         self._resolved: dict[str, str] = {}
 
     # -- core driving -----------------------------------------------------------------------
@@ -59,6 +66,8 @@ class SipHub:
             self.on_activities(acts)
         elif proxy.activities:
             proxy.activities.clear()
+        if self.after_flush is not None and (proxy.cert_fetches or proxy.released_hits):
+            self.after_flush(proxy)
         self._arm()
 
     def _arm(self) -> None:

@@ -202,6 +202,10 @@ class PolicyEngine:
         """A captcha or menu screening finished: feeds the failed-screenings signal."""
         self.detective.record_screening(calling_number, passed, now)
 
+    def observe_released_call(self, calling_number: str, now: float) -> None:
+        """A contact to a released number: feeds the honeypot signal for this caller's next calls."""
+        self.detective.signals.record_released_call(calling_number, now)
+
     def clear_flag(self, calling_number: str) -> bool:
         """Lift a caller's spam cool-off (operator override)."""
         return self.detective.flags.clear(calling_number)

@@ -81,6 +81,7 @@ class SignalState:
     def __init__(self, max_callers: int = 100_000, per_caller: int = 10) -> None:
         self.calls = _PerCaller(max_callers, per_caller)  # (ended_at, duration) of answered calls
         self.screenings = _PerCaller(max_callers, per_caller)  # (at, 1.0 passed / 0.0 failed)
+        self.released = _PerCaller(max_callers, per_caller)  # (at, 1.0): calls to released numbers (honeypot)
 
     def record_call_end(self, calling_number: str, answered: bool, duration: float, now: float) -> None:
         """Remember how long an answered call lasted; unanswered calls say nothing about the caller."""
@@ -90,6 +91,15 @@ class SignalState:
     def record_screening(self, calling_number: str, passed: bool, now: float) -> None:
         if calling_number:
             self.screenings.append(calling_number, (now, 1.0 if passed else 0.0))
+
+    def record_released_call(self, calling_number: str, now: float) -> None:
+        """The caller dialled a released number: nobody with a reason to call it should."""
+        if calling_number:
+            self.released.append(calling_number, (now, 1.0))
+
+    def released_calls(self, calling_number: str, since: float) -> int:
+        ring = self.released.get(calling_number)
+        return sum(1 for at, _ in ring if at >= since) if ring else 0
 
     def short_calls(self, calling_number: str, short_seconds: float, since: float) -> tuple[int, int]:
         """(short, answered) among the caller's answered calls that ended after `since`."""
@@ -155,8 +165,14 @@ class SignalState:
                     out.append(
                         Evidence("failed_screenings", w.failed_screenings, f"{failures} screenings failed in a row", "signal.failed_screenings")
                     )
-        if w.released_number and is_released is not None and facts.called_number and is_released(facts.called_number):
-            out.append(Evidence("released_number", w.released_number, f"{facts.called_number} is a released number", "signal.released_number"))
+        if w.released_number:
+            if is_released is not None and facts.called_number and is_released(facts.called_number):
+                out.append(Evidence("released_number", w.released_number, f"{facts.called_number} is a released number", "signal.released_number"))
+            elif calling:
+                hits = self.released_calls(calling, now - cfg.history_window)
+                if hits:
+                    out.append(Evidence("released_number", w.released_number,
+                                        f"caller dialled released numbers {hits} time(s) recently", "signal.released_number"))
         return out
 
 

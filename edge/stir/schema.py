@@ -64,7 +64,7 @@ class StirAction(str, enum.Enum):
     REJECT = "reject"
 
 
-class StirPolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class StirPolicy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """[stir] section of a number's dialplan."""
 
     on_absent: StirAction = StirAction.CONTINUE

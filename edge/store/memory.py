@@ -44,6 +44,9 @@ class MemoryStore:
         self._health = StoreHealth(backend="memory")
 
     # --- activities ----------------------------------------------------------------------------
+    def queue_activity(self, activity: Activity) -> None:
+        self._put_activity(activity)
+
     async def append_activity(self, activity: Activity) -> None:
         self._put_activity(activity)
 

@@ -293,6 +293,9 @@ class SqliteStore:
 
     # --- activities ------------------------------------------------------------------------------
     async def append_activity(self, activity: Activity) -> None:
+        self.queue_activity(activity)
+
+    def queue_activity(self, activity: Activity) -> None:
         if self._closed or (activity.id not in self._pending_activities and not self._admit()):
             return
         self._pending_activities[activity.id] = msgspec.structs.replace(activity, evidence=list(activity.evidence))

@@ -59,6 +59,10 @@ def write_config(tmp: Path, edge_port: int, carrier: list[str], pbx: list[tuple[
     lines += ["[timers]", timers]
     lines += ["[logging]", 'format = "json"', 'level = "debug"']
     lines += ["[daemon]", f'state_dir = "{tmp / "var"}"', 'drain_timeout = "10s"', "retry_after = 7"]
+    if "[admin]" not in extra:
+        lines += ["[admin]", f'listen = "127.0.0.1:{free_port(socket.SOCK_STREAM, None)}"', f'token_file = "{tmp / "admin.token"}"']
+    if "[store]" not in extra:
+        lines += ["[store]", f'path = "{tmp / "var" / "edge.db"}"', 'batch_interval = "20ms"']
     lines.append(extra)
     p = tmp / "edge.toml"
     p.write_text("\n".join(lines) + "\n")
