@@ -328,7 +328,10 @@ class Proxy:
                 raise ValueError
             Via(split_list(next(v for k, v in keep if k == "via"))[0])
             req = SipMessage.request("X", "sip:x", [(k, v) for k, v in keep])
-            self._reply(req, src, 400, reason[:100])
+            if reason == "Version Not Supported":
+                self._reply(req, src, 505)  # RFC 3261 §8.2.2 / §21.5.7
+            else:
+                self._reply(req, src, 400, reason[:100])
         except (ValueError, SipParseError, StopIteration):
             self.stats.dropped += 1
 
@@ -352,14 +355,18 @@ class Proxy:
             raise SipParseError("Too many Via headers")
         method = msg.method
         sent_by = (via.host, via.port)
+        branch = via.branch
+        if not branch.startswith(MAGIC_COOKIE):
+            # RFC 2543 peer (no magic cookie): match on the request's identity instead (RFC 3261 §17.2.3).
+            branch = f"2543|{msg.call_id}|{msg.from_tag}|{msg.cseq_num}|{via.raw}"
         if method == "ACK":
-            st = self.server_txns.get((via.branch, sent_by, "INVITE"))
+            st = self.server_txns.get((branch, sent_by, "INVITE"))
             if st is not None and st.state in (State.COMPLETED, State.CONFIRMED):
                 st.on_ack(now)  # ACK for a non-2xx: hop by hop, absorbed
                 return
             self._forward_ack(msg, src, now)
             return
-        key = (via.branch, sent_by, method)
+        key = (branch, sent_by, method)
         st = self.server_txns.get(key)
         if st is not None:
             self.stats.retransmissions_absorbed += 1
@@ -807,10 +814,13 @@ class Proxy:
         if ct.owner is None:
             ct.on_response(msg, now)  # our own CANCEL or health ping without owner
             return
+        owner = ct.owner
+        if isinstance(owner, InviteContext) and len(msg.vias) < 2:
+            self.stats.dropped += 1  # only our Via: nobody upstream to relay to (RFC 3261 §16.7 step 3)
+            return
         if not ct.on_response(msg, now):
             self.stats.retransmissions_absorbed += 1
             return
-        owner = ct.owner
         if isinstance(owner, InviteContext):
             self._context_response(owner, ct, msg, now)
         else:

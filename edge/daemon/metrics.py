@@ -65,7 +65,7 @@ class EdgeCollector(Collector):
         yield up
         gate = proxy.gate
         if gate is not None:
-            pol = gate.engine.stats()
+            pol = gate.engine.stats
             d = CounterMetricFamily("edge_policy_decisions", "policy decisions by action", labels=["action"])
             for action, n in sorted(pol["decisions_by_action"].items()):  # type: ignore[union-attr]
                 d.add_metric([str(getattr(action, "value", action))], n)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import msgspec
+
+#: Characters of a telephone-subscriber user part (RFC 3966 visual separators, '*' and '#').
+_PHONE_CHARS = frozenset("+0123456789-.()*#")
 
 
 class Uri(msgspec.Struct, frozen=True):
@@ -85,4 +90,11 @@ def uri_user(text: str) -> str:
     at = rest.rfind("@")
     if at < 0:
         return ""
-    return rest[:at].split(";", 1)[0]
+    user = rest[:at].split(";", 1)[0]
+    if "%" in user:
+        # Escaped numbers ('%2B1202...') equal their plain form (RFC 3261 §19.1.4); other escapes stay
+        # escaped so the user part remains safe to write back into a Request-URI.
+        plain = unquote(user)
+        if plain and all(c in _PHONE_CHARS for c in plain):
+            return plain
+    return user

@@ -546,9 +546,9 @@ def test_proxy_health_probe_marks_target_down_and_up() -> None:
     assert target.up is True
 
 
-# -- known bugs in edge/call/proxy.py (reported to the lead; strict xfail flips when fixed) --------------
+# -- fixed proxy bugs: response with only our Via, RFC 2543 branchless matching, 505 ---------------
 
-@pytest.mark.xfail(strict=True, reason="proxy relays a response whose only Via was ours (RFC 3261 §16.7 step 3: must not forward)")
+
 def test_proxy_response_with_only_our_via_not_forwarded() -> None:
     h = Harness()
     fwd = start_call(h)
@@ -558,8 +558,7 @@ def test_proxy_response_with_only_our_via_not_forwarded() -> None:
     assert h.proxy.outbox == []
 
 
-@pytest.mark.xfail(strict=True, reason="server transactions keyed by branch only: RFC 2543 INVITEs without branch from one "
-                                       "host are absorbed as retransmissions of an unrelated call (RFC 3261 §17.2.3)")
+
 def test_proxy_branchless_invites_of_distinct_calls_both_forwarded() -> None:
     h = Harness()
     h.feed(carrier_invite().replace(b";branch=z9hG4bKcarrier1", b""))
@@ -567,7 +566,7 @@ def test_proxy_branchless_invites_of_distinct_calls_both_forwarded() -> None:
     assert len(only(out, PBX_A)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="unsupported SIP version answered 400 'Version Not Supported' instead of 505 (RFC 3261 §8.2.2)")
+
 def test_proxy_unsupported_version_505() -> None:
     h = Harness()
     out = h.feed(carrier_invite().replace(b" SIP/2.0\r\n", b" SIP/7.0\r\n", 1))

@@ -269,3 +269,148 @@ def expect_final_scenario(tmp: Path, code: int, caller: str = "+12025550199", fr
     extra = "".join(f"{h}\n" for h in extra_headers.splitlines() if h.strip())
     p.write_text(_EXPECT_FINAL.format(code=code, caller=caller, from_name=name, extra=extra))
     return str(p)
+
+
+_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!-- Carrier: a full call from {caller}: INVITE, 180, 200, ACK, BYE after {hold} ms. -->
+<scenario name="uac call from {caller}">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: {from_name}<sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+{extra}Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: {from_name}<sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <pause milliseconds="{hold}"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: {from_name}<sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <recv response="200"/>
+</scenario>
+"""
+
+_MESSAGE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!-- Carrier: one SIP MESSAGE (text) from {caller}, expecting {code}. -->
+<scenario name="uac message from {caller}">
+  <send retrans="500"><![CDATA[
+MESSAGE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 MESSAGE
+Max-Forwards: 70
+Content-Type: text/plain
+Content-Length: [len]
+
+Your package is waiting, click here
+]]></send>
+  <recv response="{code}"/>
+</scenario>
+"""
+
+_UAS_MESSAGE = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!-- PBX: accepts one MESSAGE with 200. -->
+<scenario name="uas message">
+  <recv request="MESSAGE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+]]></send>
+</scenario>
+"""
+
+
+def _write(tmp: Path, stem: str, text: str) -> str:
+    p = tmp / f"{stem}_{abs(hash(text)) % 10**10}.xml"
+    p.write_text(text)
+    return str(p)
+
+
+def call_scenario(tmp: Path, caller: str, from_name: str = "", hold_ms: int = 50, extra_headers: str = "") -> str:
+    name = f'"{from_name}" ' if from_name else ""
+    extra = "".join(f"{h}\n" for h in extra_headers.splitlines() if h.strip())
+    return _write(tmp, "uac_call", _CALL.format(caller=caller, from_name=name, hold=hold_ms, extra=extra))
+
+
+def message_scenario(tmp: Path, caller: str, code: int) -> str:
+    return _write(tmp, "uac_message", _MESSAGE.format(caller=caller, code=code))
+
+
+def uas_message_scenario(tmp: Path) -> str:
+    return _write(tmp, "uas_message", _UAS_MESSAGE)
+
+
+class Admin:
+    """Tiny admin API client for tests (stdlib urllib)."""
+
+    def __init__(self, tmp: Path, config_text: str) -> None:
+        import re
+
+        m = re.search(r'\[admin\]\s*listen = "([^"]+)"', config_text)
+        assert m, "no [admin] listen in config"
+        self.base = f"http://{m.group(1)}"
+        self.token_file = tmp / "admin.token"
+
+    def call(self, method: str, path: str, body: object | None = None, token: bool = True) -> tuple[int, object]:
+        import json
+        import urllib.error
+        import urllib.request
+
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if token:
+            req.add_header("Authorization", f"Bearer {self.token_file.read_text().strip()}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                raw = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            status = exc.code
+        try:
+            return status, json.loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
