@@ -42,10 +42,12 @@ def parse_uri(text: str) -> Uri:
         number, _, params = rest.partition(";")
         return Uri("tel", number, "", 0, _params(params))
     rest, _, _headers = rest.partition("?")
-    main, _, params = rest.partition(";")
-    user, at, hostport = main.rpartition("@")
+    # '@' cannot appear unescaped in userinfo or uri-parameters, so it ends the user part even when
+    # the user carries its own parameters ('sip:+1202...;npdi;rn=...@host').
+    user, at, hostpart = rest.partition("@")
     if not at:
-        hostport, user = main, ""
+        hostpart, user = rest, ""
+    hostport, _, params = hostpart.partition(";")
     if hostport.startswith("["):
         end = hostport.find("]")
         if end < 0:
