@@ -439,7 +439,8 @@ class Proxy:
         entry = self.plan.lookup(called)
         activity = self._new_activity(msg, src, peer, called or called_user, now)
         ctx.activity = activity
-        if entry is None and self.is_released is not None and called and self.is_released(called):
+        if self.is_released is not None and called and self.is_released(called):
+            # Released numbers win over a stale dialplan entry (`sip-edge check` reports that conflict).
             st.released_hits += 1
             self.released_hits.append((called, activity.calling_number))
             activity.decision = Action.INTERCEPT.value

@@ -37,7 +37,7 @@ REASONS = {
 
 def local_tag(request: SipMessage) -> str:
     """A To tag stable across retransmissions of the same request (so every copy gets the same answer)."""
-    seed = f"{request.call_id}|{request.from_tag}|{request.branch}".encode()
+    seed = f"{request.call_id}|{request.from_tag}|{request.branch}".encode("utf-8", "surrogateescape")
     return hashlib.blake2s(seed, digest_size=6).hexdigest()
 
 

@@ -1,0 +1,842 @@
+"""End-to-end call-rate benchmark: sipp carrier -> proxy -> sipp PBX on loopback, stepped rates.
+
+The method is /work/shared/BENCHMARKING.md's: 4 MB socket buffers everywhere, 10 ms pauses between
+180/200 (UAS) and ACK/BYE (UAC), a fixed number of calls per rate step, stop at the first step with any
+failed call or retransmission on either sipp side, re-run the best passing step N times and quote
+medians, and measure a tuned Kamailio in the same run so ratios do not depend on the machine's drift.
+CPU per call is utime+stime of every process of the proxy (from /proc) over the step, divided by the
+calls completed.
+
+A scenario is (daemon config + dialplans, UAC/UAS sipp scenarios, Kamailio config, optional hooks);
+`clean` is the plain INVITE/100/180/200/ACK/BYE/200 call that policy lets through.
+
+    python -m benchmarks.run [--compare kamailio] [--calls 3000] [--start 250 --step 250 --max 4000]
+"""
+
+from __future__ import annotations
+
+import abc
+import argparse
+import csv
+import math
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import msgspec
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = Path(__file__).resolve().parent
+SIPP = "sipp"
+KAMAILIO = "kamailio"
+BUFF = 4 * 1024 * 1024
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scenarios
+
+
+@dataclass
+class ScenarioContext:
+    """What a scenario hook may touch: the system's scratch directory, the edge's dialplan copy, and
+    a serial of calls placed so far (so every call of a run can get a fresh caller)."""
+
+    workdir: Path
+    dialplans: Path
+    ports: dict[str, int]
+    serial: int = 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark workload. Hooks let later scenarios add load-specific state without new plumbing:
+    `prepare` runs once per system start (e.g. write 10,000 block rules into the dialplan copy, or an
+    Identity injection file), `uac_args` adds sipp UAC arguments per step (e.g. `-inf identities.csv`)."""
+
+    name: str
+    description: str
+    edge_config: Path
+    dialplans: Path
+    kamailio_config: Path
+    uac: Path
+    uas: Path
+    service: str  # sipp -s; scenarios fed by an injection file may ignore it
+    prepare: Callable[[ScenarioContext], None] = lambda ctx: None
+    uac_args: Callable[[ScenarioContext, Path, float, int], list[str]] = lambda ctx, stepdir, rate, calls: []
+
+
+# Real area codes (all NXX 200-999 validate in phonenumbers): callers are spread over them.
+_NPAS = (212, 213, 214, 305, 310, 312, 404, 415, 469, 503, 512, 617, 646, 702, 713, 718, 773, 801, 917, 972)
+
+
+def caller_number(n: int) -> str:
+    """The n-th distinct valid US caller (16 million before repeating)."""
+    n %= len(_NPAS) * 800 * 10_000
+    line, rest = n % 10_000, n // 10_000
+    return f"+1{_NPAS[rest // 800]}{200 + rest % 800}{line:04d}"
+
+
+def fresh_callers(ctx: ScenarioContext, stepdir: Path, rate: float, calls: int) -> list[str]:
+    """A sipp injection file for one step: a caller never seen before in this run for every call (a
+    repeating caller is what the Spam Detective exists to catch), called numbers spread over the DID block."""
+    path = stepdir / "calls.csv"
+    lines = ["SEQUENTIAL"]
+    for i in range(ctx.serial, ctx.serial + calls):
+        lines.append(f"{caller_number(i)};+1202555{(i * 7919) % 10_000:04d};")
+    path.write_text("\n".join(lines) + "\n")
+    ctx.serial += calls
+    return ["-inf", str(path)]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "clean": Scenario(
+        name="clean",
+        description="clean call: INVITE/100/180/(10 ms)/200/ACK/(10 ms)/BYE/200, caller not blocked",
+        edge_config=BENCH / "edge-bench.toml",
+        dialplans=BENCH / "dialplans" / "clean",
+        kamailio_config=BENCH / "kamailio" / "kamailio.cfg",
+        uac=BENCH / "sipp" / "uac_clean.xml",
+        uas=BENCH / "sipp" / "uas_clean.xml",
+        service="12025550100",
+        uac_args=fresh_callers,
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# /proc
+
+
+def _read_stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, utime+stime ticks) of one process, None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # the comm field may hold spaces and parentheses
+    return int(fields[1]), int(fields[11]) + int(fields[12])
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and every descendant (Kamailio forks its workers; the edge is one process)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = _read_stat(int(entry))
+            if st is not None:
+                children.setdefault(st[0], []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        st = _read_stat(pid)
+        if st is not None:
+            total += st[1]
+    return total
+
+
+def _status_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def peak_rss_kb(pids: list[int]) -> int:
+    """VmHWM of the largest process (summing would count Kamailio's shared memory once per worker)."""
+    return max((_status_kb(p, "VmHWM") for p in pids), default=0)
+
+
+def pss_kb(pids: list[int]) -> int:
+    """Proportional set size of the whole tree right now: shared pages split between their users."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except OSError:
+            continue
+    return total
+
+
+def host_cpu() -> tuple[int, int, int]:
+    """(total, idle+iowait, steal) jiffies of the whole machine, to show how loaded it was."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    steal = parts[7] if len(parts) > 7 else 0
+    return sum(parts[:8]), parts[3] + parts[4], steal
+
+
+# ---------------------------------------------------------------------------------------------------
+# processes
+
+
+def free_port() -> int:
+    """A UDP port free on 127.0.0.1 (also free for TCP, so either transport can be used)."""
+    for _ in range(200):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind(("127.0.0.1", 0))
+        port = u.getsockname()[1]
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            t.close()
+            u.close()
+    raise RuntimeError("no free port on 127.0.0.1")
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, wait: float = 10.0, group: bool = False) -> None:
+    """Stop one process we started (and its process group when it forks workers); SIGKILL if it lingers."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL) if group else proc.kill()
+            except ProcessLookupError:
+                pass
+            proc.wait(5)
+    if group:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # orphaned workers, if any
+        except ProcessLookupError:
+            pass
+
+
+def read_sipp_stats(path: Path) -> dict[str, str]:
+    """Last row of a sipp -trace_stat CSV as {column: value}."""
+    if not path.exists():
+        return {}
+    with path.open(newline="") as f:
+        rows = [r for r in csv.reader(f, delimiter=";") if r]
+    if len(rows) < 2:
+        return {}
+    return dict(zip(rows[0], rows[-1]))
+
+
+def stat_int(stats: dict[str, str], key: str) -> int:
+    v = stats.get(key, "0").strip()
+    return int(v) if v.isdigit() else 0
+
+
+def stat_epoch(stats: dict[str, str], key: str) -> float:
+    """sipp writes times as 'date<TAB>time<TAB>epoch.micro'."""
+    v = stats.get(key, "")
+    try:
+        return float(v.split("\t")[-1])
+    except ValueError:
+        return 0.0
+
+
+def percentile(values: list[int], q: float) -> float:
+    """Nearest-rank percentile; NaN for no samples."""
+    if not values:
+        return math.nan
+    s = sorted(values)
+    return float(s[max(0, min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1))])
+
+
+def read_rtds(stepdir: Path) -> dict[str, list[int]]:
+    """Per-call response times (ms, sipp's resolution) by rtd name from the -trace_rtt file."""
+    out: dict[str, list[int]] = {}
+    for p in stepdir.glob("*_rtt.csv"):
+        with p.open(newline="") as f:
+            for row in csv.reader(f, delimiter=";"):
+                if len(row) >= 3 and row[1].strip().lstrip("-").isdigit():
+                    out.setdefault(row[2].strip(), []).append(int(row[1]))
+    return out
+
+
+class Uas:
+    """The PBX: one sipp UAS for a system's whole life, its cumulative stats written every second."""
+
+    def __init__(self, workdir: Path, port: int, scenario: Path) -> None:
+        self.dir = workdir / "uas"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.stats_path = self.dir / "stats.csv"
+        self.cmd = [SIPP, "-i", "127.0.0.1", "-p", str(port), "-sf", str(scenario), "-aa", "-nostdin",
+                    "-buff_size", str(BUFF), "-trace_stat", "-stf", str(self.stats_path), "-fd", "1",
+                    "-trace_err", "-error_file", str(self.dir / "errors.log")]
+        self._out = open(self.dir / "stdout.log", "wb")
+        self.proc = subprocess.Popen(self.cmd, cwd=self.dir, stdout=self._out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def counters_after(self, t: float, timeout: float = 5.0) -> dict[str, int]:
+        """Cumulative counters from the first stats row written after time `t` (all step calls ended)."""
+        deadline = time.time() + timeout
+        while True:
+            stats = read_sipp_stats(self.stats_path)
+            if stats and stat_epoch(stats, "CurrentTime") > t:
+                break
+            if time.time() > deadline or self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        return {k: stat_int(stats, k) for k in ("SuccessfulCall(C)", "FailedCall(C)", "Retransmissions(C)",
+                                                  "OutOfCallMsgs(C)", "DeadCallMsgs(C)", "CurrentCall")}
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGUSR1, wait=3)
+        self._out.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# systems under test
+
+
+class System(abc.ABC):
+    """A proxy under test: started once, measured over many steps, always stopped."""
+
+    label = ""
+    root_pid = 0
+
+    def __init__(self, scenario: Scenario, workdir: Path) -> None:
+        self.scenario = scenario
+        self.workdir = workdir
+        self.port = free_port()
+        self.uas_port = free_port()
+        self.uac_port = free_port()
+        self.admin_port = free_port()
+        self.uas: Uas | None = None
+        self.proc: subprocess.Popen | None = None
+        self.ctx = ScenarioContext(workdir, workdir / "dialplans",
+                                   {"edge": self.port, "uas": self.uas_port, "uac": self.uac_port})
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.uas = Uas(self.workdir, self.uas_port, self.scenario.uas)
+        time.sleep(0.2)
+        if self.uas.proc.poll() is not None:
+            raise RuntimeError(f"sipp UAS exited: {(self.uas.dir / 'stdout.log').read_text(errors='replace')}")
+        self.scenario.prepare(self.ctx)
+        self._start()
+
+    @abc.abstractmethod
+    def _start(self) -> None:
+        """Start the proxy itself and return once it serves."""
+
+    def pids(self) -> list[int]:
+        return process_tree(self.root_pid)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, n: int = 3000) -> str:
+        return ""
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGTERM, wait=15, group=True)
+        if self.uas is not None:
+            self.uas.stop()
+
+
+def render_template(src: Path, dst: Path, values: dict[str, str]) -> None:
+    dst.write_text(string.Template(src.read_text()).substitute(values))
+
+
+class EdgeSystem(System):
+    """The sip-edge daemon (`python -m edge.cli run`) with the scenario's config and dialplans."""
+
+    def __init__(self, scenario: Scenario, workdir: Path, log_calls: bool) -> None:
+        super().__init__(scenario, workdir)
+        self.log_calls = log_calls
+        self.label = f"edge log_calls={'on' if log_calls else 'off'}"
+        self.log_path = workdir / "edge.log"
+
+    def _start(self) -> None:
+        values = {"EDGE_PORT": str(self.port), "UAC_PORT": str(self.uac_port), "UAS_PORT": str(self.uas_port),
+                  "ADMIN_PORT": str(self.admin_port), "LOG_CALLS": "true" if self.log_calls else "false", "STATE_DIR": str(self.workdir / "var")}
+        cfg = self.workdir / "edge.toml"
+        render_template(self.scenario.edge_config, cfg, values)
+        self.ctx.dialplans.mkdir(exist_ok=True)
+        for f in sorted(self.scenario.dialplans.glob("*.toml")):
+            render_template(f, self.ctx.dialplans / f.name, values)
+        self._log = open(self.log_path, "wb")
+        self.cmd = [sys.executable, "-m", "edge.cli", "run", "--config", str(cfg), str(self.ctx.dialplans)]
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.root_pid = self.proc.pid
+        deadline = time.monotonic() + 20
+        while b"daemon_started" not in self.log_path.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sip-edge did not start (rc={self.proc.poll()}):\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    def log_tail(self, n: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        super().stop()
+        if hasattr(self, "_log"):
+            self._log.close()
+
+
+class KamailioSystem(System):
+    """Kamailio 5.6 in the foreground (-DD) with tlsf, 1 GB shared memory and N UDP workers."""
+
+    def __init__(self, scenario: Scenario, workdir: Path, workers: int) -> None:
+        super().__init__(scenario, workdir)
+        self.workers = workers
+        self.label = f"kamailio {workers}w"
+        self.log_path = workdir / "kamailio.log"
+
+    def _start(self) -> None:
+        self.cmd = [KAMAILIO, "-f", str(self.scenario.kamailio_config), "-DD", "-E", "-x", "tlsf", "-m", "1024",
+                    "-M", "32", "-n", str(self.workers), "-l", f"udp:127.0.0.1:{self.port}",
+                    "-A", f'PBX="127.0.0.1:{self.uas_port}"', "-P", str(self.workdir / "kamailio.pid"),
+                    "-Y", str(self.workdir), "-w", str(self.workdir)]
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.cmd, cwd=self.workdir, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        self.root_pid = self.proc.pid
+        deadline = time.monotonic() + 20
+        while not sip_options_ok(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"kamailio did not start (rc={self.proc.poll()}):\n{self.log_tail()}")
+            time.sleep(0.1)
+
+    def log_tail(self, n: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        super().stop()
+        if hasattr(self, "_log"):
+            self._log.close()
+
+
+def sip_options_ok(port: int, timeout: float = 0.5) -> bool:
+    """True when an OPTIONS to 127.0.0.1:port gets any SIP response (the proxy is serving)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(timeout)
+    lport = s.getsockname()[1]
+    msg = (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{lport};branch=z9hG4bK-probe{time.monotonic_ns()}\r\n"
+           f"From: <sip:probe@127.0.0.1:{lport}>;tag=probe\r\nTo: <sip:127.0.0.1:{port}>\r\n"
+           f"Call-ID: probe-{time.monotonic_ns()}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    try:
+        s.sendto(msg.encode(), ("127.0.0.1", port))
+        return s.recv(65535).startswith(b"SIP/2.0 ")
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# one step
+
+
+@dataclass
+class StepResult:
+    system: str
+    rate: float
+    calls: int
+    run: str  # "sweep" or "repeat N"
+    achieved_cps: float = 0.0
+    successful: int = 0
+    failed_uac: int = 0
+    failed_uas: int = 0
+    retrans_uac: int = 0
+    retrans_uas: int = 0
+    unexpected: int = 0  # out-of-call and dead-call messages on either side
+    ring_p50_ms: float = math.nan
+    ring_p99_ms: float = math.nan
+    answer_p50_ms: float = math.nan
+    answer_p99_ms: float = math.nan
+    cpu_us_per_call: float = math.nan
+    cpu_pct: float = 0.0  # proxy CPU as a share of one core over the step
+    peak_rss_mb: float = 0.0
+    pss_mb: float = 0.0
+    host_idle_pct: float = 0.0
+    host_steal_pct: float = 0.0
+    wall_s: float = 0.0
+    sipp_rc: int = 0
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return (self.sipp_rc == 0 and self.successful == self.calls and self.failed_uac == 0
+                and self.failed_uas == 0 and self.retrans_uac == 0 and self.retrans_uas == 0)
+
+
+def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str) -> StepResult:
+    """Drive `calls` calls at `rate` CPS through `system`; measure the proxy's CPU and both sipp sides."""
+    assert system.uas is not None
+    stepdir.mkdir(parents=True, exist_ok=True)
+    res = StepResult(system.label, rate, calls, run)
+    budget = calls / rate + 30  # the step's bound: sending time plus slack for the last calls' timers
+    uas0 = system.uas.counters_after(0.0, timeout=0)
+    cmd = [SIPP, "-i", "127.0.0.1", "-p", str(system.uac_port), "-sf", str(system.scenario.uac),
+           "-s", system.scenario.service, f"127.0.0.1:{system.port}", "-m", str(calls), "-r", f"{rate:g}",
+           "-rp", "1000", "-l", str(calls), "-nostdin", "-buff_size", str(BUFF),
+           "-trace_stat", "-stf", "stats.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", str(min(100, calls)),
+           "-trace_err", "-error_file", "errors.log", "-timeout", f"{int(budget)}s", "-timeout_error",
+           *system.scenario.uac_args(system.ctx, stepdir, rate, calls)]
+    pids = system.pids()
+    host0, t0, cpu0 = host_cpu(), time.time(), cpu_ticks(pids)
+    with open(stepdir / "stdout.log", "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=stepdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            res.sipp_rc = proc.wait(budget + 15)
+        except subprocess.TimeoutExpired:
+            res.note = "sipp UAC overran its time budget"
+            res.sipp_rc = -1
+        finally:
+            stop_process(proc, signal.SIGUSR1, wait=3)
+    cpu1, t1, host1 = cpu_ticks(pids), time.time(), host_cpu()
+    uas1 = system.uas.counters_after(t1)
+    res.wall_s = t1 - t0
+    uac = read_sipp_stats(stepdir / "stats.csv")
+    res.successful = stat_int(uac, "SuccessfulCall(C)")
+    res.failed_uac = stat_int(uac, "FailedCall(C)")
+    res.retrans_uac = stat_int(uac, "Retransmissions(C)")
+    res.failed_uas = uas1["FailedCall(C)"] - uas0["FailedCall(C)"]
+    res.retrans_uas = uas1["Retransmissions(C)"] - uas0["Retransmissions(C)"]
+    res.unexpected = (stat_int(uac, "OutOfCallMsgs(C)") + stat_int(uac, "DeadCallMsgs(C)")
+                      + uas1["OutOfCallMsgs(C)"] - uas0["OutOfCallMsgs(C)"]
+                      + uas1["DeadCallMsgs(C)"] - uas0["DeadCallMsgs(C)"])
+    elapsed = stat_epoch(uac, "CurrentTime") - stat_epoch(uac, "StartTime")
+    res.achieved_cps = res.successful / elapsed if elapsed > 0 else 0.0
+    rtds = read_rtds(stepdir)
+    res.ring_p50_ms, res.ring_p99_ms = percentile(rtds.get("ring", []), 50), percentile(rtds.get("ring", []), 99)
+    res.answer_p50_ms = percentile(rtds.get("answer", []), 50)
+    res.answer_p99_ms = percentile(rtds.get("answer", []), 99)
+    cpu_s = (cpu1 - cpu0) / CLK_TCK
+    if res.successful:
+        res.cpu_us_per_call = cpu_s * 1e6 / res.successful
+    res.cpu_pct = 100 * cpu_s / res.wall_s if res.wall_s > 0 else 0.0
+    res.peak_rss_mb = peak_rss_kb(pids) / 1024
+    res.pss_mb = pss_kb(pids) / 1024
+    total = host1[0] - host0[0]
+    if total > 0:
+        res.host_idle_pct = 100 * (host1[1] - host0[1]) / total
+        res.host_steal_pct = 100 * (host1[2] - host0[2]) / total
+    if not system.alive():
+        res.note = (res.note + "; " if res.note else "") + "proxy process exited"
+    if not res.passed and not res.note:
+        causes = [f"{k[6:-3]}={v}" for k, v in uac.items()
+                  if k.startswith("Failed") and k.endswith("(C)") and k != "FailedCall(C)" and v.strip() not in ("", "0")]
+        if res.unexpected:
+            causes.append(f"unexpected msgs={res.unexpected}")
+        if res.retrans_uac or res.retrans_uas:
+            causes.append("retransmissions")
+        res.note = ", ".join(causes)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------------
+# output
+
+
+COLUMNS = [
+    ("system", 22, "{}"), ("offered", 7, "{:g}"), ("achieved", 8, "{:.0f}"), ("ok", 6, "{}"),
+    ("fail c/s", 9, "{}"), ("retr c/s", 9, "{}"), ("180 p50/p99", 11, "{}"), ("200 p50/p99", 11, "{}"),
+    ("cpu us/call", 11, "{:.0f}"), ("cpu %", 6, "{:.0f}"), ("rss MB", 6, "{:.0f}"), ("idle %", 6, "{:.0f}"),
+    ("steal", 5, "{:.1f}"), ("", 4, "{}"),
+]
+
+
+def _ms(a: float, b: float) -> str:
+    return "-" if math.isnan(a) else f"{a:.0f}/{b:.0f}"
+
+
+def row(r: StepResult) -> str:
+    vals = [r.system, r.rate, r.achieved_cps, r.successful, f"{r.failed_uac}/{r.failed_uas}",
+            f"{r.retrans_uac}/{r.retrans_uas}", _ms(r.ring_p50_ms, r.ring_p99_ms),
+            _ms(r.answer_p50_ms, r.answer_p99_ms), r.cpu_us_per_call, r.cpu_pct, r.peak_rss_mb,
+            r.host_idle_pct, r.host_steal_pct, "PASS" if r.passed else "FAIL"]
+    cells = []
+    for (_, width, fmt), v in zip(COLUMNS, vals):
+        text = "-" if isinstance(v, float) and math.isnan(v) else fmt.format(v)
+        cells.append(text.ljust(width) if width == 22 else text.rjust(width))
+    line = "  ".join(cells)
+    return line + (f"  {r.note}" if r.note else "") + "\n"
+
+
+def header() -> str:
+    cells = [name.ljust(w) if w == 22 else name.rjust(w) for name, w, _ in COLUMNS]
+    line = "  ".join(cells)
+    return line + "\n" + "-" * len(line) + "\n"
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def tool_version(cmd: list[str]) -> str:
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not installed"
+    for line in (p.stdout + p.stderr).splitlines():
+        if line.strip():
+            return line.strip()
+    return "?"
+
+
+def median_result(runs: list[StepResult]) -> dict[str, float]:
+    def med(attr: str) -> float:
+        vals = [getattr(r, attr) for r in runs if not math.isnan(getattr(r, attr))]
+        return statistics.median(vals) if vals else math.nan
+
+    return {
+        "rate": runs[0].rate,
+        "passed": sum(r.passed for r in runs),
+        "runs": len(runs),
+        "achieved_cps": med("achieved_cps"),
+        "cpu_us_per_call": med("cpu_us_per_call"),
+        "ring_p50_ms": med("ring_p50_ms"),
+        "ring_p99_ms": med("ring_p99_ms"),
+        "answer_p50_ms": med("answer_p50_ms"),
+        "answer_p99_ms": med("answer_p99_ms"),
+        "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# the run
+
+
+def rate_plan(args: argparse.Namespace) -> list[float]:
+    if args.rates:
+        return [float(x) for x in args.rates.split(",") if x.strip()]
+    n = int((args.max - args.start) // args.step) + 1
+    return [args.start + i * args.step for i in range(max(n, 0))]
+
+
+def build_systems(args: argparse.Namespace, scenario: Scenario, workdir: Path) -> list[System]:
+    systems: list[System] = []
+    for flag in {"both": [True, False], "on": [True], "off": [False]}[args.log_calls]:
+        name = f"edge-log-{'on' if flag else 'off'}"
+        systems.append(EdgeSystem(scenario, workdir / name, flag))
+    if args.compare == "kamailio":
+        for w in args.kamailio_workers:
+            systems.append(KamailioSystem(scenario, workdir / f"kamailio-{w}w", w))
+    return systems
+
+
+def sweep(system: System, rates: list[float], calls: int, workdir: Path) -> tuple[list[StepResult], float]:
+    """Step the rate up until a step fails; returns every step and the best passing rate (0 if none)."""
+    results: list[StepResult] = []
+    best = 0.0
+    for rate in rates:
+        r = run_step(system, rate, calls, workdir / f"step-{rate:g}", "sweep")
+        results.append(r)
+        out(row(r))
+        if not r.passed:
+            break
+        best = rate
+        if not system.alive():
+            break
+    return results, best
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="clean")
+    p.add_argument("--compare", choices=["kamailio"], help="also sweep a tuned Kamailio in the same run")
+    p.add_argument("--kamailio-workers", default="1",
+                   type=lambda s: [int(x) for x in s.split(",")], help="UDP workers, e.g. 1 or 1,2")
+    p.add_argument("--log-calls", choices=["both", "on", "off"], default="both",
+                   help="edge runs with log_calls=true (production default) and/or false")
+    p.add_argument("--calls", type=int, default=3000, help="calls per step (the full method uses 20000)")
+    p.add_argument("--rates", help="comma-separated CPS steps; overrides --start/--step/--max")
+    p.add_argument("--start", type=float, default=250)
+    p.add_argument("--step", type=float, default=250)
+    p.add_argument("--max", type=float, default=4000)
+    p.add_argument("--repeat", type=int, default=3, help="re-runs of each system's best passing step (medians)")
+    p.add_argument("--json", type=Path, help="write every step and the summary to this file")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, sipp traces)")
+    args = p.parse_args(argv)
+    if args.calls <= 0 or args.repeat < 0 or any(w < 1 for w in args.kamailio_workers):
+        p.error("--calls must be positive, --repeat non-negative, workers >= 1")
+    return args
+
+
+def preflight(args: argparse.Namespace) -> None:
+    missing = [t for t in [SIPP] + ([KAMAILIO] if args.compare == "kamailio" else []) if shutil.which(t) is None]
+    if missing:
+        raise SystemExit(f"missing tools: {', '.join(missing)} (make deps-bench installs them)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    preflight(args)
+    scenario = SCENARIOS[args.scenario]
+    rates = rate_plan(args)
+    command = f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m benchmarks.run {shlex.join(argv)}".rstrip()
+    machine = {
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "sipp": tool_version([SIPP, "-v"]),
+        "kamailio": tool_version([KAMAILIO, "-v"]) if args.compare == "kamailio" else "",
+        "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+        "git": tool_version(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
+    }
+    out(f"# sip-edge call-rate benchmark\ncommand: {command}\n")
+    out(f"scenario: {scenario.name} - {scenario.description}\n")
+    out(f"steps: {', '.join(f'{r:g}' for r in rates)} CPS, {args.calls} calls each; repeats of the best step: "
+        f"{args.repeat}\nmachine: {machine['cpus']} CPUs, Linux {machine['kernel']}, Python {machine['python']}, "
+        f"{machine['sipp']}{', ' + machine['kamailio'] if machine['kamailio'] else ''}, "
+        f"load {' '.join(machine['loadavg'])}\ncode: git {machine['git']}\n")
+    out("columns: fail/retr c/s = UAC (carrier) / UAS (PBX) side; p50/p99 in ms from sipp rtd (1 ms resolution); "
+        "cpu = utime+stime of all proxy processes; rss = peak VmHWM of the largest proxy process\n\n")
+
+    workdir = Path(tempfile.mkdtemp(prefix="sip-edge-bench-"))
+    systems = build_systems(args, scenario, workdir)
+    sweeps: dict[str, list[StepResult]] = {}
+    best: dict[str, float] = {}
+    repeats: dict[str, list[StepResult]] = {}
+    interrupted = False
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        out(header())
+        for system in systems:
+            system.start()
+            sweeps[system.label], best[system.label] = sweep(system, rates, args.calls, system.workdir)
+        for i in range(args.repeat):
+            for system in systems:  # interleaved, so drift on the machine hits every system alike
+                if best.get(system.label, 0) > 0 and system.alive():
+                    r = run_step(system, best[system.label], args.calls,
+                                 system.workdir / f"repeat-{i + 1}", f"repeat {i + 1}")
+                    r.system = f"{system.label} #{i + 1}"
+                    repeats.setdefault(system.label, []).append(r)
+                    out(row(r))
+    except KeyboardInterrupt:
+        interrupted = True
+        out("\ninterrupted: stopping every process this run started\n")
+    finally:
+        for system in systems:
+            try:
+                system.stop()
+            except Exception as exc:  # keep stopping the others whatever one of them did
+                out(f"stopping {system.label}: {exc}\n")
+        signal.signal(signal.SIGTERM, old_term)
+
+    summary = summarize(sweeps, best, repeats)
+    out(render_summary(summary))
+    if args.json:
+        doc = {"command": command, "machine": machine, "scenario": scenario.name, "calls_per_step": args.calls,
+               "steps": [asdict(r) | {"passed": r.passed} for rs in sweeps.values() for r in rs]
+               + [asdict(r) | {"passed": r.passed} for rs in repeats.values() for r in rs],
+               "summary": summary}
+        args.json.write_bytes(msgspec.json.format(msgspec.json.encode(_nan_to_none(doc)), indent=2))
+        out(f"\njson: {args.json}\n")
+    if args.keep:
+        out(f"scratch directory kept: {workdir}\n")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 130 if interrupted else 0
+
+
+def _nan_to_none(v: object) -> object:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _nan_to_none(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_nan_to_none(x) for x in v]
+    return v
+
+
+def summarize(sweeps: dict[str, list[StepResult]], best: dict[str, float],
+              repeats: dict[str, list[StepResult]]) -> dict:
+    """Per system: best zero-failure rate with its medians; per edge variant: ratios to each Kamailio."""
+    systems: dict[str, dict] = {}
+    for label, steps in sweeps.items():
+        b = best.get(label, 0.0)
+        at_best = [r for r in steps if r.rate == b and r.passed]
+        runs = repeats.get(label) or at_best
+        entry: dict = {"max_zero_failure_cps": b}
+        if runs:
+            entry |= median_result(runs)
+        entry["cpu_us_by_rate"] = {f"{r.rate:g}": r.cpu_us_per_call for r in steps if r.passed}
+        systems[label] = entry
+    ratios = []
+    edges = [s for s in systems if s.startswith("edge")]
+    kams = [s for s in systems if s.startswith("kamailio")]
+    for e in edges:
+        for k in kams:
+            se, sk = systems[e], systems[k]
+            common = sorted(set(se["cpu_us_by_rate"]) & set(sk["cpu_us_by_rate"]), key=float)
+            rate = common[-1] if common else ""
+            ratios.append({
+                "edge": e, "kamailio": k,
+                "cps_ratio": se["max_zero_failure_cps"] / sk["max_zero_failure_cps"] if sk["max_zero_failure_cps"] else math.nan,
+                "cpu_per_call_ratio": (se.get("cpu_us_per_call", math.nan) / sk["cpu_us_per_call"]
+                                       if sk.get("cpu_us_per_call") else math.nan),
+                "common_rate": rate,
+                "cpu_per_call_ratio_at_common_rate": (se["cpu_us_by_rate"][rate] / sk["cpu_us_by_rate"][rate]
+                                                      if rate else math.nan),
+            })
+    return {"systems": systems, "ratios": ratios}
+
+
+def render_summary(summary: dict) -> str:
+    lines = ["", "summary (medians over the repeats of each system's best zero-failure step)", ""]
+    lines.append(f"{'system':<22}  {'max CPS @0 fail':>15}  {'repeats ok':>10}  {'achieved':>8}  "
+                 f"{'cpu us/call':>11}  {'180 p50/p99':>11}  {'200 p50/p99':>11}  {'peak rss MB':>11}")
+    for label, s in summary["systems"].items():
+        if "runs" not in s:
+            lines.append(f"{label:<22}  {'none':>15}")
+            continue
+        lines.append(f"{label:<22}  {s['max_zero_failure_cps']:>15g}  {str(s['passed']) + '/' + str(s['runs']):>10}  "
+                     f"{s['achieved_cps']:>8.0f}  {s['cpu_us_per_call']:>11.0f}  "
+                     f"{_ms(s['ring_p50_ms'], s['ring_p99_ms']):>11}  {_ms(s['answer_p50_ms'], s['answer_p99_ms']):>11}  "
+                     f"{s['peak_rss_mb']:>11.0f}")
+    if summary["ratios"]:
+        lines += ["", "ratios from this run (edge / kamailio; CPS > 1 and CPU < 1 favour the edge)", ""]
+        for r in summary["ratios"]:
+            common = (f", CPU per call at {r['common_rate']} CPS (both passed) {r['cpu_per_call_ratio_at_common_rate']:.2f}"
+                      if r["common_rate"] else "")
+            lines.append(f"{r['edge']} vs {r['kamailio']}: max CPS {_ratio(r['cps_ratio'])}, "
+                         f"CPU per call at each best step {_ratio(r['cpu_per_call_ratio'])}{common}")
+    return "\n".join(lines) + "\n"
+
+
+def _ratio(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.2f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
