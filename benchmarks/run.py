@@ -369,9 +369,10 @@ def render_template(src: Path, dst: Path, values: dict[str, str]) -> None:
 class EdgeSystem(System):
     """The sip-edge daemon (`python -m edge.cli run`) with the scenario's config and dialplans."""
 
-    def __init__(self, scenario: Scenario, workdir: Path, log_calls: bool) -> None:
+    def __init__(self, scenario: Scenario, workdir: Path, log_calls: bool, python_args: list[str]) -> None:
         super().__init__(scenario, workdir)
         self.log_calls = log_calls
+        self.python_args = python_args  # e.g. ['-m', 'cProfile', '-o', 'edge.prof'] to profile the daemon
         self.label = f"edge log_calls={'on' if log_calls else 'off'}"
         self.log_path = workdir / "edge.log"
 
@@ -384,7 +385,7 @@ class EdgeSystem(System):
         for f in sorted(self.scenario.dialplans.glob("*.toml")):
             render_template(f, self.ctx.dialplans / f.name, values)
         self._log = open(self.log_path, "wb")
-        self.cmd = [sys.executable, "-m", "edge.cli", "run", "--config", str(cfg), str(self.ctx.dialplans)]
+        self.cmd = [sys.executable, *self.python_args, "-m", "edge.cli", "run", "--config", str(cfg), str(self.ctx.dialplans)]
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         self.root_pid = self.proc.pid
@@ -642,7 +643,7 @@ def build_systems(args: argparse.Namespace, scenario: Scenario, workdir: Path) -
     systems: list[System] = []
     for flag in {"both": [True, False], "on": [True], "off": [False]}[args.log_calls]:
         name = f"edge-log-{'on' if flag else 'off'}"
-        systems.append(EdgeSystem(scenario, workdir / name, flag))
+        systems.append(EdgeSystem(scenario, workdir / name, flag, shlex.split(args.edge_python_args)))
     if args.compare == "kamailio":
         for w in args.kamailio_workers:
             systems.append(KamailioSystem(scenario, workdir / f"kamailio-{w}w", w))
@@ -679,6 +680,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--step", type=float, default=250)
     p.add_argument("--max", type=float, default=4000)
     p.add_argument("--repeat", type=int, default=3, help="re-runs of each system's best passing step (medians)")
+    p.add_argument("--edge-python-args", default="",
+                   help="inserted before '-m edge.cli' to profile the daemon, e.g. '-m cProfile -o /tmp/edge.prof'")
     p.add_argument("--json", type=Path, help="write every step and the summary to this file")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, sipp traces)")
     args = p.parse_args(argv)
