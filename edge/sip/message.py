@@ -469,7 +469,7 @@ class SipMessage:
         for h in self.headers:
             if h[0] == "content-length":
                 has_len = True
-                if h[3] is None or int(h[2] or 0) != len(self.body):
+                if h[3] is None or h[2].strip() != str(len(self.body)):
                     lines.append(f"{h[1]}: {len(self.body)}")
                     continue
             lines.append(h[3] if h[3] is not None else f"{h[1]}: {h[2]}")
@@ -586,8 +586,16 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
     for req in ("via", "call-id", "cseq", "from", "to"):
         if req not in seen:
             raise SipParseError(f"Missing {canonical_name(req)}")
-    if m.count("call-id") > 1 or m.count("cseq") > 1 or m.count("from") > 1 or m.count("to") > 1:
+    if (
+        m.count("call-id") > 1
+        or m.count("cseq") > 1
+        or m.count("from") > 1
+        or m.count("to") > 1
+        or m.count("content-length") > 1  # two lengths let two parsers cut the stream differently
+    ):
         raise SipParseError("Duplicate header")
+    if not m.get("call-id"):
+        raise SipParseError("Missing Call-ID")  # an empty value is no identity for a transaction
     _, cseq_method = m._cseq()
     if m.status == 0 and cseq_method != m.method:
         raise SipParseError("CSeq method mismatch")

@@ -571,3 +571,13 @@ def test_proxy_unsupported_version_505() -> None:
     h = Harness()
     out = h.feed(carrier_invite().replace(b" SIP/2.0\r\n", b" SIP/7.0\r\n", 1))
     assert statuses(out) == [505]
+
+
+@pytest.mark.xfail(strict=True, reason="an exception inside _on_initial after the server transaction is stored leaves an "
+                                       "INVITE server transaction in Proceeding with no timer: it is never removed")
+def test_proxy_core_error_leaves_no_transaction_behind() -> None:
+    h = Harness()
+    h.proxy.plan = ExplodingPlan(make_plan().numbers())
+    h.feed(carrier_invite("sip:+12025550999@127.0.0.1", call_id="bad@carrier", branch="z9hG4bKbad"))
+    h.advance(4000.0)
+    assert h.tables() == (0, 0, 0)
