@@ -12,7 +12,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.sip.errors import SipParseError
+from edge.sip.errors import FramingError, SipParseError
+from edge.sip.framing import StreamFramer
 from edge.sip.message import MAGIC_COOKIE, parse
 from tests.call.proxy_harness import CARRIER, PBX_A, PBX_B, STRANGER, Harness
 from tests.sip.samples import SDP, invite, msg
@@ -170,3 +171,40 @@ def test_fuzz_proxy_shared_instance_stays_bounded(batch: list[bytes]) -> None:
     assert h.proxy.stats.core_errors == 0
     h.advance(4000.0)
     assert h.tables() == (0, 0, 0)
+
+
+FRAMED_SEEDS = [s for s in SEEDS if b"\r\nContent-Length:" in s and not s.startswith(b"\r\n") and parse(s).to_bytes() == s]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(FRAMED_SEEDS), st.just(b"\r\n\r\n"), st.binary(max_size=300)), max_size=6),
+       st.lists(st.integers(1, 400), min_size=1, max_size=20))
+def test_fuzz_stream_framer_bounded(parts: list[bytes], cuts: list[int]) -> None:
+    """Any byte stream in any chunking: only FramingError, the buffer never exceeds the cap."""
+    _count("framer")
+    stream = b"".join(parts)
+    f = StreamFramer(max_message=4096)
+    pos, k = 0, 0
+    try:
+        while pos < len(stream):
+            n = cuts[k % len(cuts)]
+            k += 1
+            for out in f.feed(stream[pos : pos + n]):
+                assert len(out) <= 4096
+            pos += n
+            assert len(f.buf) <= 4096 + n
+    except FramingError as exc:
+        assert str(exc) in ("Message too large", "Missing Content-Length on stream")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(FRAMED_SEEDS), min_size=1, max_size=4), st.integers(1, 200))
+def test_fuzz_stream_framer_recovers_messages(seeds: list[bytes], chunk: int) -> None:
+    _count("framer_exact")
+    stream = b"\r\n\r\n".join(seeds)
+    f = StreamFramer()
+    got: list[bytes] = []
+    for i in range(0, len(stream), chunk):
+        got.extend(f.feed(stream[i : i + chunk]))
+    assert got == seeds
+    assert f.take_pings() == len(seeds) - 1
