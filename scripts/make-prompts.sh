@@ -26,6 +26,8 @@ say captcha-intro "To reach the person you are calling, please enter the followi
 say captcha-retry "That was not correct. Please try again."
 say captcha-fail "Sorry, we could not verify your call. Goodbye."
 say invalid-option "That is not a valid option."
+say menu-invalid "That is not a valid option. Please try again."
+say menu-timeout "We did not receive your choice."
 say goodbye "Goodbye."
 say menu-default "Thank you for calling. Please choose from the following options."
 say voicemail-greeting "Please leave a message after the tone."

@@ -187,6 +187,7 @@ class Proxy:
         self.plan = plan
         self.gate = gate
         self.screen: ScreenHook | None = None  # hands captcha/menu/voicemail contacts to the media B2BUA
+        self.b2bua: object = None  # ScreeningService: in-dialog requests of screened calls go there
         self.is_released: Callable[[str], bool] | None = None  # number lifecycle: quarantined numbers
         self.released_status = 410
         self.released_hits: list[tuple[str, str]] = []  # (called, calling) for the lifecycle monitor
@@ -292,6 +293,7 @@ class Proxy:
             st.core_errors += 1
             log.exception("core_error", call_id=msg.get("call-id") or "", transport=src.transport, source=f"{src.host}:{src.port}")
             if not msg.status and msg.method != "ACK":
+                self._drop_server_txn(msg)
                 self._reply_safe(msg, src, 500, "Server Internal Error")
 
     def handle_timers(self, now: float) -> None:
@@ -355,10 +357,10 @@ class Proxy:
             raise SipParseError("Too many Via headers")
         method = msg.method
         sent_by = (via.host, via.port)
-        branch = via.branch
-        if not branch.startswith(MAGIC_COOKIE):
-            # RFC 2543 peer (no magic cookie): match on the request's identity instead (RFC 3261 §17.2.3).
-            branch = f"2543|{msg.call_id}|{msg.from_tag}|{msg.cseq_num}|{via.raw}"
+        branch = self._branch_key(msg, via)
+        b2bua = self.b2bua
+        if b2bua is not None and (msg.to_tag or method in ("ACK", "CANCEL")) and b2bua.handle(msg, src, now):  # type: ignore[attr-defined]
+            return
         if method == "ACK":
             st = self.server_txns.get((branch, sent_by, "INVITE"))
             if st is not None and st.state in (State.COMPLETED, State.CONFIRMED):
@@ -400,6 +402,26 @@ class Proxy:
             self._reply(msg, src, 405, extra=[("Allow", ALLOW)])
             return
         self._on_initial(msg, src, key, peer, now)
+
+    @staticmethod
+    def _branch_key(msg: SipMessage, via: Via) -> str:
+        """Transaction id of a request: its branch, or for an RFC 2543 peer (no magic cookie) the
+        request's identity (RFC 3261 §17.2.3)."""
+        branch = via.branch
+        if branch.startswith(MAGIC_COOKIE):
+            return branch
+        return f"2543|{msg.call_id}|{msg.from_tag}|{msg.cseq_num}|{via.raw}"
+
+    def _drop_server_txn(self, msg: SipMessage) -> None:
+        """After a core error: forget the transaction the failed request may have created (no leak)."""
+        try:
+            via = msg.top_via
+            key = (self._branch_key(msg, via), (via.host, via.port), msg.method)
+        except SipParseError:
+            return
+        st = self.server_txns.pop(key, None)
+        if st is not None:
+            st.terminate()
 
     def _addressed_to_edge(self, msg: SipMessage) -> bool:
         user = uri_user(msg.uri)
@@ -680,6 +702,9 @@ class Proxy:
         mf = req.max_forwards
         fwd.set("max-forwards", str((mf if mf is not None else 70) - 1))
         if record_route:
+            # An initial request from outside never chooses our next hop: preloaded Routes are dropped.
+            if fwd.get("route") is not None:
+                fwd.remove("route")
             fwd.prepend("record-route", self._record_route(dest.transport))
             if dest.transport != src.transport:
                 # RFC 5658 double Record-Route: one entry per side when the transports differ.
@@ -729,6 +754,10 @@ class Proxy:
         if dlg is None:
             self._reply(msg, src, 481)
             return
+        if not self._dialog_member(dlg, src):
+            self.stats.unknown_source += 1
+            self._reply(msg, src, 403, "Forbidden: not a party to this dialog")
+            return
         fwd, dest = self._route_in_dialog(msg, src, dlg)
         if fwd is None or dest is None:
             self._reply(msg, src, 404, "Not Found: no route")
@@ -747,6 +776,12 @@ class Proxy:
         ctx.targets = []
         self.client_txns[(fwd.branch, fwd.method)] = ct
         ct.start(now)
+
+    def _dialog_member(self, dlg: Dialog, src: Destination) -> bool:
+        """In-dialog requests come from the dialog's parties or from configured carriers/PBXs."""
+        if src.host == dlg.caller.host or (dlg.callee is not None and src.host == dlg.callee.host):
+            return True
+        return self.peers.classify(src.host, src.port) is not None
 
     def _route_in_dialog(self, msg: SipMessage, src: Destination, dlg: Dialog) -> tuple[SipMessage | None, Destination | None]:
         """Loose routing (RFC 3261 §16.4, §16.12): pop our Route entries, send to the next Route or the R-URI."""
@@ -790,7 +825,7 @@ class Proxy:
     def _forward_ack(self, msg: SipMessage, src: Destination, now: float) -> None:
         """ACK for a 2xx is end to end: forwarded statelessly along the route set (RFC 3261 §16.11)."""
         dlg = self.dialogs.get(msg.call_id)
-        if dlg is None:
+        if dlg is None or not self._dialog_member(dlg, src):
             self.stats.dropped += 1
             return
         fwd, dest = self._route_in_dialog(msg, src, dlg)
@@ -996,6 +1031,8 @@ class Proxy:
         self.draining = True
 
     def drained(self) -> bool:
+        if self.b2bua is not None and self.b2bua.calls:  # type: ignore[attr-defined]
+            return False
         return not self.dialogs and not any(
             isinstance(st.owner, InviteContext) and not st.owner.done for st in self.server_txns.values()
         )

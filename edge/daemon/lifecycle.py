@@ -62,6 +62,8 @@ class Daemon:
         self.reloads = 0
         self.reload_failures = 0
         self.started = time.time()
+        self.media = None
+        self.screening = None
 
     def load(self) -> tuple[EdgeConfig, Plan, dict]:
         cfg = load_config(self.config_path)
@@ -90,6 +92,7 @@ class Daemon:
         proxy.released_status = RELEASED_STATUS[cfg.lifecycle.released_action]
         self.hub = SipHub(proxy, cfg, on_activities=self._queue_activities, after_flush=self._after_flush)
         await self.hub.start()
+        await self._start_media(cfg)
         self.registry.register(EdgeCollector(lambda: self.proxy, self._extra_metrics))
         self.registry.register(StoreCollector(store))
         if cfg.admin.enabled:
@@ -127,6 +130,34 @@ class Daemon:
             verifier = Verifier(load_trust_store(cfg.stir.trust_dir, cfg.stir.crl_dir), VerifierSettings.from_config(cfg.stir))
             self.fetcher = CertFetcher(FetchSettings.from_config(cfg.stir))
         return verifier, load_signer(cfg.stir)
+
+    async def _start_media(self, cfg: EdgeConfig) -> None:
+        """RTP engine and the screening B2BUA (captcha, menus, voicemail); prompts decoded once here."""
+        from edge.io.rtp_udp import MediaEngine
+        from edge.io.screening import ScreeningService
+
+        assert self.proxy is not None and self.hub is not None
+        Path(cfg.media.voicemail_dir).mkdir(parents=True, exist_ok=True)
+        self.media = MediaEngine(cfg.media, asyncio.get_running_loop())
+        prompts = await self.media.load_prompts()
+        self.screening = ScreeningService(self.proxy, self.hub, self.media, on_rule=self._persist_rule,
+                                          on_pass=self._persist_pass)
+        self.proxy.screen = self.screening.screen
+        self.proxy.b2bua = self.screening
+        log.info("media_started", prompts=len(prompts), rtp_ports=f"{cfg.media.rtp_port_min}-{cfg.media.rtp_port_max}")
+
+    def _persist_rule(self, rule: BlockRule) -> None:
+        assert self.store is not None
+        self._spawn(self.store.add_block(rule))
+
+    def _persist_pass(self, calling: str, until: float) -> None:
+        assert self.store is not None
+        self._spawn(self.store.remember_captcha_pass(calling, "", until))
+
+    def _spawn(self, coro) -> None:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro)
+        self._fetching.add(task)
+        task.add_done_callback(self._fetching.discard)
 
     async def _start_admin(self, cfg: EdgeConfig) -> None:
         from edge.daemon.admin import AdminContext, load_token, make_admin_app, start_admin
@@ -169,7 +200,14 @@ class Daemon:
         }
 
     def _extra_metrics(self) -> dict[str, object]:
-        return {"reloads_total": self.reloads, "reload_failures_total": self.reload_failures}
+        out: dict[str, object] = {"reloads_total": self.reloads, "reload_failures_total": self.reload_failures}
+        if self.screening is not None and self.media is not None:
+            out["screening_calls_active"] = len({id(c) for c in self.screening.calls.values()})
+            out["screening_calls_started_total"] = self.screening.started
+            out["media_sessions_refused_total"] = self.screening.refused
+            for k, v in self.media.stats().items():
+                out[f"media_{k}"] = v
+        return out
 
     # -- effects the core leaves for the adapters --------------------------------------------------
     def _queue_activities(self, activities: list) -> None:
@@ -279,6 +317,8 @@ class Daemon:
             t.cancel()
         if self.hub is not None:
             await self.hub.close()
+        if getattr(self, "media", None) is not None:
+            await self.media.aclose()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
         if self._fetching:

@@ -51,6 +51,14 @@ class PlaybackFinished(msgspec.Struct, frozen=True):
     interrupted: bool = False
 
 
+class PlaybackProgress(msgspec.Struct, frozen=True):
+    """Item `item_index` of a playlist has been played out (a captcha knows its digits were spoken)."""
+
+    playback_id: int
+    item_index: int
+    at: float
+
+
 class MediaTimedOut(msgspec.Struct, frozen=True):
     """No RTP from the remote for `silent_for` seconds: hang the call up and record why."""
 
@@ -65,7 +73,7 @@ class RemoteLatched(msgspec.Struct, frozen=True):
     at: float
 
 
-MediaEvent = DtmfReceived | PlaybackFinished | MediaTimedOut | RemoteLatched | RecordingFinished
+MediaEvent = DtmfReceived | PlaybackFinished | PlaybackProgress | MediaTimedOut | RemoteLatched | RecordingFinished
 
 
 class SessionSettings(msgspec.Struct, frozen=True):
@@ -78,13 +86,15 @@ class SessionSettings(msgspec.Struct, frozen=True):
 
 
 class _Playback:
-    __slots__ = ("playback_id", "items", "frames", "index")
+    __slots__ = ("playback_id", "items", "frames", "index", "played", "current")
 
     def __init__(self, playback_id: int, items: list[Prompt | Sequence[bytes]]) -> None:
         self.playback_id = playback_id
         self.items = deque(items)
         self.frames: Sequence[bytes] = ()
         self.index = 0
+        self.played = 0  # items fully played out
+        self.current = False  # an item is loaded in `frames`
 
 
 class MediaSession:
@@ -232,12 +242,17 @@ class MediaSession:
                 frame = playback.frames[playback.index]
                 playback.index += 1
                 return frame
+            if playback.current:
+                self._events.append(PlaybackProgress(playback.playback_id, playback.played, now))
+                playback.played += 1
+                playback.current = False
             if not playback.items:
                 self._finish_playback(now, interrupted=False)
                 return None
             item = playback.items.popleft()
             playback.frames = item.frames(self.codec) if isinstance(item, Prompt) else item  # type: ignore[arg-type]
             playback.index = 0
+            playback.current = True
         return None
 
     def send_dtmf(self, digit: str, duration_ms: int = 100) -> None:

@@ -573,8 +573,6 @@ def test_proxy_unsupported_version_505() -> None:
     assert statuses(out) == [505]
 
 
-@pytest.mark.xfail(strict=True, reason="an exception inside _on_initial after the server transaction is stored leaves an "
-                                       "INVITE server transaction in Proceeding with no timer: it is never removed")
 def test_proxy_core_error_leaves_no_transaction_behind() -> None:
     h = Harness()
     h.proxy.plan = ExplodingPlan(make_plan().numbers())

@@ -414,3 +414,98 @@ class Admin:
             return status, json.loads(raw) if raw else None
         except ValueError:
             return status, raw.decode(errors="replace")
+
+
+DTMF_PCAP = "/usr/share/sip-tester/dtmf_2833_{}.pcap"
+
+_MEDIA_CALL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!-- Carrier: call a screened number, wait {wait} ms for the prompts, key {digits} as RFC 4733 events
+     (the pcaps shipped with sip-tester), then {tail}. -->
+<scenario name="uac media caller">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP {pts} 101
+{rtpmaps}a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=ptime:20
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <pause milliseconds="{wait}"/>
+{keys}
+{tail_xml}
+</scenario>
+"""
+
+_KEY = """  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>
+  <pause milliseconds="{gap}"/>"""
+
+_CALLER_BYE = """  <pause milliseconds="{hold}"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <recv response="200"/>"""
+
+_EDGE_BYE = """  <recv request="BYE" timeout="{hold}"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+]]></send>"""
+
+
+def media_call_scenario(tmp: Path, caller: str, digits: str, wait_ms: int, *, gap_ms: int = 400,
+                        caller_hangs_up_after: int | None = None, edge_hangs_up_within: int | None = None,
+                        codecs: tuple[int, ...] = (0,)) -> str:
+    """A caller that keys `digits` over RFC 4733 after `wait_ms`; ends by its own BYE or the edge's."""
+    keys = "\n".join(_KEY.format(pcap=DTMF_PCAP.format({"*": "star", "#": "pound"}.get(d, d)), gap=gap_ms) for d in digits)
+    if caller_hangs_up_after is not None:
+        tail = _CALLER_BYE.format(hold=caller_hangs_up_after, caller=caller)
+        what = f"hang up after {caller_hangs_up_after} ms"
+    else:
+        tail = _EDGE_BYE.format(hold=edge_hangs_up_within or 15000)
+        what = "expect the edge to hang up"
+    names = {0: "PCMU", 8: "PCMA"}
+    rtpmaps = "".join(f"a=rtpmap:{pt} {names[pt]}/8000\n" for pt in codecs)
+    return _write(tmp, "uac_media", _MEDIA_CALL.format(caller=caller, wait=wait_ms, keys=keys, digits=digits or "nothing",
+                                                       tail=what, tail_xml=tail, pts=" ".join(map(str, codecs)),
+                                                       rtpmaps=rtpmaps))

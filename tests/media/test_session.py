@@ -7,7 +7,7 @@ from edge.media.dtmf import DtmfReceived, telephone_event_payloads
 from edge.media.prompts import prompt_from_pcm, tone_pcm
 from edge.media.rtp import pack_rtp
 from edge.media.sdp import Direction, NegotiatedMedia
-from edge.media.session import MediaSession, MediaTimedOut, PlaybackFinished, RemoteLatched, SessionSettings
+from edge.media.session import PlaybackProgress, MediaSession, MediaTimedOut, PlaybackFinished, RemoteLatched, SessionSettings
 
 REMOTE = ("192.0.2.10", 4000)
 
@@ -34,10 +34,11 @@ def test_session_pacing_seq_timestamp_marker_wrap_over_long_playback():
     assert [p.marker for p in packets[:3]] == [1, 0, 0] and sum(p.marker for p in packets) == 1
     assert {p.ssrc for p in packets} == {0x11223344}
     assert packets[0].payload == prompt.pcmu[0] and packets[100].payload == prompt.pcmu[0]
-    assert session.drain_events() == []
+    # The first item was played out when the second started (frame 100, at 2.0 s).
+    assert session.drain_events() == [PlaybackProgress(1, 0, 2.0)]
     silence = RtpPacket.parse(session.next_packet(4.0))
     assert silence.marker == 1 and silence.payload == b"\xff" * 160
-    assert session.drain_events() == [PlaybackFinished(1, 4.0, False)]
+    assert session.drain_events() == [PlaybackProgress(1, 1, 4.0), PlaybackFinished(1, 4.0, False)]
 
 
 def test_session_without_silence_skips_timestamps_and_marks_next_talkspurt():

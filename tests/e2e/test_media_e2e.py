@@ -1,0 +1,154 @@
+"""Screening over RTP end to end: captcha with the RFC 2833 DTMF pcaps shipped with sip-tester played
+by sipp, IVR menu selection, voicemail recording, then the bridge to the sipp PBX."""
+
+from __future__ import annotations
+
+import random
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from edge.media.captcha import new_code
+from tests.e2e.harness import Admin, media_call_scenario, uac, uas
+
+pytestmark = pytest.mark.e2e
+
+
+def distinct_code_seed(length: int = 4) -> tuple[int, str]:
+    """A seed whose captcha code repeats no digit (each shipped pcap has one fixed RTP timestamp)."""
+    for seed in range(1, 1000):
+        code = new_code(random.Random(seed), length)
+        if len(set(code)) == length:
+            return seed, code
+    raise AssertionError("no seed")
+
+
+SEED, CODE = distinct_code_seed()
+
+MEDIA_PLAN = f"""
+customer = "acme"
+targets = ["pbx-a"]
+
+[[numbers]]
+number = "+12025550100"
+action = "captcha"
+
+[[numbers]]
+number = "+12025550101"
+action = "menu"
+
+[[numbers]]
+number = "+12025550102"
+action = "voicemail"
+
+[captcha]
+length = 4
+attempts = 1
+timeout = "8s"
+seed = {SEED}
+pass_memory = "0s"
+
+[menus.main]
+greeting = "menu-default"
+first_digit_timeout = "6s"
+[menus.main.options]
+"1" = {{ forward = "pbx-a" }}
+"2" = {{ forward = "pbx-b" }}
+
+[voicemail.main]
+max_length = "10s"
+silence = "0s"
+"""
+
+# The captcha speaks its intro (~3.9 s) then the four digits (~2 s).
+CAPTCHA_WAIT_MS = 7000
+
+
+def media_extra(tmp: Path) -> str:
+    return f'[media]\nvoicemail_dir = "{tmp / "voicemail"}"\nmedia_timeout = "8s"\n'
+
+
+def _activity(admin: Admin, called: str) -> dict:
+    deadline = time.monotonic() + 8
+    while True:
+        status, body = admin.call("GET", f"/activities?called=%2B{called}")
+        items = [a for a in body["items"] if a.get("ended_at")]
+        if items or time.monotonic() > deadline:
+            assert items, body
+            return items[0]
+        time.sleep(0.2)
+
+
+def test_media_captcha_right_digits_reach_pbx(edge, tmp_path):
+    edge.start(dialplan=MEDIA_PLAN, extra=media_extra(tmp_path), health_interval="")
+    admin = Admin(tmp_path, (tmp_path / "edge.toml").read_text())
+    pbx = uas(tmp_path, edge.pbx_a)
+    car = uac(tmp_path, edge.port, "12025550100",
+              media_call_scenario(tmp_path, "+13035550100", CODE, CAPTCHA_WAIT_MS, caller_hangs_up_after=1500),
+              timeout=40)
+    assert car.wait(45) == 0, car.errors() + car.messages()[-3000:]
+    pbx.stop()
+    msgs = pbx.messages()
+    assert "INVITE sip:" in msgs
+    assert "X-Edge-Screening: captcha=passed;attempts=1" in msgs
+    act = _activity(admin, "12025550100")
+    assert act["decision"] == "captcha" and act["answered_at"] and act["billable"] is True
+    assert "passed" in act["reason"] and act["target"] == "pbx-a"
+
+
+def test_media_captcha_wrong_digits_never_reach_pbx(edge, tmp_path):
+    edge.start(dialplan=MEDIA_PLAN, extra=media_extra(tmp_path), health_interval="")
+    admin = Admin(tmp_path, (tmp_path / "edge.toml").read_text())
+    wrong = "".join(str((int(d) + 1) % 10) for d in CODE)
+    wrong = wrong if len(set(wrong)) == len(wrong) else "9876"
+    pbx = uas(tmp_path, edge.pbx_a)
+    car = uac(tmp_path, edge.port, "12025550100",
+              media_call_scenario(tmp_path, "+13035550101", wrong, CAPTCHA_WAIT_MS, edge_hangs_up_within=15000),
+              timeout=40)
+    assert car.wait(45) == 0, car.errors() + car.messages()[-3000:]
+    pbx.stop()
+    assert "INVITE sip:" not in pbx.messages()
+    act = _activity(admin, "12025550100")
+    assert act["decision"] == "captcha" and "failed" in act["reason"]
+    assert any(e["signal"].startswith("captcha") for e in act["evidence"])
+
+
+def test_media_menu_option_selects_target(edge, tmp_path):
+    edge.start(dialplan=MEDIA_PLAN, extra=media_extra(tmp_path), health_interval="")
+    admin = Admin(tmp_path, (tmp_path / "edge.toml").read_text())
+    pbx_a = uas(tmp_path, edge.pbx_a, name="pbx-a")
+    pbx_b = uas(tmp_path, edge.pbx_b, name="pbx-b")
+    # The greeting lasts ~4 s; a key barges in, so "2" can come early.
+    car = uac(tmp_path, edge.port, "12025550101",
+              media_call_scenario(tmp_path, "+13035550102", "2", 1500, caller_hangs_up_after=1500), timeout=30)
+    assert car.wait(35) == 0, car.errors() + car.messages()[-3000:]
+    pbx_a.stop()
+    pbx_b.stop()
+    assert "INVITE sip:" not in pbx_a.messages()
+    assert "X-Edge-Screening: menu=main;option=2" in pbx_b.messages()
+    assert _activity(admin, "12025550101")["target"] == "pbx-b"
+
+
+def test_media_voicemail_records_non_silent_wav(edge, tmp_path):
+    edge.start(dialplan=MEDIA_PLAN, extra=media_extra(tmp_path), health_interval="")
+    admin = Admin(tmp_path, (tmp_path / "edge.toml").read_text())
+    # The caller's audio: the G.711 pcap shipped with sip-tester, played after the greeting and beep.
+    scen = media_call_scenario(tmp_path, "+13035550103", "", 3500, caller_hangs_up_after=100, codecs=(8,))
+    text = Path(scen).read_text().replace(
+        '<pause milliseconds="100"/>\n  <send retrans="500"><![CDATA[\nBYE',
+        '<nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/></action></nop>\n'
+        '  <pause milliseconds="4500"/>\n  <send retrans="500"><![CDATA[\nBYE', 1)
+    Path(scen).write_text(text)
+    car = uac(tmp_path, edge.port, "12025550102", scen, timeout=30)
+    assert car.wait(35) == 0, car.errors() + car.messages()[-3000:]
+    act = _activity(admin, "12025550102")
+    assert act["decision"] == "voicemail"
+    path = Path(act["voicemail_path"])
+    assert path.exists(), act
+    with wave.open(str(path)) as w:
+        frames = w.readframes(w.getnframes())
+        assert w.getframerate() == 8000 and w.getnframes() > 8000
+    samples = memoryview(frames).cast("h")
+    assert max(abs(s) for s in samples) > 1000  # not silence
