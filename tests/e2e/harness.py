@@ -79,7 +79,7 @@ def write_dialplan(tmp: Path, text: str, name: str = "acme.toml") -> Path:
 class Daemon:
     """The sip-edge process; stopped (SIGKILL if needed) when the test ends."""
 
-    def __init__(self, config: Path, dialplans: Path, log: Path) -> None:
+    def __init__(self, config: Path, dialplans: Path, log: Path, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.dialplans = dialplans
         self.log_path = log
@@ -89,6 +89,7 @@ class Daemon:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            env={**os.environ, **(env or {})},
         )
 
     def wait_ready(self, timeout: float = 10.0) -> None:
