@@ -33,9 +33,14 @@ class ConfigError(Exception):
 
 
 class Listen(msgspec.Struct, forbid_unknown_fields=True):
-    transport: Literal["udp", "tcp"] = "udp"
+    transport: Literal["udp", "tcp", "tls"] = "udp"
     address: str = "127.0.0.1:5060"
     advertise: str = ""  # host[:port] written in Via/Record-Route when behind NAT; default: address
+    # TLS (RFC 3261 §26.2, RFC 5630): the edge's certificate chain and key (PEM), reloaded on SIGHUP.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""  # CA bundle for verifying peers: carriers' client certificates, PBX/carrier servers
+    tls_verify_client: bool = False  # require and verify a client certificate from carriers
 
 
 class Carrier(msgspec.Struct, forbid_unknown_fields=True):
@@ -171,6 +176,22 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
                 raise ValueError("port out of range")
         except ValueError as exc:
             errs.append((f"$.listen[{i}].address", f"invalid address {ls.address!r}: {exc}"))
+        if ls.transport == "tls":
+            for key in ("tls_cert", "tls_key"):
+                path = getattr(ls, key)
+                if not path:
+                    errs.append((f"$.listen[{i}].{key}", "required for a TLS listener"))
+                elif not Path(path).is_file():
+                    errs.append((f"$.listen[{i}].{key}", f"cannot read {path}"))
+            if ls.tls_verify_client and not ls.tls_ca:
+                errs.append((f"$.listen[{i}].tls_ca", "tls_verify_client needs a CA bundle to verify against"))
+            if not errs:
+                from edge.io.tls import make_server_context
+
+                try:
+                    make_server_context(ls)
+                except (OSError, ValueError) as exc:
+                    errs.append((f"$.listen[{i}].tls_cert", f"unusable certificate or key: {exc}"))
     names: set[str] = set()
     for i, c in enumerate(cfg.carriers):
         if c.name in names:

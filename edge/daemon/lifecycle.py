@@ -288,6 +288,8 @@ class Daemon:
             if old is not None and old.dest == t.dest:
                 t.up, t.failures = old.up, old.failures
         proxy.pool.start(proxy.client_txns, time.time())
+        if self.hub is not None:
+            self.hub.reload_tls(cfg)
         self.cfg = cfg
         self.reloads += 1
         log.info("reloaded", numbers=len(plan), dialplan_files=len(files), rules=len(self.engine.rules),

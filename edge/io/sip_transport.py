@@ -39,13 +39,15 @@ class SipHub:
         self.udp_local: tuple[str, int] | None = None
         self.tcp_servers: list[asyncio.base_events.Server] = []
         self.conns: dict[int, TcpConnection] = {}
-        self.conn_by_addr: dict[tuple[str, int], TcpConnection] = {}
+        self.conn_by_addr: dict[tuple[str, str, int], TcpConnection] = {}  # (transport, host, port)
         self._conn_seq = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self.on_activities = on_activities
         self.after_flush = after_flush  # other effects the core queued (certificate fetches, lifecycle hits)
         self._resolved: dict[str, str] = {}
+        self.tls_server: dict[int, tuple] = {}  # listen index -> (SSLContext, Listen) for reloads
+        self.tls_client = None  # SSLContext for connections the edge opens over TLS
 
     # -- core driving -----------------------------------------------------------------------
     def feed(self, data: bytes, src: Destination) -> None:
@@ -104,19 +106,29 @@ class SipHub:
             return
         conn = self.conns.get(dest[3]) if dest[3] else None
         if conn is None or conn.closed:
-            conn = self.conn_by_addr.get((dest[1], dest[2]))
+            conn = self.conn_by_addr.get((transport, dest[1], dest[2]))
         if conn is not None and not conn.closed:
             conn.write(data)
             return
         self.loop.create_task(self._connect_and_send(data, dest))
 
     async def _connect_and_send(self, data: bytes, dest: Destination) -> None:
-        key = (dest[1], dest[2])
+        transport = dest[0]
+        key = (transport, dest[1], dest[2])
         try:
             conn = self.conn_by_addr.get(key)
             if conn is None or conn.closed:
+                ssl_ctx = None
+                if transport == "tls":
+                    if self.tls_client is None:
+                        from edge.io.tls import make_client_context
+
+                        tls_listen = next((ls for ls in self.cfg.listen if ls.transport == "tls"), None)
+                        self.tls_client = make_client_context(tls_listen)
+                    ssl_ctx = self.tls_client
                 _, conn = await asyncio.wait_for(
-                    self.loop.create_connection(lambda: TcpConnection(self), dest[1], dest[2]), timeout=5
+                    self.loop.create_connection(lambda: TcpConnection(self, transport), dest[1], dest[2], ssl=ssl_ctx),
+                    timeout=5,
                 )
                 self.conn_by_addr[key] = conn
             conn.write(data)
@@ -141,11 +153,36 @@ class SipHub:
                 transport, _ = await self.loop.create_datagram_endpoint(lambda: UdpProtocol(self), sock=sock)
                 self.udp = transport  # type: ignore[assignment]
                 self.udp_local = sock.getsockname()[:2]
+            elif ls.transport == "tcp":
+                server = await self.loop.create_server(lambda: TcpConnection(self, "tcp"), host, port, reuse_address=True)
+                self.tcp_servers.append(server)
             else:
-                server = await self.loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True)
+                from edge.io.tls import make_server_context
+
+                ctx = make_server_context(ls)
+                self.tls_server[len(self.tcp_servers)] = (ctx, ls)
+                server = await self.loop.create_server(
+                    lambda: TcpConnection(self, "tls"), host, port, reuse_address=True, ssl=ctx,
+                    ssl_handshake_timeout=10,
+                )
                 self.tcp_servers.append(server)
         self.proxy.start(time.time())
         self.flush()
+
+    def reload_tls(self, cfg: EdgeConfig) -> None:
+        """SIGHUP: renewed certificates for new TLS connections (established ones keep theirs)."""
+        from edge.io.tls import reload_server_context
+
+        by_addr = {ls.address: ls for ls in cfg.listen if ls.transport == "tls"}
+        for ctx, old in self.tls_server.values():
+            ls = by_addr.get(old.address)
+            if ls is not None:
+                try:
+                    reload_server_context(ctx, ls)
+                    log.info("tls_certificate_reloaded", listen=ls.address)
+                except (OSError, ValueError) as exc:
+                    log.error("tls_certificate_reload_failed", listen=ls.address, error=str(exc))
+        self.tls_client = None  # rebuilt with the new chain on the next outgoing connection
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -164,8 +201,10 @@ class SipHub:
 
     def _unregister(self, conn: TcpConnection) -> None:
         self.conns.pop(conn.conn_id, None)
-        if conn.peer is not None and self.conn_by_addr.get(conn.peer) is conn:
-            del self.conn_by_addr[conn.peer]
+        if conn.peer is not None:
+            key = (conn.transport_name, *conn.peer)
+            if self.conn_by_addr.get(key) is conn:
+                del self.conn_by_addr[key]
 
 
 def _is_ip(host: str) -> bool:
@@ -186,10 +225,11 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    """One SIP stream connection, accepted or opened; framed by Content-Length."""
+    """One SIP stream connection (TCP or TLS), accepted or opened; framed by Content-Length."""
 
-    def __init__(self, hub: SipHub) -> None:
+    def __init__(self, hub: SipHub, transport_name: str = "tcp") -> None:
         self.hub = hub
+        self.transport_name = transport_name
         self.transport: asyncio.Transport | None = None
         self.framer = StreamFramer(hub.cfg.limits.max_tcp_message)
         self.conn_id = 0
@@ -207,7 +247,7 @@ class TcpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1]) if peer else None
         if self.peer is not None:
-            self.hub.conn_by_addr.setdefault(self.peer, self)
+            self.hub.conn_by_addr.setdefault((self.transport_name, *self.peer), self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -220,7 +260,7 @@ class TcpConnection(asyncio.Protocol):
             self.transport.write(b"\r\n" * self.framer.take_pings())  # RFC 5626 §3.5.1 pong
         if self.peer is None:
             return
-        src = Destination("tcp", self.peer[0], self.peer[1], self.conn_id)
+        src = Destination(self.transport_name, self.peer[0], self.peer[1], self.conn_id)
         for m in msgs:
             self.hub.feed(m, src)
 

@@ -180,7 +180,7 @@ class SpamDetective:
                 est = seen.get(slot)
                 if est is None:
                     key = self._rate_key(rule.key, facts, caller, cnam)
-                    est = self.rates.counter(rule.key, rule.limit.window).hit(key, now) if key else 0.0
+                    est = self.rates.hit(rule.key, rule.limit.window, key, now) if key else 0.0
                     seen[slot] = est
                 if est > rule.limit.count:
                     detail = f"{est:.1f} per {rule.limit.window:g}s > {rule.limit.count}"

@@ -9,14 +9,28 @@ from edge.units import parse_duration
 __all__ = ["AdminConfig", "StoreConfig", "parse_duration", "split_listen", "validate_admin", "validate_store"]
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
+
+
 class StoreConfig(msgspec.Struct, forbid_unknown_fields=True):
-    backend: str = "sqlite"  # 'sqlite' | 'memory'
+    backend: str = "sqlite"  # 'sqlite' | 'memory' | 'redis' (shared state; activities stay in the sqlite `path`)
     path: str = "var/edge.db"
     batch_interval: str = "50ms"  # activity writes are flushed at least this often
     batch_max: int = 500  # ... or as soon as this many are queued
     retention: str = "90d"  # activities older than this are deleted
     retry_max: int = 10_000  # writes kept for retry while the disk fails; older ones dropped
     max_activities: int = 100_000  # memory backend only: oldest evicted beyond this
+    # redis backend (docs/redis.md)
+    redis_url: str = "redis://127.0.0.1:6379/0"  # redis://, rediss://, unix://, redis+sentinel://host:port[,host:port]/service
+    redis_prefix: str = "sip-edge"  # every key starts with it (wrapped in {} as a hash tag with redis_cluster)
+    redis_cluster: bool = False  # Redis Cluster (redis_url names any one node)
+    redis_timeout: str = "500ms"  # connect and command timeout; a slower Redis counts as down
+    redis_rate_batch: str = "20ms"  # rate hits are sent to Redis in one pipelined call this often
+    redis_rate_keys: int = 100_000  # all-node rate counts cached per node (least recently used evicted)
+    activity_stream: bool = False  # also XADD finished activities to {prefix}:activities
+    activity_stream_max: int = 100_000  # approximate MAXLEN of that stream
+    on_redis_down: str = "open"  # rates while Redis is down: 'open' = local counts, 'closed' = local x redis_nodes
+    redis_nodes: int = 1  # edge nodes sharing this Redis (used by on_redis_down = 'closed')
 
 
 class AdminConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -45,15 +59,37 @@ def _check_duration(errors: list[tuple[str, str]], path: str, text: str, minimum
 
 def validate_store(cfg: StoreConfig, prefix: str = "$.store") -> list[tuple[str, str]]:
     errors: list[tuple[str, str]] = []
-    if cfg.backend not in ("sqlite", "memory"):
-        errors.append((f"{prefix}.backend", f"unknown backend {cfg.backend!r}: expected 'sqlite' or 'memory'"))
-    if cfg.backend == "sqlite" and not cfg.path:
-        errors.append((f"{prefix}.path", "required for the sqlite backend"))
+    if cfg.backend not in ("sqlite", "memory", "redis"):
+        errors.append((f"{prefix}.backend", f"unknown backend {cfg.backend!r}: expected 'sqlite', 'memory' or 'redis'"))
+    if cfg.backend in ("sqlite", "redis") and not cfg.path:
+        errors.append((f"{prefix}.path", f"required for the {cfg.backend} backend (local activities)"))
+    if cfg.backend == "redis":
+        errors += _validate_redis(cfg, prefix)
     _check_duration(errors, f"{prefix}.batch_interval", cfg.batch_interval)
     _check_duration(errors, f"{prefix}.retention", cfg.retention)
     for name in ("batch_max", "retry_max", "max_activities"):
         if getattr(cfg, name) < 1:
             errors.append((f"{prefix}.{name}", "must be at least 1"))
+    return errors
+
+
+def _validate_redis(cfg: StoreConfig, prefix: str) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
+    if not cfg.redis_url.startswith(REDIS_SCHEMES):
+        errors.append((f"{prefix}.redis_url", f"unsupported URL {cfg.redis_url!r}: expected one of {', '.join(REDIS_SCHEMES)}"))
+    elif cfg.redis_cluster and cfg.redis_url.startswith(("redis+sentinel://", "unix://")):
+        errors.append((f"{prefix}.redis_cluster", "a cluster is reached by a redis:// or rediss:// node URL"))
+    if not cfg.redis_prefix or any(c in cfg.redis_prefix for c in " {}"):
+        errors.append((f"{prefix}.redis_prefix", "must be non-empty without spaces or braces"))
+    _check_duration(errors, f"{prefix}.redis_timeout", cfg.redis_timeout)
+    _check_duration(errors, f"{prefix}.redis_rate_batch", cfg.redis_rate_batch)
+    if cfg.on_redis_down not in ("open", "closed"):
+        errors.append((f"{prefix}.on_redis_down", f"unknown choice {cfg.on_redis_down!r}: expected 'open' or 'closed'"))
+    for name in ("redis_rate_keys", "activity_stream_max", "redis_nodes"):
+        if getattr(cfg, name) < 1:
+            errors.append((f"{prefix}.{name}", "must be at least 1"))
+    if cfg.on_redis_down == "closed" and cfg.redis_nodes < 2:
+        errors.append((f"{prefix}.redis_nodes", "on_redis_down = 'closed' needs the number of nodes (at least 2)"))
     return errors
 
 

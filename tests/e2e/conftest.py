@@ -28,9 +28,11 @@ class Edge:
         self.daemon: Daemon | None = None
 
     def start(self, dialplan: str = DIALPLAN, carrier: list[str] | None = None, extra: str = "",
-              timers: str | None = None, outbound: list[str] | None = None, health_interval: str = "1s") -> Daemon:
+              timers: str | None = None, outbound: list[str] | None = None, health_interval: str = "1s",
+              listen_extra: str = "") -> Daemon:
         kw = {} if timers is None else {"timers": timers}
         kw["health_interval"] = health_interval
+        kw["listen_extra"] = listen_extra
         cfg = write_config(self.tmp, self.port, carrier or ["127.0.0.1/32"],
                            [("pbx-a", self.pbx_a), ("pbx-b", self.pbx_b)], extra=extra, outbound=outbound, **kw)
         plans = write_dialplan(self.tmp, dialplan)

@@ -41,8 +41,8 @@ def free_port(kind: int = socket.SOCK_DGRAM, also: int | None = socket.SOCK_STRE
 
 def write_config(tmp: Path, edge_port: int, carrier: list[str], pbx: list[tuple[str, int]], extra: str = "",
                  timers: str = 't1 = "100ms"\ntimer_b = "2s"\n', outbound: list[str] | None = None,
-                 tcp: bool = True, health_interval: str = "1s") -> Path:
-    lines = [
+                 tcp: bool = True, health_interval: str = "1s", listen_extra: str = "") -> Path:
+    lines = [listen_extra,
         "[[listen]]", 'transport = "udp"', f'address = "127.0.0.1:{edge_port}"',
     ]
     if tcp:
