@@ -116,3 +116,29 @@ def test_tls_carrier_call_through_edge(edge, tmp_path):
     # SIGHUP reloads the certificate without dropping the listener.
     d.signal(signal.SIGHUP)
     d.wait_event("tls_certificate_reloaded")
+
+
+def test_tls_client_certificate_required_for_carriers(edge, tmp_path):
+    ca, cert, key = make_ca_and_leaf(tmp_path, "edge")
+    carrier_ca, carrier_cert, carrier_key = make_ca_and_leaf(tmp_path, "carrier")
+    tls_port = free_port()
+    edge.start(health_interval="", listen_extra=(
+        f'[[listen]]\ntransport = "tls"\naddress = "127.0.0.1:{tls_port}"\n'
+        f'tls_cert = "{cert}"\ntls_key = "{key}"\ntls_ca = "{carrier_ca}"\ntls_verify_client = true\n'))
+    options = (f"OPTIONS sip:127.0.0.1:{tls_port} SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:1;branch=z9hG4bK-o1\r\n"
+               "From: <sip:ping@127.0.0.1>;tag=o1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: opt-1@test\r\n"
+               "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
+
+    def attempt(with_cert: bool) -> bytes:
+        ctx = ssl.create_default_context(cafile=str(ca))
+        ctx.check_hostname = False
+        if with_cert:
+            ctx.load_cert_chain(str(carrier_cert), str(carrier_key))
+        with socket.create_connection(("127.0.0.1", tls_port), timeout=5) as raw:
+            with ctx.wrap_socket(raw) as conn:
+                conn.sendall(options)
+                return read_response(conn, bytearray())
+
+    assert attempt(True).startswith(b"SIP/2.0 200 OK")
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        attempt(False)
