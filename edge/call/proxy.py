@@ -190,6 +190,7 @@ class Proxy:
         self.b2bua: object = None  # ScreeningService: in-dialog requests of screened calls go there
         self.is_released: Callable[[str], bool] | None = None  # number lifecycle: quarantined numbers
         self.released_status = 410
+        self.released_intercept = False  # play the not-in-service intercept before the final response
         self.released_hits: list[tuple[str, str]] = []  # (called, calling) for the lifecycle monitor
         self.parked: dict[str, list[InviteContext]] = {}  # x5u URL -> contacts waiting for it
         self.cert_fetches: list[str] = []  # URLs the adapter must fetch
@@ -469,6 +470,11 @@ class Proxy:
             activity.rule_id = "lifecycle.released"
             activity.reason = "called number is released (in quarantine)"
             status = self.released_status
+            if self.released_intercept and self.screen is not None and msg.method == "INVITE":
+                # SIT tones and the announcement as early media, then `status`: never answered.
+                ctx.decision = Decision(Action.INTERCEPT, "lifecycle.released", activity.reason, sip_status=status)
+                self.screen(ctx, now)
+                return
             self._final_local(ctx, status, None, now, [("Reason", f'SIP;cause={status};text="number not in service"')])
             return
         if entry is None:

@@ -90,6 +90,7 @@ class Daemon:
         self.proxy = proxy = Proxy(cfg, plan, gate)
         proxy.is_released = lifecycle.is_released
         proxy.released_status = RELEASED_STATUS[cfg.lifecycle.released_action]
+        proxy.released_intercept = cfg.lifecycle.released_action == "intercept"
         self.hub = SipHub(proxy, cfg, on_activities=self._queue_activities, after_flush=self._after_flush)
         await self.hub.start()
         await self._start_media(cfg)

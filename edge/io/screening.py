@@ -20,6 +20,7 @@ import structlog
 from edge.media import flow as fl
 from edge.media.captcha import Captcha, CaptchaResult
 from edge.media.dtmf import DtmfReceived as MediaDtmf
+from edge.media.intercept import Intercept
 from edge.media.menus import Menu, MenuResult
 from edge.media.ports import PoolExhausted
 from edge.media.recorder import RecordingFinished
@@ -125,7 +126,7 @@ class ScreenedCall:
         self.a_remote = uri_of(split_list(contact)[0]) if contact else ""
         self.a_routes = self.req.get_all("record-route")
         self.a_dest = ctx.server.source
-        self.rng = random.Random()
+        self.final_status = 480  # final response when the caller is let go before answer
 
     # -- A leg: answer -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -147,6 +148,15 @@ class ScreenedCall:
             self._final(487, None)
             return
         self.a.on_event = self._media_event
+        if self.decision is not None and self.decision.action is Action.INTERCEPT:
+            # Never answered: early media only, then the final response (never billed).
+            self.final_status = self.decision.sip_status or 410
+            if self.activity is not None:
+                self.activity.screening_mode = "early-media"
+            now = time.time()
+            self._start_flow(Intercept(log=self.log), now)
+            self.svc.hub.flush()
+            return
         media = self.entry.media if self.entry is not None else None
         mode = self.entry.screening if self.entry is not None else ScreeningMode.ANSWER
         fallback = parse_duration(media.early_media_fallback) if media is not None else 3.0
@@ -416,7 +426,10 @@ class ScreenedCall:
             self._request_a("BYE", [("Reason", f'SIP;cause=200;text="{reason}"')])
         elif not self.a_answered and not self.a_final:
             self.a_final = True
-            self._respond_a(480 if reason != "caller hung up" else 487, f"Temporarily Unavailable: {reason}"[:80])
+            status = self.final_status if reason != "caller hung up" else 487
+            self._respond_a(status, None if status != 480 else f"Temporarily Unavailable: {reason}"[:80])
+            if self.activity is not None:
+                self.activity.final_status = status
         if self.b_confirmed:
             self._request_b("BYE")
         self._end(200 if self.a_answered else (self.activity.final_status if self.activity else 480), now)

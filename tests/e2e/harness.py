@@ -247,6 +247,7 @@ m=audio [media_port] RTP/AVP 0
 a=rtpmap:0 PCMU/8000
 ]]></send>
   <recv response="100" optional="true"/>
+  <recv response="183" optional="true"/>
   <recv response="{code}" save_reason="reason"/>
   <send><![CDATA[
 ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0

@@ -47,6 +47,8 @@ def test_lifecycle_release_intercept_refuse_then_offer_after_quarantine(edge, tm
     assert car.wait(20) == 0, car.errors()
     pbx.stop()
     assert "INVITE sip:" not in pbx.messages()
+    # The intercept ran as early media (SIT + "not in service"), never answered.
+    assert "183 Session Progress" in car.messages() and "200 OK" not in car.messages()
     deadline = time.monotonic() + 5
     while True:
         status, acts = admin.call("GET", "/activities?called=%2B12025550188")
