@@ -6,7 +6,7 @@ from pathlib import Path
 
 from edge.store.memory import MemoryStore
 from edge.store.protocol import StateStore
-from edge.store.schema import StoreConfig, parse_duration, validate_store
+from edge.store.schema import StoreConfig, parse_duration, parse_size, validate_store
 from edge.store.sqlite import SqliteStore
 
 
@@ -30,6 +30,7 @@ async def open_store(cfg: StoreConfig, base_dir: str | Path | None = None, node:
         batch_max=cfg.batch_max,
         retention=parse_duration(cfg.retention),
         retry_max=cfg.retry_max,
+        max_size=parse_size(cfg.max_size) if cfg.max_size else None,
     )
     if cfg.backend != "redis":
         return local

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 from edge.units import parse_duration
 
-__all__ = ["AdminConfig", "StoreConfig", "parse_duration", "split_listen", "validate_admin", "validate_store"]
+__all__ = ["AdminConfig", "StoreConfig", "parse_duration", "parse_size", "split_listen", "validate_admin", "validate_store"]
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$")
+_SIZE_FACTOR = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size string ("500MB", "2GiB"); raises ValueError naming the accepted form."""
+    m = _SIZE.match(text) if isinstance(text, str) else None
+    if m is None:
+        raise ValueError(f"invalid size {text!r}: expected a number with B, KB, MB, GB, KiB, MiB or GiB (e.g. '2GB')")
+    return int(m.group(1)) * _SIZE_FACTOR[m.group(2)]
 
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://")
@@ -20,6 +33,7 @@ class StoreConfig(msgspec.Struct, forbid_unknown_fields=True):
     retention: str = "90d"  # activities older than this are deleted
     retry_max: int = 10_000  # writes kept for retry while the disk fails; older ones dropped
     max_activities: int = 100_000  # memory backend only: oldest evicted beyond this
+    max_size: str = ""  # sqlite: cap on the database file (PRAGMA max_page_count), e.g. "2GB"; "" = no cap
     # redis backend (docs/redis.md)
     redis_url: str = "redis://127.0.0.1:6379/0"  # redis://, rediss://, unix://, redis+sentinel://host:port[,host:port]/service
     redis_prefix: str = "sip-edge"  # every key starts with it (wrapped in {} as a hash tag with redis_cluster)
@@ -70,6 +84,12 @@ def validate_store(cfg: StoreConfig, prefix: str = "$.store") -> list[tuple[str,
     for name in ("batch_max", "retry_max", "max_activities"):
         if getattr(cfg, name) < 1:
             errors.append((f"{prefix}.{name}", "must be at least 1"))
+    if cfg.max_size:
+        try:
+            if parse_size(cfg.max_size) < 65536:
+                errors.append((f"{prefix}.max_size", "must be at least 64KiB (the schema alone takes tens of pages)"))
+        except ValueError as exc:
+            errors.append((f"{prefix}.max_size", str(exc)))
     return errors
 
 

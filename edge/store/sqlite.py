@@ -134,6 +134,7 @@ class SqliteStore:
         retry_max: int = 10_000,
         clock: Callable[[], float] = time.time,
         retention_every: float = 3600.0,
+        max_size: int | None = None,
     ) -> None:
         self.path = str(path)
         self.batch_interval = batch_interval
@@ -142,6 +143,7 @@ class SqliteStore:
         self.retry_max = retry_max
         self.clock = clock
         self.retention_every = retention_every
+        self.max_size = max_size  # bytes; writes beyond it fail as SQLITE_FULL (counted, retried)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._conn: Any = None
         self._pending_activities: dict[str, Activity] = {}
@@ -174,6 +176,9 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
         migrate(conn)
+        if self.max_size is not None:
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {max(1, self.max_size // page_size)}")
         self._conn = conn
 
     def _apply(self, ops: list[Op]) -> int:
