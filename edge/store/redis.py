@@ -159,9 +159,11 @@ class RedisStore:
         # In a cluster every key carries the prefix as a hash tag: multi-key scripts, MGET and
         # transactions then stay in one slot.
         self.ns = f"{{{prefix}}}" if cluster else prefix
-        self.node = node or uuid.uuid4().hex[:12]
+        # Unique per process even when two nodes share a name: a node skips only its own messages.
+        suffix = uuid.uuid4().hex[:8]
+        self.node = f"{node}-{suffix}" if node else suffix
         self.rate_batch = rate_batch
-        self.rates = rates or SharedRates()
+        self.rates = rates if rates is not None else SharedRates()
         self.retry_max = retry_max
         self.activity_stream = activity_stream
         self.activity_stream_max = activity_stream_max

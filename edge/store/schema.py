@@ -76,7 +76,8 @@ def validate_store(cfg: StoreConfig, prefix: str = "$.store") -> list[tuple[str,
     if cfg.backend not in ("sqlite", "memory", "redis"):
         errors.append((f"{prefix}.backend", f"unknown backend {cfg.backend!r}: expected 'sqlite', 'memory' or 'redis'"))
     if cfg.backend in ("sqlite", "redis") and not cfg.path:
-        errors.append((f"{prefix}.path", f"required for the {cfg.backend} backend (local activities)"))
+        what = " (local activities and fallback copy)" if cfg.backend == "redis" else ""
+        errors.append((f"{prefix}.path", f"required for the {cfg.backend} backend{what}"))
     if cfg.backend == "redis":
         errors += _validate_redis(cfg, prefix)
     _check_duration(errors, f"{prefix}.batch_interval", cfg.batch_interval)

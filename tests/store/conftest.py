@@ -28,3 +28,22 @@ def build_activity(received_at: float, calling: str = "+12025550100", called: st
 @pytest.fixture
 def make_activity() -> Callable[..., Activity]:
     return build_activity
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """One real redis-server for the whole session; tests isolate themselves by key prefix."""
+    from tests.redis_server import redis_server_fixture
+
+    yield from redis_server_fixture(tmp_path_factory)
+
+
+@pytest.fixture
+def own_redis(tmp_path):  # type: ignore[no-untyped-def]
+    """A redis-server of this test's own, for outage tests that kill and restart it."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

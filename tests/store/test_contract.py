@@ -1,7 +1,8 @@
-"""One behaviour for every StateStore backend (DESIGN §6). A redis backend joins the `store` params later."""
+"""One behaviour for every StateStore backend (DESIGN §6): memory, sqlite and redis (a real redis-server)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -13,17 +14,23 @@ from edge.policy.facts import Action
 from edge.policy.rules import BlockRule, RuleKind, Scope
 from edge.store.memory import MemoryStore
 from edge.store.protocol import ActivityQuery, StateStore
+from edge.store.redis import RedisStore
 from edge.store.sqlite import SqliteStore
 
-BACKENDS = ["memory", "sqlite"]
+BACKENDS = ["memory", "sqlite", "redis"]
 
 
 @pytest_asyncio.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[StateStore]:
     if request.param == "memory":
         s: StateStore = MemoryStore()
-    else:
+    elif request.param == "sqlite":
         s = await SqliteStore.open(tmp_path / "edge.db", batch_interval=0.02, retention=None)
+    else:
+        server = request.getfixturevalue("redis_server")
+        local = await SqliteStore.open(tmp_path / "edge.db", batch_interval=0.02, retention=None)
+        s = await RedisStore.open(server.url, local, prefix=f"t-{uuid.uuid4().hex[:10]}")
+        assert s.up
     yield s
     await s.close()
 

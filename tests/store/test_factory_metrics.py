@@ -23,8 +23,23 @@ async def test_open_store_builds_configured_backend(tmp_path, backend, cls):
 
 
 async def test_open_store_invalid_config_raises_with_path():
-    with pytest.raises(ValueError, match=r"\$\.store\.backend: unknown backend 'redis'"):
-        await open_store(StoreConfig(backend="redis"))
+    with pytest.raises(ValueError, match=r"\$\.store\.backend: unknown backend 'mongo'"):
+        await open_store(StoreConfig(backend="mongo"))
+
+
+async def test_open_store_builds_redis_over_local_sqlite(tmp_path, redis_server):
+    from edge.store.redis import RedisStore
+
+    cfg = StoreConfig(backend="redis", path="var/edge.db", redis_url=redis_server.url, redis_prefix="factory",
+                      redis_rate_batch="5ms", on_redis_down="closed", redis_nodes=3)
+    store = await open_store(cfg, base_dir=tmp_path, node="edge-1")
+    try:
+        assert isinstance(store, RedisStore) and isinstance(store.local, SqliteStore)
+        assert store.up and store.node.startswith("edge-1-") and store.rate_batch == 0.005
+        assert store.rates.fail_closed is True and store.rates.nodes == 3
+    finally:
+        await store.close()
+    assert (tmp_path / "var" / "edge.db").exists()
 
 
 async def test_store_collector_exports_health(make_activity):
