@@ -25,6 +25,7 @@ from edge.check import prompt_names
 from edge.config import ConfigError, EdgeConfig, load_config, host_port
 from edge.daemon.logging import setup_logging
 from edge.daemon.metrics import EdgeCollector
+from edge.daemon.shared_state import attach_shared_state
 from edge.daemon.sdnotify import Notifier
 from edge.dialplan.load import DialplanError, load_dialplans
 from edge.dialplan.plan import Plan
@@ -91,6 +92,7 @@ class Daemon:
         proxy.is_released = lifecycle.is_released
         proxy.released_status = RELEASED_STATUS[cfg.lifecycle.released_action]
         proxy.released_intercept = cfg.lifecycle.released_action == "intercept"
+        self.shared = await attach_shared_state(self)  # redis: other nodes' blocks, numbers, passes, rates
         self.hub = SipHub(proxy, cfg, on_activities=self._queue_activities, after_flush=self._after_flush)
         await self.hub.start()
         await self._start_media(cfg)
@@ -328,6 +330,8 @@ class Daemon:
             await asyncio.wait(list(self._fetching), timeout=2)
         if self.fetcher is not None:
             await self.fetcher.close()
+        if getattr(self, "shared", None) is not None:
+            await self.shared.close()
         if self.store is not None:
             await self.store.close()  # flushes pending activity writes
         assert self.proxy is not None

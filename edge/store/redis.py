@@ -92,7 +92,8 @@ _dec_number = msgspec.json.Decoder(NumberRecord)
 Op = tuple[str, Any]
 
 
-def _noop(*_: Any) -> None:
+def ignore_change(*_: Any) -> None:
+    """The default callback: a store nobody listens to."""
     return None
 
 
@@ -171,10 +172,10 @@ class RedisStore:
         self.clock = clock
         self.channels = (f"{self.ns}:blocks:changes", f"{self.ns}:numbers:changes", f"{self.ns}:captcha:changes")
         # Callbacks into the daemon (edge.daemon.shared_state wires them); all synchronous, no I/O.
-        self.on_block: Callable[[BlockRule | None, str | None], Any] = _noop
-        self.on_number: Callable[[NumberRecord], Any] = _noop
-        self.on_captcha: Callable[[str, str, float], Any] = _noop
-        self.on_resync: Callable[[list[BlockRule], list[NumberRecord]], Any] = _noop
+        self.on_block: Callable[[BlockRule | None, str | None], Any] = ignore_change
+        self.on_number: Callable[[NumberRecord], Any] = ignore_change
+        self.on_captcha: Callable[[str, str, float], Any] = ignore_change
+        self.on_resync: Callable[[list[BlockRule], list[NumberRecord]], Any] = ignore_change
         self._script = client.register_script(RATE_SCRIPT)
         self._queue: collections.deque[Op] = collections.deque()
         self._stream: collections.deque[Activity] = collections.deque()
