@@ -427,7 +427,7 @@ class ScreenedCall:
         elif not self.a_answered and not self.a_final:
             self.a_final = True
             status = self.final_status if reason != "caller hung up" else 487
-            self._respond_a(status, None if status != 480 else f"Temporarily Unavailable: {reason}"[:80])
+            self._respond_a(status, reason=None if status != 480 else f"Temporarily Unavailable: {reason}"[:80])
             if self.activity is not None:
                 self.activity.final_status = status
         if self.b_confirmed:

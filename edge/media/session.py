@@ -365,7 +365,7 @@ class MediaSession:
         """Symmetric RTP latching: first source wins; another takes over only after the first went quiet."""
         if not self.latched:
             self.latched = True
-            self._latch(addr, now)
+            self._latch(addr, now, first=True)
             return True
         if addr == self.remote:
             self._candidate, self._candidate_count = None, 0
@@ -379,8 +379,9 @@ class MediaSession:
             return True
         return False
 
-    def _latch(self, addr: Address, now: float) -> None:
-        if addr != self.remote:
+    def _latch(self, addr: Address, now: float, first: bool = False) -> None:
+        # The first packet is always reported: it also tells the call layer the caller's media flows.
+        if first or addr != self.remote:
             self._events.append(RemoteLatched(addr, now))
         self.remote = addr
         self.remote_rtcp = (addr[0], addr[1] + 1)

@@ -441,10 +441,8 @@ o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
 s=-
 c=IN IP[media_ip_type] [media_ip]
 t=0 0
-m=audio [media_port] RTP/AVP {pts} 101
-{rtpmaps}a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=ptime:20
+m=audio [media_port] RTP/AVP {pts}{te_pt}
+{rtpmaps}{te_lines}a=ptime:20
 ]]></send>
   <recv response="100" optional="true"/>
   <recv response="183" optional="true"/>
@@ -477,11 +475,29 @@ From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
 [last_To:]
 [routes]
 Call-ID: [call_id]
-CSeq: 2 BYE
+CSeq: {bye_cseq} BYE
 Max-Forwards: 70
 Content-Length: 0
 ]]></send>
   <recv response="200"/>"""
+
+_INFO = """  <send retrans="500"><![CDATA[
+INFO [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+[routes]
+Call-ID: [call_id]
+CSeq: {cseq} INFO
+Max-Forwards: 70
+Content-Type: application/dtmf-relay
+Content-Length: [len]
+
+Signal={digit}
+Duration=160
+]]></send>
+  <recv response="200"/>
+  <pause milliseconds="{gap}"/>"""
 
 _EDGE_BYE = """  <recv request="BYE" timeout="{hold}"/>
   <send><![CDATA[
@@ -497,17 +513,90 @@ Content-Length: 0
 
 def media_call_scenario(tmp: Path, caller: str, digits: str, wait_ms: int, *, gap_ms: int = 400,
                         caller_hangs_up_after: int | None = None, edge_hangs_up_within: int | None = None,
-                        codecs: tuple[int, ...] = (0,)) -> str:
-    """A caller that keys `digits` over RFC 4733 after `wait_ms`; ends by its own BYE or the edge's."""
-    keys = "\n".join(_KEY.format(pcap=DTMF_PCAP.format({"*": "star", "#": "pound"}.get(d, d)), gap=gap_ms) for d in digits)
+                        codecs: tuple[int, ...] = (0,), telephone_event: bool = True, pcap: str | None = None,
+                        info: bool = False) -> str:
+    """A caller that keys `digits` after `wait_ms` (RFC 4733 pcaps, SIP INFO with `info`, or the audio of
+    `pcap`); ends by its own BYE or the edge's."""
+    cseq = 2
+    if pcap is not None:
+        keys = _KEY.format(pcap=pcap, gap=gap_ms)
+    elif info:
+        parts = []
+        for d in digits:
+            parts.append(_INFO.format(caller=caller, cseq=cseq, digit=d, gap=gap_ms))
+            cseq += 1
+        keys = "\n".join(parts)
+    else:
+        keys = "\n".join(_KEY.format(pcap=DTMF_PCAP.format({"*": "star", "#": "pound"}.get(d, d)), gap=gap_ms)
+                         for d in digits)
     if caller_hangs_up_after is not None:
-        tail = _CALLER_BYE.format(hold=caller_hangs_up_after, caller=caller)
+        tail = _CALLER_BYE.format(hold=caller_hangs_up_after, caller=caller, bye_cseq=cseq)
         what = f"hang up after {caller_hangs_up_after} ms"
     else:
         tail = _EDGE_BYE.format(hold=edge_hangs_up_within or 15000)
         what = "expect the edge to hang up"
     names = {0: "PCMU", 8: "PCMA"}
     rtpmaps = "".join(f"a=rtpmap:{pt} {names[pt]}/8000\n" for pt in codecs)
+    te_lines = "a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\n" if telephone_event else ""
     return _write(tmp, "uac_media", _MEDIA_CALL.format(caller=caller, wait=wait_ms, keys=keys, digits=digits or "nothing",
                                                        tail=what, tail_xml=tail, pts=" ".join(map(str, codecs)),
-                                                       rtpmaps=rtpmaps))
+                                                       rtpmaps=rtpmaps, te_pt=" 101" if telephone_event else "",
+                                                       te_lines=te_lines))
+
+
+def write_rtp_pcap(path: Path, payloads: list[bytes], pt: int = 0) -> Path:
+    """A pcap of one RTP stream (20 ms apart) that sipp's play_pcap_audio can replay."""
+    import struct
+
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    t0 = 1_700_000_000.0
+    for i, payload in enumerate(payloads):
+        rtp = struct.pack("!BBHII", 0x80, pt | (0x80 if i == 0 else 0), (1000 + i) & 0xFFFF, (8000 + 160 * i) & 0xFFFFFFFF,
+                          0x5EED0001) + payload
+        udp = struct.pack("!HHHH", 40000, 40002, 8 + len(rtp), 0) + rtp
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xFFFF, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1])) + udp
+        frame = b"\x00" * 12 + b"\x08\x00" + ip
+        ts = t0 + 0.02 * i
+        out.append(struct.pack("<IIII", int(ts), int((ts % 1) * 1e6), len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+def inband_dtmf_pcap(path: Path, digits: str, tone_ms: int = 120, gap_ms: int = 200) -> Path:
+    """PCMU RTP carrying DTMF as audio tones (no telephone-event), for in-band detection."""
+    from edge.media.codecs import Codec, encode
+    from edge.media.prompts import dtmf_pcm, silence_pcm
+
+    pcm = silence_pcm(200)
+    for d in digits:
+        pcm += dtmf_pcm(d, tone_ms) + silence_pcm(gap_ms)
+    pcm += silence_pcm(200)
+    ulaw = encode(pcm, Codec.PCMU)
+    frames = [ulaw[i : i + 160] for i in range(0, len(ulaw) - 159, 160)]
+    return write_rtp_pcap(path, frames, pt=0)
+
+
+def early_media_scenario(tmp: Path, caller: str, digits: str, wait_ms: int, expect_answer: bool) -> str:
+    """Caller for `screening = "early-media"`: expects 183 with SDP, sends audio at once (so the edge does
+    not fall back to answering), keys `digits`, then expects the 200 (bridged) or a final failure."""
+    text = Path(media_call_scenario(tmp, caller, digits, wait_ms, caller_hangs_up_after=1000, codecs=(8, 0))).read_text()
+    text = text.replace('<recv response="183" optional="true"/>\n  <recv response="200" rrs="true"/>',
+                        '<recv response="183"/>\n'
+                        '  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/></action></nop>', 1)
+    head, _, rest = text.partition('  <send><![CDATA[\nACK [next_url]')
+    ack, _, after_ack = rest.partition("]]></send>\n")
+    pause_keys, _, tail = after_ack.partition('  <pause milliseconds="1000"/>')
+    # No pause after the last key: the edge's answer may come at once, and sipp refuses messages mid-pause.
+    last_pause = pause_keys.rstrip().rfind("<pause")
+    if last_pause > 0:
+        pause_keys = pause_keys[:last_pause]
+    if expect_answer:
+        body = (head + pause_keys + '  <recv response="200" rrs="true"/>\n  <send><![CDATA[\nACK [next_url]' + ack
+                + "]]></send>\n" + '  <pause milliseconds="1000"/>' + tail)
+    else:
+        final = ('  <recv response="480"/>\n  <send><![CDATA[\nACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n'
+                 '[last_Via:]\nFrom: <sip:' + caller + '@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n'
+                 '[last_To:]\nCall-ID: [call_id]\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0\n]]></send>\n</scenario>\n')
+        body = head + pause_keys + final
+    return _write(tmp, "uac_early", body)

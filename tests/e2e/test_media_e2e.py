@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge.media.captcha import new_code
-from tests.e2e.harness import Admin, media_call_scenario, uac, uas
+from tests.e2e.harness import Admin, early_media_scenario, inband_dtmf_pcap, media_call_scenario, uac, uas
 
 pytestmark = pytest.mark.e2e
 
@@ -152,3 +152,71 @@ def test_media_voicemail_records_non_silent_wav(edge, tmp_path):
         assert w.getframerate() == 8000 and w.getnframes() > 8000
     samples = memoryview(frames).cast("h")
     assert max(abs(s) for s in samples) > 1000  # not silence
+
+
+def test_media_menu_option_by_sip_info(edge, tmp_path):
+    edge.start(dialplan=MEDIA_PLAN, extra=media_extra(tmp_path), health_interval="")
+    pbx_b = uas(tmp_path, edge.pbx_b, name="pbx-b")
+    car = uac(tmp_path, edge.port, "12025550101",
+              media_call_scenario(tmp_path, "+13035550104", "2", 1000, info=True, caller_hangs_up_after=1500),
+              timeout=30)
+    assert car.wait(35) == 0, car.errors() + car.messages()[-3000:]
+    pbx_b.stop()
+    assert "X-Edge-Screening: menu=main;option=2" in pbx_b.messages()
+
+
+def test_media_inband_dtmf_detected(edge, tmp_path):
+    edge.start(dialplan=MEDIA_PLAN, extra=media_extra(tmp_path), health_interval="")
+    pcap = inband_dtmf_pcap(tmp_path / "inband-2.pcap", "2")
+    pbx_b = uas(tmp_path, edge.pbx_b, name="pbx-b")
+    # No telephone-event offered: the edge listens for the tones in the G.711 audio (Goertzel).
+    car = uac(tmp_path, edge.port, "12025550101",
+              media_call_scenario(tmp_path, "+13035550105", "2", 1000, telephone_event=False, pcap=str(pcap),
+                                  gap_ms=1500, caller_hangs_up_after=1500), timeout=30)
+    assert car.wait(35) == 0, car.errors() + car.messages()[-3000:]
+    pbx_b.stop()
+    assert "X-Edge-Screening: menu=main;option=2" in pbx_b.messages()
+
+
+def test_media_timeout_ends_the_call(edge, tmp_path):
+    edge.start(dialplan=MEDIA_PLAN, extra=f'[media]\nvoicemail_dir = "{tmp_path / "vm"}"\nmedia_timeout = "2s"\n',
+               health_interval="")
+    admin = Admin(tmp_path, (tmp_path / "edge.toml").read_text())
+    # The caller sends no RTP at all: after 2 s the edge hangs up (BYE) and records why.
+    car = uac(tmp_path, edge.port, "12025550101",
+              media_call_scenario(tmp_path, "+13035550106", "", 100, edge_hangs_up_within=8000), timeout=20)
+    assert car.wait(25) == 0, car.errors() + car.messages()[-3000:]
+    act = _activity(admin, "12025550101")
+    assert "media timeout" in act["reason"] and act["duration"] < 6
+
+
+EARLY_PLAN = MEDIA_PLAN.replace('customer = "acme"', 'customer = "acme"\nscreening = "early-media"', 1)
+
+
+def test_media_early_media_captcha_answers_only_when_bridged(edge, tmp_path):
+    edge.start(dialplan=EARLY_PLAN, extra=media_extra(tmp_path), health_interval="")
+    admin = Admin(tmp_path, (tmp_path / "edge.toml").read_text())
+    pbx = uas(tmp_path, edge.pbx_a)
+    car = uac(tmp_path, edge.port, "12025550100",
+              early_media_scenario(tmp_path, "+13035550107", CODE, CAPTCHA_WAIT_MS, expect_answer=True), timeout=40)
+    assert car.wait(45) == 0, car.errors() + car.messages()[-3000:]
+    pbx.stop()
+    assert "X-Edge-Screening: captcha=passed" in pbx.messages()
+    act = _activity(admin, "12025550100")
+    assert act["screening_mode"] == "early-media" and act["answered_at"] and act["billable"] is True
+
+
+def test_media_early_media_failed_captcha_is_never_answered(edge, tmp_path):
+    edge.start(dialplan=EARLY_PLAN, extra=media_extra(tmp_path), health_interval="")
+    admin = Admin(tmp_path, (tmp_path / "edge.toml").read_text())
+    wrong = "".join(str((int(d) + 1) % 10) for d in CODE)
+    wrong = wrong if len(set(wrong)) == len(wrong) else "9876"
+    pbx = uas(tmp_path, edge.pbx_a)
+    car = uac(tmp_path, edge.port, "12025550100",
+              early_media_scenario(tmp_path, "+13035550108", wrong, CAPTCHA_WAIT_MS, expect_answer=False), timeout=40)
+    assert car.wait(45) == 0, car.errors() + car.messages()[-3000:]
+    pbx.stop()
+    assert "INVITE sip:" not in pbx.messages()
+    assert "SIP/2.0 200 OK" not in car.messages()
+    act = _activity(admin, "12025550100")
+    assert act["answered_at"] is None and act["billable"] is False and act["final_status"] == 480

@@ -269,3 +269,18 @@ async def test_redis_collector_exports_connection_state(pair):
 )
 def test_redis_mask_url_hides_password(url, expected):
     assert mask_url(url) == expected
+
+
+@pytest.mark.parametrize("fail_closed,expected", [(False, [1.0, 2.0]), (True, [2.0, 4.0])], ids=["open", "closed"])
+async def test_redis_down_rates_follow_on_redis_down(own_redis, fail_closed, expected):
+    rates = SharedRates(fail_closed=fail_closed, nodes=2)
+    store = await RedisStore.open(own_redis.url, MemoryStore(), prefix=_prefix(), rates=rates, timeout=0.2)
+    book = RateBook(100, shared=rates)
+    try:
+        own_redis.kill()
+        await store.add_block(_rule("x"))  # the first failing command notices the outage
+        assert store.up is False
+        now = time.time()
+        assert [book.hit(RateKey.CALLER, 60.0, "+1", now) for _ in range(2)] == expected
+    finally:
+        await store.close()
