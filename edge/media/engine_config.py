@@ -7,20 +7,11 @@ where an operator edits it; `validate` returns (json-path, reason) pairs for `si
 from __future__ import annotations
 
 import ipaddress
-import re
 
 import msgspec
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+from edge.units import parse_duration
 
-
-def parse_duration(text: str) -> float:
-    """`"500ms"` -> 0.5; raises ValueError with the accepted forms."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"bad duration {text!r} (use e.g. 500ms, 30s, 2m)")
-    return float(match.group(1)) * _UNIT[match.group(2)]
 
 
 class InbandDtmfConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

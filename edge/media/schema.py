@@ -15,22 +15,15 @@ from collections.abc import Collection, Mapping
 
 import msgspec
 
+from edge.units import parse_duration
+
 Errors = list[tuple[str, str]]
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _OPTION_KEY = re.compile(r"^(#|[0-9*]{1,8})$")
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 MAX_MENU_TRANSITIONS = 10
-
-
-def parse_duration(text: str) -> float:
-    """'500ms', '5s', '2m', '1h', '1d' -> seconds; the unit is mandatory so configs stay readable."""
-    m = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if m is None:
-        raise ValueError(f"invalid duration {text!r} (expected a number with ms, s, m, h or d)")
-    return float(m.group(1)) * _UNIT[m.group(2)]
 
 
 class ScreeningMode(str, enum.Enum):

@@ -34,6 +34,8 @@ import re
 
 import msgspec
 
+from edge.units import parse_duration
+
 from edge.policy.blocking import RuleValueError, normalise_rule
 from edge.policy.facts import Action
 from edge.policy.plan import NumberPolicy
@@ -54,14 +56,6 @@ class ValidationError(msgspec.Struct, frozen=True):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
-
-
-def parse_duration(text: str) -> float:
-    """'30s', '5m', '1h', '250ms', '1d' -> seconds; raises ValueError with the reason."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"invalid duration {text!r}: expected a number and a unit (ms, s, m, h, d) such as '30s'")
-    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 def parse_rate(text: str) -> RateLimit:

@@ -13,19 +13,11 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from edge.units import parse_duration
+
 from edge.stir.failures import SIP_REASONS
 from edge.stir.result import StirResult, StirStatus
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """'60s', '500ms', '5m', '1h', '1d' -> seconds; raises ValueError with the accepted forms."""
-    m = _DURATION.match(text)
-    if not m:
-        raise ValueError(f"bad duration {text!r}: expected a number with ms, s, m, h or d (e.g. '60s')")
-    return float(m.group(1)) * _UNITS[m.group(2)]
 
 
 class StirSigning(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -115,7 +115,7 @@ def test_media_config_validate_reports_paths():
         ("$.media.bind_ip", "not an IP address: 'nope'"),
         ("$.media.rtp_port_min", "need 1024 <= rtp_port_min < rtp_port_max <= 65535"),
         ("$.media.codecs[0]", "unsupported codec 'G729' (PCMU, PCMA)"),
-        ("$.media.media_timeout", "bad duration '5 minutes' (use e.g. 500ms, 30s, 2m)"),
+        ("$.media.media_timeout", "invalid duration '5 minutes': expected a number with ms, s, m, h or d (e.g. '30s')"),
     ]
 
 

@@ -152,7 +152,7 @@ def _set(path: str, value):
         (_set("menus/main/options/123456789", {"hangup": True}),
          [("$.menus.main.options.123456789", "option keys are 1-8 of 0-9 and '*', or a lone '#' (the terminator)")]),
         (_set("menus/main/first_digit_timeout", "5"),
-         [("$.menus.main.first_digit_timeout", "invalid duration '5' (expected a number with ms, s, m, h or d)")]),
+         [("$.menus.main.first_digit_timeout", "invalid duration '5': expected a number with ms, s, m, h or d (e.g. '30s')")]),
         (_set("menus/main/first_digit_timeout", "2m"),
          [("$.menus.main.first_digit_timeout", "'2m' is out of range (1s..1m)")]),
         (_set("menus/main/inter_digit_timeout", "100ms"),
@@ -176,8 +176,8 @@ def _set(path: str, value):
         (_set("captcha/length", 2), [("$.captcha.length", "2 is out of range (3..10)")]),
         (_set("captcha/length", 11), [("$.captcha.length", "11 is out of range (3..10)")]),
         (_set("captcha/attempts", 0), [("$.captcha.attempts", "0 is out of range (1..10)")]),
-        (_set("captcha/timeout", "10 s"),
-         [("$.captcha.timeout", "invalid duration '10 s' (expected a number with ms, s, m, h or d)")]),
+        (_set("captcha/timeout", "10 sec"),
+         [("$.captcha.timeout", "invalid duration '10 sec': expected a number with ms, s, m, h or d (e.g. '30s')")]),
         (_set("captcha/block_for", "0s"), [("$.captcha.block_for", "'0s' is out of range (1s..30d)")]),
         (_set("captcha/pass_memory", "31d"), [("$.captcha.pass_memory", "'31d' is out of range (0s..30d)")]),
         (_set("captcha/on_fail", "voicemail"),
@@ -191,7 +191,7 @@ def _set(path: str, value):
         (_set("voicemail/main/max_length", "2h"),
          [("$.voicemail.main.max_length", "'2h' is out of range (1s..1h)")]),
         (_set("voicemail/main/silence", "-1s"),
-         [("$.voicemail.main.silence", "invalid duration '-1s' (expected a number with ms, s, m, h or d)")]),
+         [("$.voicemail.main.silence", "invalid duration '-1s': expected a number with ms, s, m, h or d (e.g. '30s')")]),
         (_set("voicemail/main/greeting", ""), [("$.voicemail.main.greeting", "prompt name is empty")]),
         (_set("voicemail/main/dir", ""),
          [("$.voicemail.main.dir", "directory is empty (omit it for the default)")]),
@@ -244,13 +244,13 @@ def test_media_schema_reports_every_error() -> None:
 @pytest.mark.parametrize(
     ("text", "seconds"),
     [("500ms", 0.5), ("5s", 5.0), ("1.5s", 1.5), ("2m", 120.0), ("1h", 3600.0), ("1d", 86400.0),
-     (" 3s ", 3.0), ("0s", 0.0)],
+     (" 3s ", 3.0), ("0s", 0.0), ("5 s", 5.0)],
 )
 def test_parse_duration_valid(text, seconds) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["5", "s", "5 s", "-1s", "1w", "5sec", "", "1h30m"])
+@pytest.mark.parametrize("text", ["5", "s", "5 sec", "-1s", "1w", "5sec", "", "1h30m"])
 def test_parse_duration_invalid(text) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(text)

@@ -50,7 +50,7 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_error_text() -> None:
     with pytest.raises(ValueError) as err:
         parse_duration("ten minutes")
-    assert str(err.value) == "invalid duration 'ten minutes': expected a number and a unit (ms, s, m, h, d) such as '30s'"
+    assert str(err.value) == "invalid duration 'ten minutes': expected a number with ms, s, m, h or d (e.g. '30s')"
 
 
 @pytest.mark.parametrize(
@@ -216,7 +216,7 @@ def test_compile_spam_default_thresholds() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[spam]\ncool_off = "soon"\n', ["$.spam.cool_off: invalid duration 'soon': expected a number and a unit (ms, s, m, h, d) such as '30s'"]),
+        ('[spam]\ncool_off = "soon"\n', ["$.spam.cool_off: invalid duration 'soon': expected a number with ms, s, m, h or d (e.g. '30s')"]),
         ('[[spam.rate]]\nkey = "caller"\nrate = "5/minute"\nweight = 1\n', ["$.spam.rate[0].rate: invalid rate '5/minute': expected '<count>/<duration>' such as '5/60s'"]),
         ('[[spam.rate]]\nkey = "caller"\nrate = "5/60s"\n', ["$.spam.rate[0]: a rate needs a weight or an action to have any effect"]),
         ('[[spam.rate]]\nkey = "caller"\nrate = "5/60s"\naction = "allow"\n', ["$.spam.rate[0].action: a rate action cannot be 'allow'"]),
