@@ -20,6 +20,7 @@ import structlog
 
 from edge.call.activity import Activity, new_activity_id
 from edge.call.admission import Gatekeeper, apply_edits
+from edge.call.facts import display_name, identity_header
 from edge.call.peers import Peer, PeerDirectory
 from edge.call.routing import Target, TargetPool
 from edge.config import EdgeConfig, host_port
@@ -600,9 +601,8 @@ class Proxy:
         self.wheel.arm(dlg, "max_age", now + self.dialog_max_age)
 
     def _new_activity(self, msg: SipMessage, src: Destination, peer: Peer, called: str, now: float) -> Activity:
-        pai = msg.get("p-asserted-identity")
-        frm = msg.get("from") or ""
-        calling_user = uri_user(uri_of(split_list(pai)[0] if pai else frm))
+        ident = identity_header(msg)
+        calling_user = uri_user(uri_of(ident))
         calling = parse_number(calling_user).e164 if calling_user else ""
         return Activity(
             id=new_activity_id(now, self.node),
@@ -611,7 +611,7 @@ class Proxy:
             received_at=now,
             calling_number=calling or calling_user,
             called_number=called,
-            cnam=_display_name(pai or frm),
+            cnam=display_name(ident),
             source=f"{src.host}:{src.port}",
             transport=src.transport,
             carrier=peer.name if peer.kind == "carrier" else "",
@@ -1061,18 +1061,6 @@ def _set_rport(via: str, port: int) -> str:
         if p.strip().lower().split("=", 1)[0] == "rport":
             parts[i] = f"rport={port}"
     return ";".join(parts)
-
-
-def _display_name(value: str) -> str:
-    """Display name of a name-addr: quoted or token form before '<'."""
-    value = split_list(value)[0] if value else ""
-    lt = value.find("<")
-    if lt <= 0:
-        return ""
-    name = value[:lt].strip()
-    if name.startswith('"') and name.endswith('"') and len(name) >= 2:
-        name = name[1:-1].replace('\\"', '"')
-    return name.strip()
 
 
 __all__ = ["Proxy", "Stats", "Dialog", "InviteContext", "param"]
