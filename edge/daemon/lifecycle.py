@@ -65,6 +65,7 @@ class Daemon:
         self.started = time.time()
         self.media = None
         self.screening = None
+        self.shared = None  # redis shared state (other nodes' blocks, numbers, passes, rates)
 
     def load(self) -> tuple[EdgeConfig, Plan, dict]:
         cfg = load_config(self.config_path)
@@ -77,7 +78,7 @@ class Daemon:
         self.cfg = cfg
         setup_logging(cfg.logging.level, cfg.logging.format)
         Path(cfg.daemon.state_dir).mkdir(parents=True, exist_ok=True)
-        self.store = store = await open_store(cfg.store)
+        self.store = store = await open_store(cfg.store, node=cfg.daemon.node)
         engine = self.engine = PolicyEngine(cfg.policy)
         engine.replace_static_rules(plan.rules)
         now = time.time()
@@ -330,7 +331,7 @@ class Daemon:
             await asyncio.wait(list(self._fetching), timeout=2)
         if self.fetcher is not None:
             await self.fetcher.close()
-        if getattr(self, "shared", None) is not None:
+        if self.shared is not None:
             await self.shared.close()
         if self.store is not None:
             await self.store.close()  # flushes pending activity writes
