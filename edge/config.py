@@ -13,6 +13,8 @@ from typing import Literal
 
 import msgspec
 
+from edge.call.flood import FloodConfig, validate_flood
+from edge.io.hep import HepConfig, validate_hep
 from edge.lifecycle.schema import LifecycleConfig, validate_lifecycle
 from edge.media.engine_config import MediaConfig
 from edge.media.engine_config import validate as validate_media_config
@@ -134,6 +136,8 @@ class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
     lifecycle: LifecycleConfig = msgspec.field(default_factory=LifecycleConfig)
     stir: StirConfig = msgspec.field(default_factory=StirConfig)
     media: MediaConfig = MediaConfig()
+    flood: FloodConfig = msgspec.field(default_factory=FloodConfig)
+    hep: HepConfig = msgspec.field(default_factory=HepConfig)
     path: str = ""  # where it was loaded from (set by load_config)
 
 
@@ -249,6 +253,8 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
     errs += validate_lifecycle(cfg.lifecycle)
     errs += validate_stir_config(cfg.stir)
     errs += validate_media_config(cfg.media, "$.media")
+    errs += validate_flood(cfg.flood)
+    errs += validate_hep(cfg.hep)
     return errs
 
 

@@ -146,7 +146,11 @@ class Gatekeeper:
 
     # -- outbound (STI-AS) ------------------------------------------------------------------------
     def sign_outbound(self, msg: SipMessage, peer: Peer, plan: Plan, now: float) -> str:
-        """Replace any Identity from the PBX with ours; returns the attestation given ('' when not signed)."""
+        """The Identity header value for a call the PBX sends out ('' when not signed).
+
+        Attestation A: the calling number belongs to a customer this PBX serves and its profile is
+        vetted; B: the PBX serves known customers but we cannot vouch for the number; C: otherwise.
+        """
         if self.signer is None or msg.method != "INVITE":
             return ""
         calling = parse_number(calling_user(msg))
@@ -160,11 +164,8 @@ class Gatekeeper:
         customer = owner.customer if owned and owner is not None else (sorted(customers)[0] if customers else "")
         attest = attestation_for(bool(customers), owned, vetted)
         origid = origid_for(customer or f"pbx:{peer.name}", self.stir_cfg.signing.origids)
-        value = self.signer.sign(calling.digits, [canonical_tn(called_user)], attest, origid, int(now))
-        msg.remove("identity")
-        msg.append("identity", value)
         self.signed += 1
-        return attest
+        return self.signer.sign(calling.digits, [canonical_tn(called_user)], attest, origid, int(now))
 
 
 def apply_edits(msg: SipMessage, edits: list[tuple[str, str | None]]) -> None:

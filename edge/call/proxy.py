@@ -128,7 +128,7 @@ class Dialog:
         self.caller = caller
         self.callee: Destination | None = None
         self.activity = activity
-        self.timers: dict[str, float] = {}
+        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
         self.created = now
         self.answered_at = 0.0
         self.caller_contact = ""  # remote targets, for UAs that send in-dialog requests to the edge
@@ -155,7 +155,7 @@ class InviteContext:
         "decision",
         "entry",
         "peer",
-        "outgoing",
+        "edits",
         "media",
         "responded",
     )
@@ -172,12 +172,12 @@ class InviteContext:
         self.activity: Activity | None = None
         self.dialog: Dialog | None = None
         self.initial = False
-        self.timers: dict[str, float] = {}
+        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
         self.called_user = ""
         self.decision: Decision | None = None
         self.entry: NumberEntry | None = None
         self.peer: Peer | None = None
-        self.outgoing: SipMessage | None = None  # the request as forwarded (verstat, Identity edits)
+        self.edits: list[tuple[str, str | None]] = []  # header edits on every forwarded copy (verstat, Identity)
         self.media: object = None  # the screening call when the edge answered it
         self.responded = False  # first response (other than 100) seen, for the latency histogram
 
@@ -355,7 +355,7 @@ class Proxy:
     # -- requests ---------------------------------------------------------------------------
     def _on_request(self, msg: SipMessage, src: Destination, now: float) -> None:
         via = msg.top_via
-        if len(msg.vias) > self.limits.max_via:
+        if msg.via_count() > self.limits.max_via:
             raise SipParseError("Too many Via headers")
         method = msg.method
         sent_by = (via.host, via.port)
@@ -527,10 +527,7 @@ class Proxy:
         activity.would = decision.would.value if decision.would else ""
         action = decision.action
         if action is Action.ALLOW:
-            if out.edits:
-                outgoing = ctx.request.copy()
-                apply_edits(outgoing, out.edits)
-                ctx.outgoing = outgoing
+            ctx.edits = out.edits
             self._forward_initial(ctx, now)
             return
         if action in (Action.REJECT, Action.INTERCEPT):
@@ -544,9 +541,7 @@ class Proxy:
             activity.reason += "; screening unavailable"
             self._final_local(ctx, 480, "Temporarily Unavailable: screening unavailable", now)
             return
-        ctx.outgoing = ctx.request.copy()
-        if out.edits:
-            apply_edits(ctx.outgoing, out.edits)
+        ctx.edits = out.edits
         self.screen(ctx, now)
 
     def certificate_fetched(self, url: str, body: bytes | None, cache_control: str | None, error: str, now: float) -> None:
@@ -583,9 +578,9 @@ class Proxy:
             self._final_local(ctx, 403, "Forbidden: no outbound carrier", now)
             return
         if self.gate is not None and ctx.peer is not None:
-            outgoing = msg.copy()
-            if self.gate.sign_outbound(outgoing, ctx.peer, self.plan, now):
-                ctx.outgoing = outgoing
+            identity = self.gate.sign_outbound(msg, ctx.peer, self.plan, now)
+            if identity:
+                ctx.edits = [("identity", identity)]  # replaces any Identity the PBX sent
         self._open_dialog(ctx, ctx.server.source, now)
         self._try_next(ctx, now)
 
@@ -654,7 +649,7 @@ class Proxy:
     def _close_dialog(self, dlg: Dialog) -> None:
         if self.dialogs.get(dlg.call_id) is dlg:
             del self.dialogs[dlg.call_id]
-        dlg.timers.clear()
+        self.wheel.clear(dlg)
 
     # -- forwarding ---------------------------------------------------------------------------
     def _try_next(self, ctx: InviteContext, now: float) -> None:
@@ -666,8 +661,8 @@ class Proxy:
             target = ctx.targets[ctx.index]
             if ctx.index > 0:
                 self.stats.failovers += 1
-            base = ctx.outgoing if ctx.outgoing is not None else ctx.request
-            fwd = self._prepare_forward(base, ctx.server.source, target.uri_for(ctx.called_user), target.dest, True)
+            fwd = self._prepare_forward(ctx.request, ctx.server.source, target.uri_for(ctx.called_user), target.dest, True,
+                                        ctx.edits)
             branch = fwd.branch
             ct = ClientTransaction(branch, fwd, target.dest, self.wheel, self.tv, self._send)
             ct.owner = ctx
@@ -693,8 +688,11 @@ class Proxy:
             self._final_local(ctx, 408 if ctx.targets else 503, None, now)
 
     def _prepare_forward(self, req: SipMessage, src: Destination, new_uri: str | None,
-                         dest: Destination, record_route: bool) -> SipMessage:
+                         dest: Destination, record_route: bool,
+                         edits: list[tuple[str, str | None]] | None = None) -> SipMessage:
         fwd = req.copy()
+        if edits:
+            apply_edits(fwd, edits)
         # RFC 3581: note where the request really came from, so responses find their way back.
         via = fwd.top_via
         top = fwd.pop_first_value("via") or ""
@@ -857,7 +855,7 @@ class Proxy:
             ct.on_response(msg, now)  # our own CANCEL or health ping without owner
             return
         owner = ct.owner
-        if isinstance(owner, InviteContext) and len(msg.vias) < 2:
+        if isinstance(owner, InviteContext) and msg.via_count() < 2:
             self.stats.dropped += 1  # only our Via: nobody upstream to relay to (RFC 3261 §16.7 step 3)
             return
         if not ct.on_response(msg, now):
@@ -970,8 +968,10 @@ class Proxy:
     def _on_timer(self, owner: object, name: str, now: float) -> None:
         if isinstance(owner, ServerTransaction):
             owner.on_timer(name, now)
-            if owner.terminated and self.server_txns.get(owner.key) is owner:
-                del self.server_txns[owner.key]
+            if owner.terminated:
+                if self.server_txns.get(owner.key) is owner:
+                    del self.server_txns[owner.key]
+                owner.owner = None  # break the context <-> transaction cycle: freed without the GC
             return
         if isinstance(owner, ClientTransaction):
             event = owner.on_timer(name, now)
@@ -981,6 +981,8 @@ class Proxy:
                     del self.client_txns[k]
             if event == "timeout":
                 self._client_failed(owner, 408, now)
+            if owner.terminated:
+                owner.owner = None
             return
         if isinstance(owner, InviteContext):
             if name == "C" and not owner.done and owner.client is not None:

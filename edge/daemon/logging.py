@@ -8,7 +8,15 @@ from __future__ import annotations
 import logging
 import sys
 
+import msgspec
 import structlog
+
+def _json_dumps(obj: object, **_: object) -> str:
+    """msgspec's encoder: several times faster than json.dumps for the per-call event line."""
+    return _ENCODER.encode(obj).decode()
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=str)
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -20,7 +28,9 @@ def setup_logging(level: str = "info", fmt: str = "auto") -> None:
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    renderer = (
+        structlog.processors.JSONRenderer(serializer=_json_dumps) if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer] if use_json else [*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),

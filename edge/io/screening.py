@@ -30,6 +30,7 @@ from edge.media.session import PlaybackFinished as MediaPlaybackFinished
 from edge.media.session import PlaybackProgress as MediaPlaybackProgress
 from edge.media.session import RemoteLatched
 from edge.media.voicemail import VoicemailDeposit, VoicemailResult
+from edge.call.admission import apply_edits
 from edge.io.rtp_udp import MediaEngine, MediaSessionProtocol, NotAcceptable
 from edge.policy.facts import Action
 from edge.policy.rules import BlockRule, RuleKind, Scope
@@ -550,7 +551,8 @@ class ScreenedCall:
             self._fallback("PBX did not answer", now)
             return
         target = self.b_targets[self.b_index]
-        src = self.ctx.outgoing or self.req
+        src = self.req.copy()
+        apply_edits(src, self.ctx.edits)
         branch = self.proxy._new_branch()
         host, port = self.proxy.local.get(target.dest.transport) or next(iter(self.proxy.local.values()))
         frm = src.get("from") or ""

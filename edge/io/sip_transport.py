@@ -15,6 +15,7 @@ from typing import Callable
 import structlog
 
 from edge.call.activity import Activity
+from edge.call.flood import FloodGuard, Verdict
 from edge.call.proxy import Proxy
 from edge.config import EdgeConfig, host_port
 from edge.sip.errors import FramingError
@@ -46,14 +47,21 @@ class SipHub:
         self.on_activities = on_activities
         self.after_flush = after_flush  # other effects the core queued (certificate fetches, lifecycle hits)
         self._resolved: dict[str, str] = {}
+        self.guard: FloodGuard | None = None  # flood/scanner guard, before any parsing
+        self.hep = None  # HepExporter when [hep] is enabled
         self.tls_server: dict[int, tuple] = {}  # listen index -> (SSLContext, Listen) for reloads
         self.tls_client = None  # SSLContext for connections the edge opens over TLS
 
     # -- core driving -----------------------------------------------------------------------
     def feed(self, data: bytes, src: Destination) -> None:
-        proxy = self.proxy
-        proxy.receive(data, src, time.time())
+        now = time.time()
+        if self.hep is not None:
+            self.hep.capture(data, (src[1], src[2]), self._local(src[0]), src[0], now)
+        self.proxy.receive(data, src, now)
         self.flush()
+
+    def _local(self, transport: str) -> tuple[str, int]:
+        return self.proxy.local.get(transport) or next(iter(self.proxy.local.values()))
 
     def flush(self) -> None:
         proxy = self.proxy
@@ -93,6 +101,8 @@ class SipHub:
     # -- sending --------------------------------------------------------------------------------
     def send(self, data: bytes, dest: Destination) -> None:
         transport = dest[0]
+        if self.hep is not None:
+            self.hep.capture(data, self._local(transport), (dest[1], dest[2]), transport, time.time())
         if transport == "udp":
             if self.udp is None:
                 return
@@ -218,6 +228,9 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         if len(data) <= 4 and not data.strip(b"\r\n"):
             return  # CRLF keep-alive on UDP (RFC 5626 §4.4.1 uses STUN; bare CRLFs are common): ignore
+        guard = self.hub.guard
+        if guard is not None and guard.admit(data, addr[0], addr[1], time.time()) is not Verdict.ADMIT:
+            return  # floods, banned sources and scanners cost no parsing and get no answer
         self.hub.feed(data, Destination("udp", addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
@@ -261,7 +274,15 @@ class TcpConnection(asyncio.Protocol):
         if self.peer is None:
             return
         src = Destination(self.transport_name, self.peer[0], self.peer[1], self.conn_id)
+        guard = self.hub.guard
         for m in msgs:
+            if guard is not None:
+                verdict = guard.admit(m, self.peer[0], self.peer[1], time.time())
+                if verdict is Verdict.DROP_METHOD:
+                    continue
+                if verdict is not Verdict.ADMIT:
+                    self.close()  # a flooding or scanning stream peer loses its connection
+                    return
             self.hub.feed(m, src)
 
     def write(self, data: bytes) -> None:

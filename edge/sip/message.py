@@ -321,10 +321,23 @@ class SipMessage:
 
     @property
     def top_via(self) -> Via:
-        vias = self.vias
-        if not vias:
-            raise SipParseError("Missing Via")
-        return vias[0]
+        """The first Via value only (the hot path never needs the others parsed)."""
+        if self._vias is not None:
+            if not self._vias:
+                raise SipParseError("Missing Via")
+            return self._vias[0]
+        top = self._cache.get("top_via")
+        if top is None:
+            first = self.get("via")
+            if not first:
+                raise SipParseError("Missing Via")
+            top = Via(split_list(first)[0])
+            self._cache["top_via"] = top
+        return top  # type: ignore[return-value]
+
+    def via_count(self) -> int:
+        """Number of Via values (commas counted; an upper bound, cheap enough for every message)."""
+        return sum(1 + h[2].count(",") for h in self.headers if h[0] == "via")
 
     @property
     def branch(self) -> str:
@@ -485,7 +498,9 @@ class SipMessage:
         m.uri = self.uri
         m.status = self.status
         m.reason = self.reason
-        m.headers = [list(h) for h in self.headers]
+        # Header entries are never mutated in place after parsing (edits replace them), so the
+        # copy shares them: copying is one list allocation, not one per header.
+        m.headers = list(self.headers)
         m.body = self.body
         m._raw = self._raw
         m._start = self._start

@@ -56,29 +56,53 @@ class TimerValues(msgspec.Struct, frozen=True):
 
 
 class TimerWheel:
-    """Deadline heap with lazy cancellation: an entry fires only if its owner still holds that deadline."""
+    """Deadline heap shared by every transaction, dialog and probe.
 
-    __slots__ = ("_heap", "_seq")
+    Each armed timer is a small handle `[deadline, owner, name]`; `owner.timers[name]` holds the handle.
+    Cancelling drops the handle's reference to its owner at once, so a finished call is freed by
+    reference counting even while its cancelled Timer C entry still waits in the heap (no 180 s of
+    retained messages). The heap is compacted when cancelled entries outnumber live ones.
+    """
+
+    __slots__ = ("_heap", "_seq", "_live")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Any, str]] = []
+        self._heap: list[tuple[float, int, list]] = []
         self._seq = 0
+        self._live = 0
 
     def arm(self, owner: Any, name: str, deadline: float) -> None:
-        owner.timers[name] = deadline
+        old = owner.timers.get(name)
+        if old is not None and old[1] is not None:
+            old[1] = None
+            self._live -= 1
+        handle = [deadline, owner, name]
+        owner.timers[name] = handle
         self._seq += 1
-        heapq.heappush(self._heap, (deadline, self._seq, owner, name))
+        self._live += 1
+        heapq.heappush(self._heap, (deadline, self._seq, handle))
+        if len(self._heap) > 4 * self._live + 4096:
+            self._compact()
 
-    @staticmethod
-    def cancel(owner: Any, name: str) -> None:
-        owner.timers.pop(name, None)
+    def cancel(self, owner: Any, name: str) -> None:
+        handle = owner.timers.pop(name, None)
+        if handle is not None and handle[1] is not None:
+            handle[1] = None
+            self._live -= 1
+
+    def clear(self, owner: Any) -> None:
+        """Cancel every timer of `owner` (a transaction terminated, a dialog closed)."""
+        for handle in owner.timers.values():
+            if handle[1] is not None:
+                handle[1] = None
+                self._live -= 1
+        owner.timers.clear()
 
     def next_deadline(self) -> float | None:
         heap = self._heap
         while heap:
-            deadline, _, owner, name = heap[0]
-            if owner.timers.get(name) == deadline:
-                return deadline
+            if heap[0][2][1] is not None:
+                return heap[0][0]
             heapq.heappop(heap)
         return None
 
@@ -86,11 +110,25 @@ class TimerWheel:
         heap = self._heap
         due: list[tuple[Any, str]] = []
         while heap and heap[0][0] <= now:
-            deadline, _, owner, name = heapq.heappop(heap)
-            if owner.timers.get(name) == deadline:
+            _, _, handle = heapq.heappop(heap)
+            owner = handle[1]
+            if owner is None:
+                continue
+            handle[1] = None
+            self._live -= 1
+            name = handle[2]
+            if owner.timers.get(name) is handle:
                 del owner.timers[name]
-                due.append((owner, name))
+            due.append((owner, name))
         return due
+
+    def _compact(self) -> None:
+        self._heap = [e for e in self._heap if e[2][1] is not None]
+        heapq.heapify(self._heap)
+
+    @property
+    def live(self) -> int:
+        return self._live
 
     def __len__(self) -> int:
         return len(self._heap)

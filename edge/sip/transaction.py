@@ -93,7 +93,7 @@ class ServerTransaction:
         self.state = State.PROCEEDING if self.invite else State.TRYING
         self.last_response: bytes | None = None
         self.last_status = 0
-        self.timers: dict[str, float] = {}
+        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
         self._wheel = wheel
         self._tv = tv
         self._send = send
@@ -174,7 +174,7 @@ class ServerTransaction:
 
     def _terminate(self) -> None:
         self.state = State.TERMINATED
-        self.timers.clear()
+        self._wheel.clear(self)
 
 
 class ClientTransaction:
@@ -215,7 +215,7 @@ class ClientTransaction:
         self.data = request.to_bytes()
         self.dest = dest
         self.state = State.CALLING if self.method == "INVITE" else State.TRYING
-        self.timers: dict[str, float] = {}
+        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
         self._wheel = wheel
         self._tv = tv
         self._send = send
@@ -315,7 +315,7 @@ class ClientTransaction:
 
     def _terminate(self) -> None:
         self.state = State.TERMINATED
-        self.timers.clear()
+        self._wheel.clear(self)
 
 
 def build_ack(request: SipMessage, response: SipMessage) -> bytes:
