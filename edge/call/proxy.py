@@ -621,6 +621,14 @@ class Proxy:
         ctx.server.respond(status, data, now)
         ctx.done = True
         self._finish(ctx, status, now)
+        self._release(ctx)
+
+    def _release(self, ctx: InviteContext) -> None:
+        """The context has its final answer: its transactions only absorb retransmissions from now on,
+        so they let go of it (no cycles left; the call's memory is freed at once)."""
+        ctx.server.owner = None
+        if ctx.client is not None:
+            ctx.client.owner = None
 
     def _finish(self, ctx: InviteContext, status: int, now: float) -> None:
         self._first_response(ctx, now)
@@ -653,6 +661,8 @@ class Proxy:
 
     # -- forwarding ---------------------------------------------------------------------------
     def _try_next(self, ctx: InviteContext, now: float) -> None:
+        if ctx.client is not None and ctx.client.state is State.COMPLETED:
+            ctx.client.owner = None  # the failed target only absorbs retransmissions now
         while True:
             ctx.index += 1
             if ctx.index >= len(ctx.targets) or ctx.cancelled:
@@ -723,6 +733,7 @@ class Proxy:
         self._count_status(resp.status)
         ctx.done = True
         self._finish(ctx, resp.status, now)
+        self._release(ctx)
 
     def _on_cancel(self, msg: SipMessage, src: Destination, key: tuple, now: float) -> None:
         inv_key = (key[0], key[1], "INVITE")
@@ -852,7 +863,9 @@ class Proxy:
             self._forward_stateless_response(msg, via)
             return
         if ct.owner is None:
-            ct.on_response(msg, now)  # our own CANCEL or health ping without owner
+            # Our own CANCEL, or a call already set up: a 2xx retransmission passes statelessly (RFC 6026).
+            if ct.on_response(msg, now) and ct.method == "INVITE" and 200 <= msg.status < 300:
+                self._forward_stateless_response(msg, via)
             return
         owner = ct.owner
         if isinstance(owner, InviteContext) and msg.via_count() < 2:
@@ -948,6 +961,7 @@ class Proxy:
             self._finish(ctx, status, now)
         elif method == "BYE" and dlg is not None:
             self._end_dialog(dlg, now)
+        self._release(ctx)
 
     def _end_dialog(self, dlg: Dialog, now: float) -> None:
         if self.dialogs.get(dlg.call_id) is not dlg:

@@ -591,7 +591,8 @@ class ScreenedCall:
             return
         if status < 300:
             if self.b_confirmed:
-                return  # 2xx retransmission: ACK again below
+                self._ack_b()  # 2xx retransmission: our ACK was lost, send it again
+                return
             self.b_to_tag = resp.to_tag
             contact = resp.get("contact")
             self.b_remote = uri_of(split_list(contact)[0]) if contact else self.b_request.uri

@@ -130,6 +130,7 @@ class ServerTransaction:
                 self.state = State.PROCEEDING
             return
         self.last_response = data
+        self.request = None  # type: ignore[assignment]  # retransmissions match by key; free the message
         reliable = self.source.reliable
         if self.invite:
             if status < 300:
@@ -263,10 +264,12 @@ class ClientTransaction:
                 if status < 300:
                     self.state = State.ACCEPTED
                     self._wheel.arm(self, "M", now + self._tv.m)
+                    self._release()
                     return True
                 self.state = State.COMPLETED
                 self.ack = build_ack(self.request, resp)
                 self._send(self.ack, self.dest)
+                self._release()
                 self._wheel.arm(self, "D", now + (0.0 if self.dest.reliable else self._tv.timer_d))
                 return True
             if st is State.ACCEPTED:
@@ -285,6 +288,7 @@ class ClientTransaction:
             self.state = State.COMPLETED
             self._wheel.cancel(self, "E")
             self._wheel.cancel(self, "F")
+            self._release()
             self._wheel.arm(self, "K", now + (0.0 if self.dest.reliable else self._tv.t4))
             return True
         return False
@@ -309,6 +313,12 @@ class ClientTransaction:
 
     def on_transport_error(self) -> None:
         self._terminate()
+
+    def _release(self) -> None:
+        """After the final response only retransmissions are absorbed: the request is not needed
+        (timers D/K/M keep the transaction up to 32 s, which at 1,500 CPS is ~50,000 calls)."""
+        self.request = None  # type: ignore[assignment]
+        self.data = b""
 
     def terminate(self) -> None:
         self._terminate()

@@ -99,6 +99,10 @@ def test_timer_values_from_config(cfg: dict, expected: dict) -> None:
         assert getattr(tv, k) == pytest.approx(v), k
 
 
+def deadlines(owner: object) -> dict[str, float]:
+    return {name: handle[0] for name, handle in owner.timers.items()}  # type: ignore[attr-defined]
+
+
 def test_wheel_lazy_cancel_and_rearm() -> None:
     class Owner:
         def __init__(self) -> None:
@@ -109,11 +113,40 @@ def test_wheel_lazy_cancel_and_rearm() -> None:
     w.arm(a, "X", 2.0)
     w.arm(b, "Y", 1.0)
     w.arm(a, "X", 3.0)  # re-armed: the 2.0 entry is stale
-    TimerWheel.cancel(b, "Y")
+    w.cancel(b, "Y")
     assert w.next_deadline() == 3.0
     assert w.pop_due(2.5) == []
     assert w.pop_due(3.0) == [(a, "X")]
     assert a.timers == {} and w.next_deadline() is None
+    assert w.live == 0
+
+
+def test_wheel_cancel_releases_owner_and_compacts() -> None:
+    """A cancelled timer must not keep its owner (a whole call) alive until its deadline."""
+    import gc
+    import weakref
+
+    class Owner:
+        def __init__(self) -> None:
+            self.timers: dict[str, list] = {}
+
+    w = TimerWheel()
+    owners = [Owner() for _ in range(10_000)]
+    for i, o in enumerate(owners):
+        w.arm(o, "C", 180.0 + i)
+    probe = weakref.ref(owners[0])
+    for o in owners:
+        w.cancel(o, "C")
+    gc.disable()
+    try:
+        del o, owners
+        assert probe() is None  # freed by reference counting, no collector needed
+    finally:
+        gc.enable()
+    keep = Owner()
+    w.arm(keep, "A", 1.0)
+    assert len(w) <= 4 * w.live + 4096 + 1  # compacted below the stale-entry bound
+    assert w.pop_due(200.0) == [(keep, "A")]
 
 
 # -- INVITE server transaction (§17.2.1, RFC 6026) -----------------------------------------------
@@ -220,7 +253,7 @@ def test_nist_timer_j(src: Destination, j: float) -> None:
     assert st.on_retransmission(0.0) is True and c.sent == []  # Trying: absorbed silently
     st.respond(200, b"200", 0.0)
     assert st.state is State.COMPLETED
-    assert st.timers == {"J": j}
+    assert deadlines(st) == {"J": j}
     if j:
         assert st.on_retransmission(1.0) is True
         assert [d for _, d, _ in c.sent] == [b"200", b"200"]
@@ -293,14 +326,15 @@ def test_ict_provisional_stops_retransmission() -> None:
 def test_ict_non_2xx_acked_and_retransmitted_finals_absorbed_during_d() -> None:
     c = Clock()
     ct = client(c)
+    req = ct.request
     ct.on_response(response(180), 0.1)
     resp = response(486, to_tag="busy")
     assert ct.on_response(resp, 0.2) is True
     assert ct.state is State.COMPLETED
+    assert ct.request is None  # only the ACK bytes are kept while Timer D absorbs retransmissions
     ack = parse(c.sent[-1][1])
     assert ack.method == "ACK"
     # §17.1.1.3: same R-URI, top Via (branch), Call-ID, From, CSeq number, Route; To from the response.
-    req = ct.request
     assert ack.uri == req.uri
     assert ack.get_all("via") == [req.get_all("via")[0]]
     assert (ack.call_id, ack.get("from"), ack.cseq_num, ack.cseq_method) == (req.call_id, req.get("from"), 1, "ACK")
@@ -321,7 +355,7 @@ def test_ict_timer_d_zero_on_reliable() -> None:
     c = Clock()
     ct = client(c, dest=TCP)
     ct.on_response(response(503), 1.0)
-    assert ct.timers == {"D": 1.0}
+    assert deadlines(ct) == {"D": 1.0}
     c.run_until(1.0)
     assert ct.terminated
 
@@ -379,7 +413,7 @@ def test_nict_final_then_timer_k() -> None:
     c = Clock()
     ct = client(c, "BYE")
     assert ct.on_response(response(200, "BYE"), 0.2) is True
-    assert ct.state is State.COMPLETED and ct.timers == {"K": 5.2}
+    assert ct.state is State.COMPLETED and deadlines(ct) == {"K": 5.2}
     assert ct.on_response(response(200, "BYE"), 1.0) is False  # retransmission absorbed
     c.run_until(5.2)
     assert ct.terminated
@@ -391,7 +425,7 @@ def test_nict_reliable_no_e_and_k_zero() -> None:
     ct = client(c, "BYE", dest=TCP)
     assert set(ct.timers) == {"F"}
     ct.on_response(response(481, "BYE"), 0.5)
-    assert ct.timers == {"K": 0.5}
+    assert deadlines(ct) == {"K": 0.5}
 
 
 def test_nict_timer_f_from_config() -> None:
