@@ -8,6 +8,7 @@ deadline. Activity records the core produced are handed to `on_activities`.
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import time
 from typing import Callable
@@ -23,6 +24,8 @@ from edge.sip.framing import StreamFramer
 from edge.sip.transaction import Destination
 
 log = structlog.get_logger("edge.io")
+
+TIMER_GRID = 0.01  # seconds
 
 
 class SipHub:
@@ -43,7 +46,7 @@ class SipHub:
         self.conn_by_addr: dict[tuple[str, str, int], TcpConnection] = {}  # (transport, host, port)
         self._conn_seq = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        self._timer_slot = 0.0
         self.on_activities = on_activities
         self.after_flush = after_flush  # other effects the core queued (certificate fetches, lifecycle hits)
         self._resolved: dict[str, str] = {}
@@ -81,21 +84,24 @@ class SipHub:
         self._arm()
 
     def _arm(self) -> None:
+        """One loop timer for the whole core, on a 10 ms grid: SIP timers are hundreds of ms long, so
+        firing every due timer of a grid slot together costs one wake-up instead of one per deadline."""
         deadline = self.proxy.next_deadline()
         if deadline is None:
             return
-        at = self.loop.time() + max(0.0, deadline - time.time())
+        now_wall = time.time()
+        slot = math.ceil(max(deadline, now_wall) / TIMER_GRID) * TIMER_GRID
         if self._timer is not None:
-            # Keep the armed timer when it fires no later than needed (coalesce within 2 ms).
-            if self._timer_at <= at + 0.002:
-                return
+            if self._timer_slot <= slot:
+                return  # already armed for this slot or an earlier one
             self._timer.cancel()
-        self._timer_at = at
-        self._timer = self.loop.call_at(at, self._fire)
+        self._timer_slot = slot
+        self._timer = self.loop.call_at(self.loop.time() + (slot - now_wall), self._fire)
 
     def _fire(self) -> None:
         self._timer = None
-        self.proxy.handle_timers(time.time())
+        # The slot's deadlines are all <= its end; the clocks may disagree by microseconds.
+        self.proxy.handle_timers(max(time.time(), self._timer_slot))
         self.flush()
 
     # -- sending --------------------------------------------------------------------------------

@@ -511,6 +511,10 @@ class SipMessage:
         return f"<SipMessage {self._start!r}>"
 
 
+#: Headers that may appear once.
+_SINGLE = frozenset({"call-id", "cseq", "from", "to", "content-length"})
+
+
 def _split_head(data: bytes) -> tuple[bytes, bytes]:
     idx = data.find(b"\r\n\r\n")
     if idx >= 0:
@@ -570,6 +574,8 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
         m.uri = uri
     headers = m.headers
     last: list | None = None
+    seen: set[str] = set()
+    duplicate = False
     for line in lines[1:]:
         if not line:
             continue
@@ -594,20 +600,18 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
             lname = COMPACT_FORMS.get(lname, lname)
         last = [lname, name, value.strip(), line]
         headers.append(last)
+        if lname in _SINGLE:
+            if lname in seen:
+                duplicate = True
+        seen.add(lname)
         if len(headers) > max_headers:
             raise SipParseError("Too many headers")
     # Mandatory headers (RFC 3261 §8.1.1): checked here so the hot path can trust them.
-    seen = {h[0] for h in headers}
     for req in ("via", "call-id", "cseq", "from", "to"):
         if req not in seen:
             raise SipParseError(f"Missing {canonical_name(req)}")
-    if (
-        m.count("call-id") > 1
-        or m.count("cseq") > 1
-        or m.count("from") > 1
-        or m.count("to") > 1
-        or m.count("content-length") > 1  # two lengths let two parsers cut the stream differently
-    ):
+    if duplicate:
+        # One Call-ID/CSeq/From/To; one Content-Length, or two parsers could cut a stream differently.
         raise SipParseError("Duplicate header")
     if not m.get("call-id"):
         raise SipParseError("Missing Call-ID")  # an empty value is no identity for a transaction
