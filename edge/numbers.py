@@ -19,9 +19,13 @@ class Number(msgspec.Struct, frozen=True):
 
     raw: str
     e164: str
-    valid: bool
     country: str  # ISO region code ('US'), '' when unknown
     national: str  # national significant number, digits only
+
+    @property
+    def valid(self) -> bool:
+        """phonenumbers' validity (allocated ranges); computed on first use, it is the costly part."""
+        return number_valid(self.e164)
 
     @property
     def digits(self) -> str:
@@ -39,18 +43,28 @@ def parse_number(raw: str, region: str = DEFAULT_REGION) -> Number:
     """Parse a user part or dial string into E.164; never raises."""
     s = _strip(raw)
     if not s:
-        return Number(raw, "", False, "", "")
+        return Number(raw, "", "", "")
     if s[0] != "+" and s.isdigit() and len(s) > 10 and not s.startswith("0"):
         # Carriers commonly send E.164 without '+' (e.g. 12025550123).
         s = "+" + s
     try:
         pn = phonenumbers.parse(s, region)
     except phonenumbers.NumberParseException:
-        return Number(raw, "", False, "", "")
+        return Number(raw, "", "", "")
     e164 = phonenumbers.format_number(pn, phonenumbers.PhoneNumberFormat.E164)
-    valid = phonenumbers.is_valid_number(pn)
     country = phonenumbers.region_code_for_number(pn) or ""
-    return Number(raw, e164, valid, country, str(pn.national_number))
+    return Number(raw, e164, country, str(pn.national_number))
+
+
+@lru_cache(maxsize=65536)
+def number_valid(e164: str) -> bool:
+    """Is this E.164 number in an allocated range (phonenumbers.is_valid_number)? Never raises."""
+    if not e164:
+        return False
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def canonical_tn(raw: str, region: str = DEFAULT_REGION) -> str:

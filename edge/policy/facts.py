@@ -10,6 +10,7 @@ import enum
 
 import msgspec
 
+from edge.numbers import number_valid
 from edge.stir.result import ABSENT, StirResult
 
 
@@ -40,7 +41,6 @@ class CallFacts(msgspec.Struct, frozen=True):
     carrier: str | None  # configured carrier name, None when the source is not a carrier
     calling_raw: str  # user part of PAI (else From) as received
     calling_number: str  # E.164 ('+...'), '' when not a number
-    calling_valid: bool
     calling_country: str
     called_raw: str
     called_number: str  # E.164 of the Request-URI user part
@@ -50,6 +50,11 @@ class CallFacts(msgspec.Struct, frozen=True):
     user_agent: str = ""
     stir: StirResult = ABSENT
     has_fax_sdp: bool = False
+
+    @property
+    def calling_valid(self) -> bool:
+        """Whether the caller number is allocated; evaluated only by the rules and signals that ask."""
+        return number_valid(self.calling_number)
 
 
 class Evidence(msgspec.Struct, frozen=True):
