@@ -57,7 +57,6 @@ def facts_for(calling: str, cnam: str, i: int, called: str = "+13125550111") -> 
         carrier="carrier-a",
         calling_raw=calling,
         calling_number=n.e164,
-        calling_country=n.country,
         called_raw=called,
         called_number=called,
         cnam=cnam,

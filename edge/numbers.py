@@ -19,8 +19,11 @@ class Number(msgspec.Struct, frozen=True):
 
     raw: str
     e164: str
-    country: str  # ISO region code ('US'), '' when unknown
-    national: str  # national significant number, digits only
+
+    @property
+    def country(self) -> str:
+        """ISO region code ('US'), '' when unknown; from phonenumbers' metadata on first use."""
+        return number_country(self.e164)
 
     @property
     def valid(self) -> bool:
@@ -43,17 +46,28 @@ def parse_number(raw: str, region: str = DEFAULT_REGION) -> Number:
     """Parse a user part or dial string into E.164; never raises."""
     s = _strip(raw)
     if not s:
-        return Number(raw, "", "", "")
+        return Number(raw, "")
     if s[0] != "+" and s.isdigit() and len(s) > 10 and not s.startswith("0"):
         # Carriers commonly send E.164 without '+' (e.g. 12025550123).
         s = "+" + s
+    if s[0] == "+" and s[1:].isdigit() and 8 <= len(s) <= 16 and s[1] != "0":
+        return Number(raw, s)  # already E.164: no metadata lookup on the per-call path
     try:
         pn = phonenumbers.parse(s, region)
     except phonenumbers.NumberParseException:
-        return Number(raw, "", "", "")
-    e164 = phonenumbers.format_number(pn, phonenumbers.PhoneNumberFormat.E164)
-    country = phonenumbers.region_code_for_number(pn) or ""
-    return Number(raw, e164, country, str(pn.national_number))
+        return Number(raw, "")
+    return Number(raw, phonenumbers.format_number(pn, phonenumbers.PhoneNumberFormat.E164))
+
+
+@lru_cache(maxsize=65536)
+def number_country(e164: str) -> str:
+    """ISO region of an E.164 number ('' when unknown). Never raises."""
+    if not e164:
+        return ""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None)) or ""
+    except phonenumbers.NumberParseException:
+        return ""
 
 
 @lru_cache(maxsize=65536)

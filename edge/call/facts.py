@@ -73,7 +73,6 @@ def build_facts(msg: SipMessage, src: Destination, peer: Peer, customer: str | N
         carrier=peer.name if peer.kind == "carrier" else None,
         calling_raw=cuser,
         calling_number=calling.e164 if calling else "",
-        calling_country=calling.country if calling else "",
         called_raw=called_user,
         called_number=called.e164 if called else "",
         cnam=cnam,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from bisect import bisect_left
 from typing import Callable
 
 import structlog
@@ -93,10 +94,9 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.count += 1
         self.total += value
-        for i, b in enumerate(self.bounds):
-            if value <= b:
-                self.counts[i] += 1
-                return
+        i = bisect_left(self.bounds, value)
+        if i < len(self.counts):
+            self.counts[i] += 1
 
     def cumulative(self) -> list[int]:
         out, acc = [], 0
@@ -699,37 +699,52 @@ class Proxy:
 
     def _prepare_forward(self, req: SipMessage, src: Destination, new_uri: str | None,
                          dest: Destination, record_route: bool,
-                         edits: list[tuple[str, str | None]] | None = None) -> SipMessage:
+                         edits: list[tuple[str, str | None]] | None = None,
+                         routes: list[str] | None = None, branch: str = "") -> SipMessage:
+        """The copy of `req` sent to `dest` (RFC 3261 §16.6), built in one pass over the headers:
+        our Via on top, received/rport on the previous one (RFC 3581), Max-Forwards decremented,
+        Record-Route for initial requests (preloaded Routes dropped), or the remaining route set."""
         fwd = req.copy()
         if edits:
             apply_edits(fwd, edits)
-        # RFC 3581: note where the request really came from, so responses find their way back.
         via = fwd.top_via
-        top = fwd.pop_first_value("via") or ""
-        if via.host != src.host:
-            top += f";received={src.host}"
-        if "rport" in via.params:
-            top = _set_rport(top, src.port)
-        fwd.prepend("via", top)
-        if new_uri is not None:
-            fwd.set_uri(new_uri)
+        fix_via = via.host != src.host or "rport" in via.params
         mf = req.max_forwards
-        fwd.set("max-forwards", str((mf if mf is not None else 70) - 1))
+        out: list[list] = [["via", "Via", self._via(dest.transport, branch or self._new_branch()), None]]
         if record_route:
-            # An initial request from outside never chooses our next hop: preloaded Routes are dropped.
-            if fwd.get("route") is not None:
-                fwd.remove("route")
-            fwd.prepend("record-route", self._record_route(dest.transport))
             if dest.transport != src.transport:
                 # RFC 5658 double Record-Route: one entry per side when the transports differ.
-                fwd.prepend("record-route", self._record_route(src.transport))
-        fwd.prepend("via", self._via(dest.transport, self._new_branch()))
+                out.append(["record-route", "Record-Route", self._record_route(src.transport), None])
+            out.append(["record-route", "Record-Route", self._record_route(dest.transport), None])
+        elif routes:
+            out.extend(["route", "Route", r, None] for r in routes)
+        first_via = True
+        for h in fwd.headers:
+            name = h[0]
+            if name == "via" and first_via:
+                first_via = False
+                if fix_via:
+                    values = split_list(h[2])
+                    top = values[0]
+                    if via.host != src.host:
+                        top += f";received={src.host}"
+                    if "rport" in via.params:
+                        top = _set_rport(top, src.port)
+                    out.append(["via", h[1], ", ".join([top, *values[1:]]), None])
+                    continue
+            elif name == "max-forwards":
+                continue
+            elif name == "route" and (record_route or routes is not None):
+                continue  # initial: preloaded routes never choose our next hop; in-dialog: replaced
+            out.append(h)
+        out.append(["max-forwards", "Max-Forwards", str((mf if mf is not None else 70) - 1), None])
+        fwd.replace_headers(out)
+        if new_uri is not None:
+            fwd.set_uri(new_uri)
         return fwd
 
     def _relay_final(self, ctx: InviteContext, resp: SipMessage, now: float) -> None:
-        out = resp.copy()
-        out.pop_first_value("via")
-        ctx.server.respond(resp.status, out.to_bytes(), now)
+        ctx.server.respond(resp.status, resp.bytes_without_top_via(), now)
         self._count_status(resp.status)
         ctx.done = True
         self._finish(ctx, resp.status, now)
@@ -798,7 +813,8 @@ class Proxy:
             return True
         return self.peers.classify(src.host, src.port) is not None
 
-    def _route_in_dialog(self, msg: SipMessage, src: Destination, dlg: Dialog) -> tuple[SipMessage | None, Destination | None]:
+    def _route_in_dialog(self, msg: SipMessage, src: Destination, dlg: Dialog,
+                         branch: str = "") -> tuple[SipMessage | None, Destination | None]:
         """Loose routing (RFC 3261 §16.4, §16.12): pop our Route entries, send to the next Route or the R-URI."""
         routes = msg.routes
         while routes:
@@ -831,11 +847,7 @@ class Proxy:
         other = dlg.caller if from_callee else dlg.callee
         if other is not None and other.transport != "udp" and other.conn_id and other.host == dest.host:
             dest = other
-        out = self._prepare_forward(msg, src, new_uri, dest, False)
-        out.remove("route")
-        for r in routes:
-            out.append("route", r)
-        return out, dest
+        return self._prepare_forward(msg, src, new_uri, dest, False, routes=routes, branch=branch), dest
 
     def _forward_ack(self, msg: SipMessage, src: Destination, now: float) -> None:
         """ACK for a 2xx is end to end: forwarded statelessly along the route set (RFC 3261 §16.11)."""
@@ -843,14 +855,12 @@ class Proxy:
         if dlg is None or not self._dialog_member(dlg, src):
             self.stats.dropped += 1
             return
-        fwd, dest = self._route_in_dialog(msg, src, dlg)
+        # Stateless forwarding needs a branch that is the same for every retransmission of this ACK.
+        digest = hashlib.blake2s(f"{msg.branch}|{msg.call_id}".encode(), digest_size=8).hexdigest()
+        fwd, dest = self._route_in_dialog(msg, src, dlg, branch=f"{MAGIC_COOKIE}a{digest}")
         if fwd is None or dest is None:
             self.stats.dropped += 1
             return
-        # Stateless forwarding needs a branch that is the same for every retransmission of this ACK.
-        fwd.pop_first_value("via")
-        digest = hashlib.blake2s(f"{msg.branch}|{msg.call_id}".encode(), digest_size=8).hexdigest()
-        fwd.prepend("via", self._via(dest.transport, f"{MAGIC_COOKIE}a{digest}"))
         self._send(fwd.to_bytes(), dest)
         if not dlg.confirmed:
             dlg.confirmed = True
@@ -932,11 +942,9 @@ class Proxy:
 
     def _relay_provisional_or_2xx(self, ctx: InviteContext, resp: SipMessage, now: float) -> None:
         self._first_response(ctx, now)
-        out = resp.copy()
-        out.pop_first_value("via")
         status = resp.status
         first_final = status >= 200 and not ctx.done
-        ctx.server.respond(status, out.to_bytes(), now)
+        ctx.server.respond(status, resp.bytes_without_top_via(), now)
         if status < 200:
             return
         if first_final:

@@ -10,7 +10,7 @@ import enum
 
 import msgspec
 
-from edge.numbers import number_valid
+from edge.numbers import number_country, number_valid
 from edge.stir.result import ABSENT, StirResult
 
 
@@ -41,7 +41,6 @@ class CallFacts(msgspec.Struct, frozen=True):
     carrier: str | None  # configured carrier name, None when the source is not a carrier
     calling_raw: str  # user part of PAI (else From) as received
     calling_number: str  # E.164 ('+...'), '' when not a number
-    calling_country: str
     called_raw: str
     called_number: str  # E.164 of the Request-URI user part
     cnam: str  # caller display name ('' when none); a verified rcd name wins
@@ -50,6 +49,11 @@ class CallFacts(msgspec.Struct, frozen=True):
     user_agent: str = ""
     stir: StirResult = ABSENT
     has_fax_sdp: bool = False
+
+    @property
+    def calling_country(self) -> str:
+        """ISO region of the caller number, looked up only by country rules."""
+        return number_country(self.calling_number)
 
     @property
     def calling_valid(self) -> bool:

@@ -467,6 +467,29 @@ class SipMessage:
                 return first
         return None
 
+    def bytes_without_top_via(self) -> bytes:
+        """The message as received minus its top Via value: how a proxy relays a response upstream
+        (RFC 3261 §16.7 step 3). Cuts the received bytes when the top Via is a line of its own."""
+        raw = self._raw
+        if raw is not None and not self._dirty:
+            for h in self.headers:
+                if h[0] == "via":
+                    line = h[3]
+                    if line is not None and "," not in h[2] and "\n" not in line:
+                        needle = b"\n" + line.encode("utf-8", "surrogateescape") + b"\r\n"
+                        i = raw.find(needle)
+                        if i >= 0:
+                            return raw[: i + 1] + raw[i + len(needle) :]
+                    break
+        out = self.copy()
+        out.pop_first_value("via")
+        return out.to_bytes()
+
+    def replace_headers(self, headers: list[list]) -> None:
+        """Install a rebuilt header list (entries in the `[lname, name, value, raw_line]` form)."""
+        self.headers = headers
+        self._touch()
+
     def set_body(self, body: bytes, content_type: str | None = None) -> None:
         self.body = body
         if content_type is not None:
@@ -505,6 +528,9 @@ class SipMessage:
         m._raw = self._raw
         m._start = self._start
         m._dirty = self._dirty
+        m._vias = self._vias  # parsed values are immutable: share them until the copy is edited
+        if self._cache:
+            m._cache = dict(self._cache)
         return m
 
     def __repr__(self) -> str:

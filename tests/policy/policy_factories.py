@@ -30,7 +30,6 @@ def build_facts(
         carrier="carrier-a",
         calling_raw=calling,
         calling_number=n.e164 if n else "",
-        calling_country=n.country if n else "",
         called_raw=called,
         called_number=called,
         cnam=cnam,
