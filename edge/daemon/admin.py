@@ -213,7 +213,8 @@ def _time(raw: str, now: float, name: str) -> float:
 
 def _activity_query(request: web.Request, ctx: AdminContext, limit_default: int = 100) -> ActivityQuery:
     q = request.query
-    unknown = set(q) - {"since", "until", "number", "calling", "called", "decision", "flagged", "limit", "cursor"}
+    unknown = set(q) - {"since", "until", "number", "calling", "called", "decision", "flagged", "voicemail", "limit",
+                        "cursor"}
     if unknown:
         raise InvalidInput(f"unknown filter {sorted(unknown)[0]!r}")
     now = ctx.clock()
@@ -227,6 +228,7 @@ def _activity_query(request: web.Request, ctx: AdminContext, limit_default: int 
         if q["flagged"] not in ("true", "false", "1", "0"):
             raise InvalidInput(f"invalid flagged {q['flagged']!r}: expected true or false")
         flagged = q["flagged"] in ("true", "1")
+    voicemail = q.get("voicemail", "") in ("true", "1")
     decision = q.get("decision", "")
     if decision and decision not in {a.value for a in Action}:
         raise InvalidInput(f"invalid decision {decision!r}: expected one of {', '.join(a.value for a in Action)}")
@@ -244,6 +246,7 @@ def _activity_query(request: web.Request, ctx: AdminContext, limit_default: int 
         called=_number(q["called"], ctx.region, "called number") if q.get("called") else "",
         decision=decision,
         flagged=flagged,
+        voicemail=voicemail,
         limit=limit,
         cursor=cursor,
     )
@@ -305,6 +308,20 @@ async def list_activities(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     page = await ctx.store.query_activities(_activity_query(request, ctx))
     return _json(page)
+
+
+async def list_voicemail(request: web.Request) -> web.Response:
+    """Messages left by callers: each activity with its WAV file (path, size) for the PBX or an operator."""
+    ctx = request.app[CTX]
+    query = msgspec.structs.replace(_activity_query(request, ctx), voicemail=True)
+    page = await ctx.store.query_activities(query)
+    items = []
+    for a in page.items:
+        path = Path(a.voicemail_path)
+        items.append({"activity_id": a.id, "received_at": a.received_at, "calling_number": a.calling_number,
+                      "called_number": a.called_number, "cnam": a.cnam, "path": a.voicemail_path,
+                      "bytes": path.stat().st_size if path.is_file() else None})
+    return _json({"voicemail": items, "next_cursor": page.next_cursor})
 
 
 async def export_activities(request: web.Request) -> web.StreamResponse:
@@ -504,6 +521,7 @@ def make_admin_app(ctx: AdminContext) -> web.Application:
     r.add_get("/activities/export", export_activities)
     r.add_get("/activities/{id}", get_activity)
     r.add_post("/activities/{id}/flag", flag_activity)
+    r.add_get("/voicemail", list_voicemail)
     r.add_get("/blocks", list_blocks)
     r.add_post("/blocks", add_block)
     r.add_get("/blocks/{id}", get_block)

@@ -43,6 +43,23 @@ def _activities(client: AdminClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _voicemail(client: AdminClient, args: argparse.Namespace) -> int:
+    page = client.get("/voicemail", since=args.since, number=args.number, called=args.called, limit=args.limit,
+                      cursor=args.cursor)
+    if args.json:
+        write_json(page)
+        return 0
+    rows = [
+        (v["activity_id"], fmt_time(v["received_at"]), v["calling_number"], v["called_number"], v["cnam"],
+         v["bytes"] if v["bytes"] is not None else "missing", v["path"])
+        for v in page["voicemail"]
+    ]
+    write_table(["ACTIVITY", "RECEIVED (UTC)", "CALLING", "CALLED", "CNAM", "BYTES", "FILE"], rows)
+    if page["next_cursor"]:
+        sys.stdout.write(f"more: --cursor {page['next_cursor']}\n")
+    return 0
+
+
 def _activity(client: AdminClient, args: argparse.Namespace) -> int:
     a = client.get(f"/activities/{args.id}")
     if args.json:
@@ -134,6 +151,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--cursor", help="continue from a previous page")
     p.set_defaults(func=command(_activities))
+
+    p = subparsers.add_parser("voicemail", parents=[opts], help="voicemail messages callers left (WAV files)")
+    p.add_argument("--since", help="unix seconds, ISO 8601, or a look-back like 1d")
+    p.add_argument("--number", help="calling or called number")
+    p.add_argument("--called")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--cursor")
+    p.set_defaults(func=command(_voicemail))
 
     p = subparsers.add_parser("activity", parents=[opts], help="show one activity with its evidence")
     p.add_argument("id")

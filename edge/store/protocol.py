@@ -29,6 +29,7 @@ class ActivityQuery(msgspec.Struct, frozen=True):
     called: str = ""
     decision: str = ""
     flagged: bool | None = None
+    voicemail: bool = False  # only contacts that left a voicemail message
     limit: int = DEFAULT_PAGE
     cursor: str = ""  # from the previous page's next_cursor
 
@@ -86,6 +87,8 @@ def activity_matches(a: Activity, q: ActivityQuery) -> bool:
     if q.decision and a.decision != q.decision:
         return False
     if q.flagged is not None and a.flagged != q.flagged:
+        return False
+    if q.voicemail and not a.voicemail_path:
         return False
     return True
 

@@ -336,6 +336,8 @@ class SqliteStore:
         if query.flagged is not None:
             where.append("flagged = ?")
             params.append(int(query.flagged))
+        if query.voicemail:
+            where.append("json_extract(doc, '$.voicemail_path') != ''")
         if query.cursor:
             ts, last_id = parse_cursor(query.cursor)
             where.append("(received_at < ? OR (received_at = ? AND id < ?))")

@@ -4,6 +4,8 @@ by sipp, IVR menu selection, voicemail recording, then the bridge to the sipp PB
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import time
 import wave
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge.media.captcha import new_code
-from tests.e2e.harness import Admin, early_media_scenario, inband_dtmf_pcap, media_call_scenario, uac, uas
+from tests.e2e.harness import ROOT, Admin, early_media_scenario, inband_dtmf_pcap, media_call_scenario, uac, uas
 
 pytestmark = pytest.mark.e2e
 
@@ -152,6 +154,13 @@ def test_media_voicemail_records_non_silent_wav(edge, tmp_path):
         assert w.getframerate() == 8000 and w.getnframes() > 8000
     samples = memoryview(frames).cast("h")
     assert max(abs(s) for s in samples) > 1000  # not silence
+    # Listed by the admin API and the CLI.
+    status, listed = admin.call("GET", "/voicemail")
+    assert status == 200 and [v["path"] for v in listed["voicemail"]] == [str(path)]
+    assert listed["voicemail"][0]["bytes"] == path.stat().st_size
+    out = subprocess.run([sys.executable, "-m", "edge.cli", "voicemail", "--admin-url", admin.base,
+                          "--token-file", str(admin.token_file)], capture_output=True, text=True, timeout=20, cwd=ROOT)
+    assert out.returncode == 0 and str(path) in out.stdout, out.stdout + out.stderr
 
 
 def test_media_menu_option_by_sip_info(edge, tmp_path):
