@@ -96,6 +96,7 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True):
     max_header_length: int = 4096
     max_via: int = 16
     max_transactions: int = 200_000
+    max_transactions_per_source: int = 20_000  # one misbehaving peer cannot take the whole table
     max_dialogs: int = 200_000
     max_tcp_connections: int = 4096
     max_parked: int = 1000  # INVITEs waiting for one STIR certificate fetch

@@ -68,6 +68,7 @@ class Stats:
         "calls_answered",
         "calls_ended",
         "released_hits",
+        "source_limited",
         "by_status",
     )
 
@@ -203,6 +204,7 @@ class Proxy:
         self.outbox: list[tuple[bytes, Destination]] = []
         self.activities: list[Activity] = []  # changed activity records to store
         self.server_txns: dict[tuple, ServerTransaction] = {}
+        self.txns_by_source: dict[str, int] = {}  # live server transactions per source address
         self.client_txns: dict[tuple[str, str], ClientTransaction] = {}
         self.dialogs: dict[str, Dialog] = {}
         self.stats = Stats()
@@ -405,6 +407,24 @@ class Proxy:
             return
         self._on_initial(msg, src, key, peer, now)
 
+    def _add_server_txn(self, key: tuple, st: ServerTransaction) -> None:
+        self.server_txns[key] = st
+        host = st.source.host
+        self.txns_by_source[host] = self.txns_by_source.get(host, 0) + 1
+
+    def _forget_server_txn(self, st: ServerTransaction) -> None:
+        if self.server_txns.get(st.key) is st:
+            del self.server_txns[st.key]
+            host = st.source.host
+            n = self.txns_by_source.get(host, 1) - 1
+            if n > 0:
+                self.txns_by_source[host] = n
+            else:
+                self.txns_by_source.pop(host, None)
+
+    def _source_over_limit(self, src: Destination) -> bool:
+        return self.txns_by_source.get(src.host, 0) >= self.limits.max_transactions_per_source
+
     @staticmethod
     def _branch_key(msg: SipMessage, via: Via) -> str:
         """Transaction id of a request: its branch, or for an RFC 2543 peer (no magic cookie) the
@@ -421,8 +441,9 @@ class Proxy:
             key = (self._branch_key(msg, via), (via.host, via.port), msg.method)
         except SipParseError:
             return
-        st = self.server_txns.pop(key, None)
+        st = self.server_txns.get(key)
         if st is not None:
+            self._forget_server_txn(st)
             st.terminate()
 
     def _addressed_to_edge(self, msg: SipMessage) -> bool:
@@ -446,8 +467,12 @@ class Proxy:
         if len(self.server_txns) >= self.limits.max_transactions or len(self.dialogs) >= self.limits.max_dialogs:
             self._reply(msg, src, 503, "Service Unavailable: overloaded", [("Retry-After", "5")])
             return
+        if self._source_over_limit(src):
+            self.stats.source_limited += 1
+            self._reply(msg, src, 503, "Service Unavailable: too many transactions from this source", [("Retry-After", "5")])
+            return
         server = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
-        self.server_txns[key] = server
+        self._add_server_txn(key, server)
         ctx = InviteContext(server, msg)
         ctx.initial = True
         ctx.peer = peer
@@ -757,7 +782,7 @@ class Proxy:
             self._reply(msg, src, 481)
             return
         cancel_st = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
-        self.server_txns[key] = cancel_st
+        self._add_server_txn(key, cancel_st)
         cancel_st.respond(200, make_response(msg, 200).to_bytes(), now)
         ctx = st.owner
         if not isinstance(ctx, InviteContext) or ctx.done:
@@ -792,8 +817,12 @@ class Proxy:
         if fwd is None or dest is None:
             self._reply(msg, src, 404, "Not Found: no route")
             return
+        if self._source_over_limit(src):
+            self.stats.source_limited += 1
+            self._reply(msg, src, 503, "Service Unavailable: too many transactions from this source", [("Retry-After", "5")])
+            return
         server = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
-        self.server_txns[key] = server
+        self._add_server_txn(key, server)
         ctx = InviteContext(server, msg)
         ctx.dialog = dlg
         server.owner = ctx
@@ -991,8 +1020,7 @@ class Proxy:
         if isinstance(owner, ServerTransaction):
             owner.on_timer(name, now)
             if owner.terminated:
-                if self.server_txns.get(owner.key) is owner:
-                    del self.server_txns[owner.key]
+                self._forget_server_txn(owner)
                 owner.owner = None  # break the context <-> transaction cycle: freed without the GC
             return
         if isinstance(owner, ClientTransaction):

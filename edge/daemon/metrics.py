@@ -43,6 +43,7 @@ class EdgeCollector(Collector):
             ("calls_answered", "calls answered"),
             ("calls_ended", "calls ended by BYE"),
             ("released_hits", "contacts to released (quarantined) numbers"),
+            ("source_limited", "requests refused: too many live transactions from one source"),
         ):
             yield CounterMetricFamily(f"edge_sip_{name}", help_, value=getattr(st, name))
         c = CounterMetricFamily("edge_sip_final_responses", "final responses sent upstream by status", labels=["status"])

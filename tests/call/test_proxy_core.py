@@ -579,3 +579,17 @@ def test_proxy_core_error_leaves_no_transaction_behind() -> None:
     h.feed(carrier_invite("sip:+12025550999@127.0.0.1", call_id="bad@carrier", branch="z9hG4bKbad"))
     h.advance(4000.0)
     assert h.tables() == (0, 0, 0)
+
+
+def test_proxy_per_source_transaction_cap_then_recovery() -> None:
+    h = Harness(limits={"dialog_max_age": "1h", "max_transactions_per_source": 2})
+    for i in range(2):
+        out = h.feed(carrier_invite(call_id=f"cap-{i}@carrier", branch=f"z9hG4bKcap{i}"))
+        assert statuses(out) == [100]
+    out = h.feed(carrier_invite(call_id="cap-2@carrier", branch="z9hG4bKcap2"))
+    assert statuses(out) == [503] and h.proxy.stats.source_limited == 1
+    assert h.proxy.txns_by_source == {"192.0.2.5": 2}
+    # Once those transactions are over (Timer B, then their completed-state timers), the source is served again.
+    h.advance(200.0)
+    assert h.proxy.txns_by_source == {}
+    assert statuses(h.feed(carrier_invite(call_id="cap-3@carrier", branch="z9hG4bKcap3"))) == [100]

@@ -251,3 +251,31 @@ def test_proxy_sigterm_drains_established_call_and_refuses_new(edge, tmp_path):
     assert d.proc.wait(15) == 0
     pbx.stop()
     assert d.events("drained")
+
+
+def test_proxy_hep_capture_exports_every_sip_message(edge, tmp_path):
+    collector = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    collector.bind(("127.0.0.1", 0))
+    collector.settimeout(0.3)
+    port = collector.getsockname()[1]
+    try:
+        edge.start(extra=f'[hep]\nenabled = true\naddress = "127.0.0.1:{port}"\nagent_id = 7\n', health_interval="")
+        pbx = uas(tmp_path, edge.pbx_a)
+        car = uac(tmp_path, edge.port, "12025550100", calls=1, port=edge.carrier_port)
+        assert car.wait(20) == 0, car.errors()
+        pbx.stop()
+        packets = []
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            try:
+                packets.append(collector.recv(65535))
+            except socket.timeout:
+                if len(packets) >= 13:
+                    break
+    finally:
+        collector.close()
+    assert packets and all(p.startswith(b"HEP3") for p in packets)
+    # Every message in and out of the edge: 6 received (INVITE, 180, 200, ACK, BYE, 200) and 7 sent (+100 Trying).
+    assert len(packets) >= 13
+    assert any(b"INVITE sip:12025550100" in p for p in packets)
+    assert any(b"SIP/2.0 100 Trying" in p for p in packets)
