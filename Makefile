@@ -5,8 +5,9 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 CONFIG ?= config/edge.toml
 DIALPLANS ?= dialplans
-DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server secsipidx:secsipidx espeak-ng:espeak-ng sox:sox
+DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server secsipidx:secsipidx
 DEB_BENCH_TOOLS := kamailio:kamailio
+DEB_PROMPT_TOOLS := espeak-ng:espeak-ng sox:sox
 
 .PHONY: run test check bench deps-test deps-bench clean prompts
 
@@ -41,7 +42,8 @@ test: $(VENV)/.installed-test deps-test
 bench: $(VENV)/.installed-test deps-bench
 	$(BIN)/python -m benchmarks.run $(if $(COMPARE),--compare $(COMPARE)) $(BENCH_ARGS)
 
-prompts: deps-test
+prompts:
+	@scripts/debian-tools.sh $(DEB_PROMPT_TOOLS)
 	scripts/make-prompts.sh config/prompts
 
 clean:

@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.e2e.harness import ROOT, call_scenario, expect_final_scenario, free_port, uac, uas
 
@@ -133,7 +135,9 @@ def test_stir_outbound_call_from_pbx_is_signed_and_verifies_in_secsipidx(edge, t
     assert m, carrier.messages()[-2000:]
     identity = m.group(1)
     pub = tmp_path / "pub.pem"
-    subprocess.run(["openssl", "x509", "-in", str(BUNDLE), "-pubkey", "-noout", "-out", str(pub)], check=True)
+    leaf = x509.load_pem_x509_certificates(BUNDLE.read_bytes())[0]
+    pub.write_bytes(leaf.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
     out = subprocess.run([SECSIPIDX, "-check", "-identity", identity, "-fpubkey", str(pub), "-expire", "60"],
                          capture_output=True, text=True, timeout=20)
     assert out.returncode == 0, out.stdout + out.stderr
