@@ -18,9 +18,12 @@ from __future__ import annotations
 import abc
 import argparse
 import csv
+import functools
+import http.server
 import math
 import os
 import platform
+import random
 import shlex
 import shutil
 import signal
@@ -30,9 +33,11 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import msgspec
@@ -41,6 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 SIPP = "sipp"
 KAMAILIO = "kamailio"
+REDIS_SERVER = "redis-server"
+STI_CA = ROOT / "config" / "sti-ca"  # TEST trust anchors (never for production)
+STI_SIGNING = STI_CA / "signing"  # TEST key and the certificate bundle served as x5u
 BUFF = 4 * 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -58,6 +66,11 @@ class ScenarioContext:
     dialplans: Path
     ports: dict[str, int]
     serial: int = 0
+    state: dict[str, object] = field(default_factory=dict)  # a scenario's own objects (e.g. the STIR signer)
+    values: dict[str, str] = field(default_factory=dict)  # extra template values for the config and dialplans
+    config_extra: str = ""  # TOML tables appended to the rendered daemon config
+    helpers: list[subprocess.Popen] = field(default_factory=list)  # started by prepare(), stopped with the system
+    cleanups: list[Callable[[], None]] = field(default_factory=list)  # run when the system stops (e.g. http server)
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,9 @@ class Scenario:
     service: str  # sipp -s; scenarios fed by an injection file may ignore it
     prepare: Callable[[ScenarioContext], None] = lambda ctx: None
     uac_args: Callable[[ScenarioContext, Path, float, int], list[str]] = lambda ctx, stepdir, rate, calls: []
+    nodes: int = 1  # edge daemons sharing the load (one sipp UAC each, one shared PBX)
+    label: str = ""  # system label prefix; "" keeps the clean scenario's labels ("edge log_calls=on")
+    compare: bool = True  # Kamailio runs this scenario too (with --compare kamailio)
 
 
 # Real area codes (all NXX 200-999 validate in phonenumbers): callers are spread over them.
@@ -101,17 +117,175 @@ def fresh_callers(ctx: ScenarioContext, stepdir: Path, rate: float, calls: int) 
     return ["-inf", str(path)]
 
 
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files without an access log line per request (the harness output is the benchmark's)."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def _start_cert_server(ctx: ScenarioContext) -> str:
+    """A throw-away HTTP server on 127.0.0.1 publishing the TEST STI certificate bundle; returns its x5u URL."""
+    handler = functools.partial(_QuietHandler, directory=str(STI_SIGNING))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="x5u-server", daemon=True)
+    thread.start()
+
+    def _stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    ctx.cleanups.append(_stop)
+    return f"http://127.0.0.1:{server.server_address[1]}/cert-bundle.pem"
+
+
+def prepare_stir(ctx: ScenarioContext) -> None:
+    """Publish the TEST certificate and make the edge trust the TEST STI-CA and fetch from loopback over http."""
+    from edge.stir.signer import Signer
+
+    x5u = _start_cert_server(ctx)
+    ctx.state["signer"] = Signer((STI_SIGNING / "key.pem").read_bytes(), x5u)
+    ctx.config_extra += (
+        "\n# STIR scenario: trust the TEST STI-CA; its certificate is served over plain http from loopback\n"
+        "[stir]\nenabled = true\n"
+        f'trust_dir = "{STI_CA}"\n'
+        'allow_insecure_hosts = ["127.0.0.1"]\n'
+        'allow_private_networks = ["127.0.0.1/32"]\n'
+    )
+
+
+def signed_calls(ctx: ScenarioContext, stepdir: Path, rate: float, calls: int) -> list[str]:
+    """Injection file with a fresh caller and a fresh SHAKEN PASSporT per call, signed just before the step.
+
+    Each call's `iat` is the time it is due to be sent (step start + i / rate, never in the future), so the
+    60-second freshness window holds whatever the step's length. The header parameters hold `;`, sipp's field
+    separator, so the file carries the token and the x5u separately and the scenario reassembles them."""
+    signer = ctx.state["signer"]
+    path = stepdir / "calls.csv"
+    lines = ["SEQUENTIAL"]
+    start = time.time()
+    for k, i in enumerate(range(ctx.serial, ctx.serial + calls)):
+        caller, called = caller_number(i), f"+1202555{(i * 7919) % 10_000:04d}"
+        token = signer.token(caller, [called], "A", "bench-origid", int(start + k / rate))
+        lines.append(f"{caller};{called};{token};{signer.x5u};")
+    path.write_text("\n".join(lines) + "\n")
+    ctx.serial += calls
+    return ["-inf", str(path)]
+
+
+RULES = 10_000
+# Area codes no benchmark caller uses (callers come from _NPAS), so no generated rule ever matches one.
+_BLOCKED_NPAS = (201, 203, 205, 206, 207, 208, 209, 216, 217, 218, 219, 224, 225, 228, 229, 231, 234, 239, 240, 248)
+
+
+def block_rules_toml(n: int) -> str:
+    """`n` global block rules, a production-like mix: 60 % exact numbers, 20 % NPA-NXX prefixes, 10 % exact CNAMs,
+    10 % wildcard CNAMs, plus the anonymous / invalid / country matchers (evaluated on every call). None of them
+    matches a benchmark caller: numbers and prefixes sit in area codes the callers never use, and the callers'
+    names ("CALLER <digits>") match no pattern."""
+    rng = random.Random(4)
+    parts = ["# Generated by benchmarks/run.py (rules scenario): global block rules, none matching a benchmark caller.\n"]
+    for i in range(n - 3):
+        bucket = i % 10
+        if bucket < 6:
+            rule = f'number = "+1{rng.choice(_BLOCKED_NPAS)}{rng.randrange(200, 1000)}{rng.randrange(10_000):04d}"'
+        elif bucket < 8:
+            rule = f'prefix = "+1{rng.choice(_BLOCKED_NPAS)}{rng.randrange(200, 1000)}"'
+        elif bucket == 8:
+            rule = f'cnam = "SPAMMER {i}"'
+        else:
+            rule = f'cnam = "{rng.choice(string.ascii_uppercase)}{i}*OFFER*"'
+        parts.append(f'[[block]]\nid = "bench-{i}"\n{rule}\n')
+    parts.append('[[block]]\nid = "bench-anonymous"\nanonymous = true\n')
+    parts.append('[[block]]\nid = "bench-invalid"\ninvalid = true\n')
+    parts.append('[[block]]\nid = "bench-country"\ncountry = "KP"\n')
+    return "\n".join(parts)
+
+
+def prepare_rules(ctx: ScenarioContext) -> None:
+    ctx.dialplans.mkdir(parents=True, exist_ok=True)
+    (ctx.dialplans / "blocklist.toml").write_text(block_rules_toml(RULES))
+
+
+def fresh_named_callers(ctx: ScenarioContext, stepdir: Path, rate: float, calls: int) -> list[str]:
+    """As fresh_callers, plus a distinct caller name (CNAM) per call for the CNAM rules and rate to look at."""
+    path = stepdir / "calls.csv"
+    lines = ["SEQUENTIAL"]
+    for i in range(ctx.serial, ctx.serial + calls):
+        lines.append(f"{caller_number(i)};+1202555{(i * 7919) % 10_000:04d};CALLER {i};")
+    path.write_text("\n".join(lines) + "\n")
+    ctx.serial += calls
+    return ["-inf", str(path)]
+
+
+def prepare_redis(ctx: ScenarioContext) -> None:
+    """A redis-server of its own on a free loopback port, no persistence; the edge(s) use it as [store]."""
+    port = free_port()
+    rdir = ctx.workdir / "redis"
+    rdir.mkdir(parents=True, exist_ok=True)
+    log = open(rdir / "redis.log", "wb")
+    ctx.cleanups.append(log.close)
+    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(rdir)], cwd=rdir, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    ctx.helpers.append(proc)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
+                c.sendall(b"PING\r\n")
+                if c.recv(64).startswith(b"+PONG"):
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"redis-server did not start on {port}: {(rdir / 'redis.log').read_text(errors='replace')[-2000:]}")
+        time.sleep(0.05)
+    ctx.values["STORE_BACKEND"] = "redis"
+    ctx.values["REDIS_PORT"] = str(port)
+
+
+_CLEAN = dict(
+    edge_config=BENCH / "edge-bench.toml",
+    dialplans=BENCH / "dialplans" / "clean",
+    kamailio_config=BENCH / "kamailio" / "kamailio.cfg",
+    uac=BENCH / "sipp" / "uac_clean.xml",
+    uas=BENCH / "sipp" / "uas_clean.xml",
+    service="12025550100",
+    uac_args=fresh_callers,
+)
+
 SCENARIOS: dict[str, Scenario] = {
     "clean": Scenario(
         name="clean",
         description="clean call: INVITE/100/180/(10 ms)/200/ACK/(10 ms)/BYE/200, caller not blocked",
-        edge_config=BENCH / "edge-bench.toml",
-        dialplans=BENCH / "dialplans" / "clean",
-        kamailio_config=BENCH / "kamailio" / "kamailio.cfg",
-        uac=BENCH / "sipp" / "uac_clean.xml",
-        uas=BENCH / "sipp" / "uas_clean.xml",
-        service="12025550100",
-        uac_args=fresh_callers,
+        **_CLEAN,
+    ),
+    "stir": Scenario(
+        name="stir",
+        description="the clean call with a fresh valid SHAKEN Identity (attestation A) on every INVITE, "
+                    "verified by the edge; TEST STI-CA, certificate fetched once over loopback http, then cached",
+        **(_CLEAN | dict(uac=BENCH / "sipp" / "uac_stir.xml", uac_args=signed_calls)),
+        prepare=prepare_stir, label="stir", compare=False,
+    ),
+    "rules": Scenario(
+        name="rules",
+        description=f"the clean call with a caller name, {RULES:,} global block rules loaded (numbers, prefixes, "
+                    "CNAMs, wildcard CNAMs, anonymous/invalid/country) and the Spam Detective on with five rates; "
+                    "nothing blocked",
+        **(_CLEAN | dict(dialplans=BENCH / "dialplans" / "rules", uac=BENCH / "sipp" / "uac_named.xml",
+                         uac_args=fresh_named_callers)),
+        prepare=prepare_rules, label="rules", compare=False,
+    ),
+    "redis": Scenario(
+        name="redis",
+        description="the clean call with [store] backend = \"redis\" (a redis-server started by the harness)",
+        **_CLEAN, prepare=prepare_redis, label="redis", compare=False,
+    ),
+    "redis-2node": Scenario(
+        name="redis-2node",
+        description="two edge daemons sharing one redis-server, one sipp carrier per node at half the rate, one PBX",
+        **_CLEAN, prepare=prepare_redis, label="redis x2", compare=False, nodes=2,
     ),
 }
 
@@ -271,7 +445,7 @@ def percentile(values: list[int], q: float) -> float:
 def read_rtds(stepdir: Path) -> dict[str, list[int]]:
     """Per-call response times (ms, sipp's resolution) by rtd name from the -trace_rtt file."""
     out: dict[str, list[int]] = {}
-    for p in stepdir.glob("*_rtt.csv"):
+    for p in stepdir.rglob("*_rtt.csv"):
         with p.open(newline="") as f:
             for row in csv.reader(f, delimiter=";"):
                 if len(row) >= 3 and row[1].strip().lstrip("-").isdigit():
@@ -346,8 +520,16 @@ class System(abc.ABC):
     def _start(self) -> None:
         """Start the proxy itself and return once it serves."""
 
+    def entries(self) -> list[tuple[int, int]]:
+        """(sipp UAC port, proxy port) per node: the load is split evenly over them."""
+        return [(self.uac_port, self.port)]
+
     def pids(self) -> list[int]:
         return process_tree(self.root_pid)
+
+    def helper_pids(self) -> list[int]:
+        """Processes a scenario started next to the proxy (redis-server): measured, but reported apart."""
+        return [p.pid for p in self.ctx.helpers if p.poll() is None]
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -355,53 +537,149 @@ class System(abc.ABC):
     def log_tail(self, n: int = 3000) -> str:
         return ""
 
+    def checks(self) -> str:
+        """What the proxy itself counted (e.g. STIR results), read before it stops; '' when nothing to say."""
+        return ""
+
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc, signal.SIGTERM, wait=15, group=True)
         if self.uas is not None:
             self.uas.stop()
+        self._stop_helpers()
+
+    def _stop_helpers(self) -> None:
+        for proc in self.ctx.helpers:
+            stop_process(proc, signal.SIGTERM, wait=5, group=True)
+        for cleanup in self.ctx.cleanups:
+            cleanup()
+        self.ctx.helpers.clear()
+        self.ctx.cleanups.clear()
 
 
 def render_template(src: Path, dst: Path, values: dict[str, str]) -> None:
     dst.write_text(string.Template(src.read_text()).substitute(values))
 
 
+class _EdgeNode:
+    """One daemon process of an EdgeSystem (a scenario may run several sharing a redis-server)."""
+
+    def __init__(self, index: int, port: int, uac_port: int, admin_port: int, workdir: Path) -> None:
+        self.index = index
+        self.port = port
+        self.uac_port = uac_port
+        self.admin_port = admin_port
+        self.state_dir = workdir / ("var" if index == 0 else f"var-{index + 1}")
+        self.log_path = workdir / ("edge.log" if index == 0 else f"edge-{index + 1}.log")
+        self.config = workdir / ("edge.toml" if index == 0 else f"edge-{index + 1}.toml")
+        self.proc: subprocess.Popen | None = None
+        self.log = None
+
+
 class EdgeSystem(System):
-    """The sip-edge daemon (`python -m edge.cli run`) with the scenario's config and dialplans."""
+    """The sip-edge daemon (`python -m edge.cli run`) with the scenario's config and dialplans; `scenario.nodes`
+    daemons when the scenario shares state between nodes (each with its own port and carrier, one PBX)."""
 
     def __init__(self, scenario: Scenario, workdir: Path, log_calls: bool, python_args: list[str]) -> None:
         super().__init__(scenario, workdir)
         self.log_calls = log_calls
         self.python_args = python_args  # e.g. ['-m', 'cProfile', '-o', 'edge.prof'] to profile the daemon
-        self.label = f"edge log_calls={'on' if log_calls else 'off'}"
+        flag = "on" if log_calls else "off"
+        self.label = f"edge {scenario.label} log={flag}" if scenario.label else f"edge log_calls={flag}"
         self.log_path = workdir / "edge.log"
+        self.nodes = [_EdgeNode(0, self.port, self.uac_port, self.admin_port, workdir)]
+        for k in range(1, scenario.nodes):
+            self.nodes.append(_EdgeNode(k, free_port(), free_port(), free_port(), workdir))
+
+    def entries(self) -> list[tuple[int, int]]:
+        return [(n.uac_port, n.port) for n in self.nodes]
+
+    def _values(self, node: _EdgeNode) -> dict[str, str]:
+        return {"EDGE_PORT": str(node.port), "UAC_PORT": str(node.uac_port), "UAS_PORT": str(self.uas_port),
+                "ADMIN_PORT": str(node.admin_port), "LOG_CALLS": "true" if self.log_calls else "false",
+                "STATE_DIR": str(node.state_dir), "NODE": f"bench-{node.index + 1}", "STORE_BACKEND": "sqlite",
+                "REDIS_PORT": "6379"} | self.ctx.values
 
     def _start(self) -> None:
-        values = {"EDGE_PORT": str(self.port), "UAC_PORT": str(self.uac_port), "UAS_PORT": str(self.uas_port),
-                  "ADMIN_PORT": str(self.admin_port), "LOG_CALLS": "true" if self.log_calls else "false", "STATE_DIR": str(self.workdir / "var")}
-        cfg = self.workdir / "edge.toml"
-        render_template(self.scenario.edge_config, cfg, values)
         self.ctx.dialplans.mkdir(exist_ok=True)
         for f in sorted(self.scenario.dialplans.glob("*.toml")):
-            render_template(f, self.ctx.dialplans / f.name, values)
-        self._log = open(self.log_path, "wb")
-        self.cmd = [sys.executable, *self.python_args, "-m", "edge.cli", "run", "--config", str(cfg), str(self.ctx.dialplans)]
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            render_template(f, self.ctx.dialplans / f.name, self._values(self.nodes[0]))
+        for node in self.nodes:
+            render_template(self.scenario.edge_config, node.config, self._values(node))
+            if self.ctx.config_extra:
+                with node.config.open("a") as f:
+                    f.write(self.ctx.config_extra)
+            node.log = open(node.log_path, "wb")
+            cmd = [sys.executable, *self.python_args, "-m", "edge.cli", "run", "--config", str(node.config),
+                   str(self.ctx.dialplans)]
+            if node.index == 0:
+                self.cmd = cmd
+            node.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=node.log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = self.nodes[0].proc
         self.root_pid = self.proc.pid
-        deadline = time.monotonic() + 20
-        while b"daemon_started" not in self.log_path.read_bytes():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sip-edge did not start (rc={self.proc.poll()}):\n{self.log_tail()}")
-            time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        for node in self.nodes:
+            while b"daemon_started" not in node.log_path.read_bytes():
+                if node.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"sip-edge did not start (rc={node.proc.poll()}):\n"
+                                       f"{node.log_path.read_text(errors='replace')[-3000:]}")
+                time.sleep(0.05)
+
+    def pids(self) -> list[int]:
+        return [pid for node in self.nodes if node.proc is not None for pid in process_tree(node.proc.pid)]
+
+    def alive(self) -> bool:
+        return all(node.proc is not None and node.proc.poll() is None for node in self.nodes)
 
     def log_tail(self, n: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
 
+    def metrics(self, node: _EdgeNode) -> dict[str, float]:
+        """The node's Prometheus samples (GET /metrics with the admin token), name{labels} -> value."""
+        token = (node.state_dir / "admin.token").read_text().strip()
+        req = urllib.request.Request(f"http://127.0.0.1:{node.admin_port}/metrics",
+                                     headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            text = resp.read().decode()
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    samples[name] = float(value)
+                except ValueError:
+                    continue
+        return samples
+
+    def checks(self) -> str:
+        parts = []
+        for node in self.nodes:
+            if node.proc is None or node.proc.poll() is not None:
+                continue
+            try:
+                m = self.metrics(node)
+            except (OSError, ValueError) as exc:
+                parts.append(f"node {node.index + 1}: metrics unavailable ({exc})")
+                continue
+            stir = {k[len('edge_stir_results_total{result="'):-2]: int(v) for k, v in m.items()
+                    if k.startswith("edge_stir_results_total{")}
+            finals = {k[len('edge_sip_final_responses_total{status="'):-2]: int(v) for k, v in m.items()
+                      if k.startswith("edge_sip_final_responses_total{")}
+            parts.append(f"node {node.index + 1}: invites={int(m.get('edge_sip_invites_total', 0))} "
+                         f"rejected={int(m.get('edge_sip_rejected_total', 0))} "
+                         f"rules={int(m.get('edge_policy_rules', 0))} final responses {finals} STIR results {stir}")
+        return "; ".join(parts)
+
     def stop(self) -> None:
-        super().stop()
-        if hasattr(self, "_log"):
-            self._log.close()
+        for node in self.nodes:
+            if node.proc is not None:
+                stop_process(node.proc, signal.SIGTERM, wait=15, group=True)
+            if node.log is not None:
+                node.log.close()
+        if self.uas is not None:
+            self.uas.stop()
+        self._stop_helpers()
 
 
 class KamailioSystem(System):
@@ -485,6 +763,7 @@ class StepResult:
     wall_s: float = 0.0
     sipp_rc: int = 0
     note: str = ""
+    helper_cpu_us_per_call: float = math.nan  # processes a scenario runs beside the proxy (redis-server), per call
     min_achieved: float = 0.9  # share of the offered rate the proxy must keep up with
 
     @property
@@ -507,37 +786,53 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
     res = StepResult(system.label, rate, calls, run, min_achieved=min_achieved)
     budget = calls / rate + 30  # the step's bound: sending time plus slack for the last calls' timers
     uas0 = system.uas.counters_after(0.0, timeout=0)
-    cmd = [SIPP, "-i", "127.0.0.1", "-p", str(system.uac_port), "-sf", str(system.scenario.uac),
-           "-s", system.scenario.service, f"127.0.0.1:{system.port}", "-m", str(calls), "-r", f"{rate:g}",
-           "-rp", "1000", "-l", str(calls), "-nostdin", "-buff_size", str(BUFF),
-           "-trace_stat", "-stf", "stats.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", str(min(100, calls)),
-           "-trace_err", "-error_file", "errors.log", "-timeout", f"{int(budget)}s", "-timeout_error",
-           *system.scenario.uac_args(system.ctx, stepdir, rate, calls)]
-    pids = system.pids()
-    host0, t0, cpu0 = host_cpu(), time.time(), cpu_ticks(pids)
-    with open(stepdir / "stdout.log", "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=stepdir, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        try:
-            res.sipp_rc = proc.wait(budget + 15)
-        except subprocess.TimeoutExpired:
-            res.note = "sipp UAC overran its time budget"
-            res.sipp_rc = -1
-        finally:
+    entries = system.entries()
+    share = [calls // len(entries) + (1 if k < calls % len(entries) else 0) for k in range(len(entries))]
+    cmds: list[tuple[Path, list[str]]] = []
+    for k, ((uac_port, port), n) in enumerate(zip(entries, share)):
+        d = stepdir if len(entries) == 1 else stepdir / f"node-{k + 1}"
+        d.mkdir(parents=True, exist_ok=True)
+        node_rate = rate * n / calls
+        cmds.append((d, [SIPP, "-i", "127.0.0.1", "-p", str(uac_port), "-sf", str(system.scenario.uac),
+                         "-s", system.scenario.service, f"127.0.0.1:{port}", "-m", str(n), "-r", f"{node_rate:g}",
+                         "-rp", "1000", "-l", str(n), "-nostdin", "-buff_size", str(BUFF),
+                         "-trace_stat", "-stf", "stats.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", str(min(100, n)),
+                         "-trace_err", "-error_file", "errors.log", "-timeout", f"{int(budget)}s", "-timeout_error",
+                         *system.scenario.uac_args(system.ctx, d, node_rate, n)]))
+    pids, helpers = system.pids(), system.helper_pids()
+    host0, t0, cpu0, hcpu0 = host_cpu(), time.time(), cpu_ticks(pids), cpu_ticks(helpers)
+    procs = []
+    try:
+        for d, cmd in cmds:
+            with open(d / "stdout.log", "wb") as log:
+                procs.append(subprocess.Popen(cmd, cwd=d, stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, start_new_session=True))
+        deadline = time.monotonic() + budget + 15
+        for proc in procs:
+            try:
+                rc = proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                res.note = "sipp UAC overran its time budget"
+                rc = -1
+            res.sipp_rc = res.sipp_rc or rc
+    finally:
+        for proc in procs:
             stop_process(proc, signal.SIGUSR1, wait=3)
-    cpu1, t1, host1 = cpu_ticks(pids), time.time(), host_cpu()
+    cpu1, t1, host1, hcpu1 = cpu_ticks(pids), time.time(), host_cpu(), cpu_ticks(helpers)
     uas1 = system.uas.counters_after(t1)
     res.wall_s = t1 - t0
-    uac = read_sipp_stats(stepdir / "stats.csv")
-    res.successful = stat_int(uac, "SuccessfulCall(C)")
-    res.failed_uac = stat_int(uac, "FailedCall(C)")
-    res.retrans_uac = stat_int(uac, "Retransmissions(C)")
+    elapsed = 0.0
+    uacs = [read_sipp_stats(d / "stats.csv") for d, _ in cmds]
+    for uac in uacs:
+        res.successful += stat_int(uac, "SuccessfulCall(C)")
+        res.failed_uac += stat_int(uac, "FailedCall(C)")
+        res.retrans_uac += stat_int(uac, "Retransmissions(C)")
+        res.unexpected += stat_int(uac, "OutOfCallMsgs(C)") + stat_int(uac, "DeadCallMsgs(C)")
+        elapsed = max(elapsed, stat_epoch(uac, "CurrentTime") - stat_epoch(uac, "StartTime"))
     res.failed_uas = uas1["FailedCall(C)"] - uas0["FailedCall(C)"]
     res.retrans_uas = uas1["Retransmissions(C)"] - uas0["Retransmissions(C)"]
-    res.unexpected = (stat_int(uac, "OutOfCallMsgs(C)") + stat_int(uac, "DeadCallMsgs(C)")
-                      + uas1["OutOfCallMsgs(C)"] - uas0["OutOfCallMsgs(C)"]
-                      + uas1["DeadCallMsgs(C)"] - uas0["DeadCallMsgs(C)"])
-    elapsed = stat_epoch(uac, "CurrentTime") - stat_epoch(uac, "StartTime")
+    res.unexpected += (uas1["OutOfCallMsgs(C)"] - uas0["OutOfCallMsgs(C)"]
+                       + uas1["DeadCallMsgs(C)"] - uas0["DeadCallMsgs(C)"])
     res.achieved_cps = res.successful / elapsed if elapsed > 0 else 0.0
     rtds = read_rtds(stepdir)
     res.ring_p50_ms, res.ring_p99_ms = percentile(rtds.get("ring", []), 50), percentile(rtds.get("ring", []), 99)
@@ -546,6 +841,8 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
     cpu_s = (cpu1 - cpu0) / CLK_TCK
     if res.successful:
         res.cpu_us_per_call = cpu_s * 1e6 / res.successful
+        if helpers:
+            res.helper_cpu_us_per_call = (hcpu1 - hcpu0) / CLK_TCK * 1e6 / res.successful
     res.cpu_pct = 100 * cpu_s / res.wall_s if res.wall_s > 0 else 0.0
     res.peak_rss_mb = peak_rss_kb(pids) / 1024
     res.pss_mb = pss_kb(pids) / 1024
@@ -556,6 +853,7 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
     if not system.alive():
         res.note = (res.note + "; " if res.note else "") + "proxy process exited"
     if not res.passed and not res.note:
+        uac = next((u for u in uacs if stat_int(u, "FailedCall(C)")), uacs[0])
         causes = [f"{k[6:-3]}={v}" for k, v in uac.items()
                   if k.startswith("Failed") and k.endswith("(C)") and k != "FailedCall(C)" and v.strip() not in ("", "0")]
         if res.unexpected:
@@ -565,6 +863,8 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         if not res.kept_up:
             causes.append(f"behind: achieved < {res.min_achieved:.0%} of offered")
         res.note = ", ".join(causes)
+    if helpers and not math.isnan(res.helper_cpu_us_per_call):
+        res.note = (res.note + "; " if res.note else "") + f"+ redis-server {res.helper_cpu_us_per_call:.0f} us/call"
     return res
 
 
@@ -649,14 +949,19 @@ def rate_plan(args: argparse.Namespace) -> list[float]:
     return [args.start + i * args.step for i in range(max(n, 0))]
 
 
-def build_systems(args: argparse.Namespace, scenario: Scenario, workdir: Path) -> list[System]:
+def build_systems(args: argparse.Namespace, scenarios: list[Scenario], workdir: Path) -> list[System]:
+    """Every scenario's edge variants (log_calls on/off), then Kamailio for the scenarios it can run."""
     systems: list[System] = []
-    for flag in {"both": [True, False], "on": [True], "off": [False]}[args.log_calls]:
-        name = f"edge-log-{'on' if flag else 'off'}"
-        systems.append(EdgeSystem(scenario, workdir / name, flag, shlex.split(args.edge_python_args)))
+    for scenario in scenarios:
+        sdir = workdir if scenario.name == "clean" else workdir / scenario.name
+        for flag in {"both": [True, False], "on": [True], "off": [False]}[args.log_calls]:
+            name = f"edge-log-{'on' if flag else 'off'}"
+            systems.append(EdgeSystem(scenario, sdir / name, flag, shlex.split(args.edge_python_args)))
     if args.compare == "kamailio":
-        for w in args.kamailio_workers:
-            systems.append(KamailioSystem(scenario, workdir / f"kamailio-{w}w", w))
+        for scenario in scenarios:
+            if scenario.compare:
+                for w in args.kamailio_workers:
+                    systems.append(KamailioSystem(scenario, workdir / f"kamailio-{w}w", w))
     return systems
 
 
@@ -678,7 +983,10 @@ def sweep(system: System, rates: list[float], calls: int, workdir: Path, min_ach
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="clean")
+    p.add_argument("--scenario", default="clean", type=lambda v: [x.strip() for x in v.split(",") if x.strip()],
+                   help=f"comma-separated, run in one invocation: {', '.join(SCENARIOS)}; any scenario other than "
+                        "clean also runs clean as its baseline (unless --no-baseline)")
+    p.add_argument("--no-baseline", action="store_true", help="do not add the clean scenario to the others")
     p.add_argument("--compare", choices=["kamailio"], help="also sweep a tuned Kamailio in the same run")
     p.add_argument("--kamailio-workers", default="1",
                    type=lambda s: [int(x) for x in s.split(",")], help="UDP workers, e.g. 1 or 1,2")
@@ -699,11 +1007,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.calls <= 0 or args.repeat < 0 or any(w < 1 for w in args.kamailio_workers):
         p.error("--calls must be positive, --repeat non-negative, workers >= 1")
+    unknown = [x for x in args.scenario if x not in SCENARIOS]
+    if unknown or not args.scenario:
+        p.error(f"unknown scenario {', '.join(unknown) or '(none)'}; choose from {', '.join(SCENARIOS)}")
+    if not args.no_baseline and "clean" not in args.scenario:
+        args.scenario.insert(0, "clean")
+    args.scenario = list(dict.fromkeys(args.scenario))
     return args
 
 
 def preflight(args: argparse.Namespace) -> None:
-    missing = [t for t in [SIPP] + ([KAMAILIO] if args.compare == "kamailio" else []) if shutil.which(t) is None]
+    tools = [SIPP] + ([KAMAILIO] if args.compare == "kamailio" else [])
+    tools += [REDIS_SERVER] if any(SCENARIOS[s].prepare is prepare_redis for s in args.scenario) else []
+    missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         raise SystemExit(f"missing tools: {', '.join(missing)} (make deps-bench installs them)")
 
@@ -712,7 +1028,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     preflight(args)
-    scenario = SCENARIOS[args.scenario]
+    scenarios = [SCENARIOS[name] for name in args.scenario]
     rates = rate_plan(args)
     command = f"cd {shlex.quote(str(ROOT))} && {shlex.quote(sys.executable)} -m benchmarks.run {shlex.join(argv)}".rstrip()
     machine = {
@@ -725,7 +1041,8 @@ def main(argv: list[str] | None = None) -> int:
         "git": tool_version(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
     }
     out(f"# sip-edge call-rate benchmark\ncommand: {command}\n")
-    out(f"scenario: {scenario.name} - {scenario.description}\n")
+    for scenario in scenarios:
+        out(f"scenario: {scenario.name} - {scenario.description}\n")
     out(f"steps: {', '.join(f'{r:g}' for r in rates)} CPS, {args.calls} calls each; repeats of the best step: "
         f"{args.repeat}\nmachine: {machine['cpus']} CPUs, Linux {machine['kernel']}, Python {machine['python']}, "
         f"{machine['sipp']}{', ' + machine['kamailio'] if machine['kamailio'] else ''}, "
@@ -736,7 +1053,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu = utime+stime of all proxy processes; rss = peak VmHWM of the largest proxy process\n\n")
 
     workdir = Path(tempfile.mkdtemp(prefix="sip-edge-bench-"))
-    systems = build_systems(args, scenario, workdir)
+    systems = build_systems(args, scenarios, workdir)
+    checks: dict[str, str] = {}
     sweeps: dict[str, list[StepResult]] = {}
     best: dict[str, float] = {}
     repeats: dict[str, list[StepResult]] = {}
@@ -766,15 +1084,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for system in systems:
             try:
+                checks[system.label] = system.checks() if system.alive() else ""
+            except Exception as exc:  # a check must never keep a process running
+                checks[system.label] = f"check failed: {exc}"
+            try:
                 system.stop()
             except Exception as exc:  # keep stopping the others whatever one of them did
                 out(f"stopping {system.label}: {exc}\n")
         signal.signal(signal.SIGTERM, old_term)
 
     summary = summarize(sweeps, best, repeats)
+    summary["deltas"] = deltas_vs_clean(summary["systems"], {s.label: s.scenario.name for s in systems})
+    summary["checks"] = {k: v for k, v in checks.items() if v}
     out(render_summary(summary))
     if args.json:
-        doc = {"command": command, "machine": machine, "scenario": scenario.name, "calls_per_step": args.calls,
+        doc = {"command": command, "machine": machine, "scenario": ",".join(args.scenario), "calls_per_step": args.calls,
                "steps": [asdict(r) | {"passed": r.passed} for rs in sweeps.values() for r in rs]
                + [asdict(r) | {"passed": r.passed} for rs in repeats.values() for r in rs],
                "summary": summary}
@@ -830,6 +1154,32 @@ def summarize(sweeps: dict[str, list[StepResult]], best: dict[str, float],
     return {"systems": systems, "ratios": ratios}
 
 
+def deltas_vs_clean(systems: dict[str, dict], scenario_of: dict[str, str]) -> list[dict]:
+    """Each non-clean edge variant against the clean edge with the same log_calls, from this run: the
+    difference of CPU per call at the highest rate both passed in the sweep, and at each one's best step."""
+    out = []
+    for label, entry in systems.items():
+        name = scenario_of.get(label, "")
+        if not label.startswith("edge") or name in ("", "clean"):
+            continue
+        base_label = "edge log_calls=" + label.rsplit("log=", 1)[-1]
+        base = systems.get(base_label)
+        if base is None:
+            continue
+        common = sorted(set(entry["cpu_us_by_rate"]) & set(base["cpu_us_by_rate"]), key=float)
+        rate = common[-1] if common else ""
+        out.append({
+            "system": label, "baseline": base_label, "scenario": name,
+            "max_cps": entry["max_zero_failure_cps"], "baseline_max_cps": base["max_zero_failure_cps"],
+            "common_rate": rate,
+            "cpu_us_at_common_rate": entry["cpu_us_by_rate"][rate] if rate else math.nan,
+            "baseline_cpu_us_at_common_rate": base["cpu_us_by_rate"][rate] if rate else math.nan,
+            "cpu_us_delta_at_common_rate": (entry["cpu_us_by_rate"][rate] - base["cpu_us_by_rate"][rate]) if rate else math.nan,
+            "cpu_us_delta_at_best_steps": entry.get("cpu_us_per_call", math.nan) - base.get("cpu_us_per_call", math.nan),
+        })
+    return out
+
+
 def render_summary(summary: dict) -> str:
     lines = ["", "summary (medians over the repeats of each system's best zero-failure step)", ""]
     lines.append(f"{'system':<22}  {'max CPS @0 fail':>15}  {'repeats ok':>10}  {'achieved':>8}  "
@@ -852,6 +1202,18 @@ def render_summary(summary: dict) -> str:
                       if r["common_rate"] else "")
             lines.append(f"{r['edge']} vs {r['kamailio']}: max CPS {_ratio(r['cps_ratio'])}, "
                          f"CPU per call at each best step {_ratio(r['cpu_per_call_ratio'])}{common}")
+    if summary.get("deltas"):
+        lines += ["", "added CPU per call against the clean call of this run (same log_calls; sweep steps at the "
+                  "highest rate both passed, and the medians at each one's best step)", ""]
+        for d in summary["deltas"]:
+            at = (f"at {d['common_rate']} CPS {d['cpu_us_at_common_rate']:.0f} vs {d['baseline_cpu_us_at_common_rate']:.0f} "
+                  f"us/call = {d['cpu_us_delta_at_common_rate']:+.0f} us" if d["common_rate"] else "no common passed rate")
+            best = "-" if math.isnan(d["cpu_us_delta_at_best_steps"]) else f"{d['cpu_us_delta_at_best_steps']:+.0f} us"
+            lines.append(f"{d['system']} vs {d['baseline']}: max CPS {d['max_cps']:g} vs {d['baseline_max_cps']:g}; "
+                         f"{at}; at the best steps {best}")
+    if summary.get("checks"):
+        lines += ["", "what each edge counted (GET /metrics at the end of the run)", ""]
+        lines += [f"{label}: {text}" for label, text in summary["checks"].items()]
     return "\n".join(lines) + "\n"
 
 
