@@ -204,7 +204,7 @@ class Proxy:
         self.outbox: list[tuple[bytes, Destination]] = []
         self.activities: list[Activity] = []  # changed activity records to store
         self.server_txns: dict[tuple, ServerTransaction] = {}
-        self.txns_by_source: dict[str, int] = {}  # live server transactions per source address
+        self.txns_by_source: dict[str, int] = {}  # server transactions awaiting a final answer, per source
         self.client_txns: dict[tuple[str, str], ClientTransaction] = {}
         self.dialogs: dict[str, Dialog] = {}
         self.stats = Stats()
@@ -411,16 +411,23 @@ class Proxy:
         self.server_txns[key] = st
         host = st.source.host
         self.txns_by_source[host] = self.txns_by_source.get(host, 0) + 1
+        st.counted = True
 
-    def _forget_server_txn(self, st: ServerTransaction) -> None:
-        if self.server_txns.get(st.key) is st:
-            del self.server_txns[st.key]
+    def _uncount(self, st: ServerTransaction) -> None:
+        """The transaction has its final answer: it no longer counts toward its source's pending work."""
+        if st.counted:
+            st.counted = False
             host = st.source.host
             n = self.txns_by_source.get(host, 1) - 1
             if n > 0:
                 self.txns_by_source[host] = n
             else:
                 self.txns_by_source.pop(host, None)
+
+    def _forget_server_txn(self, st: ServerTransaction) -> None:
+        self._uncount(st)
+        if self.server_txns.get(st.key) is st:
+            del self.server_txns[st.key]
 
     def _source_over_limit(self, src: Destination) -> bool:
         return self.txns_by_source.get(src.host, 0) >= self.limits.max_transactions_per_source
@@ -651,6 +658,7 @@ class Proxy:
     def _release(self, ctx: InviteContext) -> None:
         """The context has its final answer: its transactions only absorb retransmissions from now on,
         so they let go of it (no cycles left; the call's memory is freed at once)."""
+        self._uncount(ctx.server)
         ctx.server.owner = None
         if ctx.client is not None:
             ctx.client.owner = None
@@ -784,6 +792,7 @@ class Proxy:
         cancel_st = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
         self._add_server_txn(key, cancel_st)
         cancel_st.respond(200, make_response(msg, 200).to_bytes(), now)
+        self._uncount(cancel_st)
         ctx = st.owner
         if not isinstance(ctx, InviteContext) or ctx.done:
             return

@@ -74,6 +74,7 @@ class ServerTransaction:
         "_g_interval",
         "owner",
         "created",
+        "counted",
     )
 
     def __init__(
@@ -100,6 +101,7 @@ class ServerTransaction:
         self._g_interval = tv.t1
         self.owner: object = None  # the proxy context that consumes this transaction
         self.created = now
+        self.counted = False  # counted among its source's transactions still waiting for a final answer
 
     @property
     def terminated(self) -> bool:

@@ -589,7 +589,7 @@ def test_proxy_per_source_transaction_cap_then_recovery() -> None:
     out = h.feed(carrier_invite(call_id="cap-2@carrier", branch="z9hG4bKcap2"))
     assert statuses(out) == [503] and h.proxy.stats.source_limited == 1
     assert h.proxy.txns_by_source == {"192.0.2.5": 2}
-    # Once those transactions are over (Timer B, then their completed-state timers), the source is served again.
-    h.advance(200.0)
+    # Once those INVITEs have their final answer (Timer B on both targets -> 408), the source is served again.
+    h.advance(20.0)
     assert h.proxy.txns_by_source == {}
     assert statuses(h.feed(carrier_invite(call_id="cap-3@carrier", branch="z9hG4bKcap3"))) == [100]
