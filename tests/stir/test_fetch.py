@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiohttp import web
@@ -11,7 +12,7 @@ from edge.io.cert_fetch import CertFetcher, FetchSettings, address_allowed, veri
 from edge.stir.result import StirStatus
 from edge.stir.verifier import Verifier
 from tests.stir.pki import CALLED, CALLER, Pki
-from tests.stir.tokens import header, identity
+from tests.stir.tokens import claims, header, identity
 
 LOOPBACK_OK = FetchSettings(timeout=2.0, max_bytes=8192, allow_insecure_hosts=("127.0.0.1",),
                             allow_private_networks=("127.0.0.1/32",))
@@ -124,7 +125,8 @@ async def test_fetch_async_verify_end_to_end(server, verifier: Verifier, pki: Pk
     base, hits = server
     x5u = f"{base}/cert.pem"
     f = CertFetcher(LOOPBACK_OK)
-    value = identity(pki.leaf_key, header(x5u=x5u))
+    # verify() reads the real clock: the token is made now, not when the module was imported.
+    value = identity(pki.leaf_key, header(x5u=x5u), claims(iat=int(time.time())))
     res = await verify(verifier, f, [value], CALLER, CALLED, "call-1")
     res2 = await verify(verifier, f, [value], CALLER, CALLED, "call-1")
     await f.close()
@@ -135,7 +137,8 @@ async def test_fetch_async_verify_end_to_end(server, verifier: Verifier, pki: Pk
 async def test_fetch_async_verify_fetch_failure_is_436(server, verifier: Verifier, pki: Pki) -> None:
     base, _ = server
     f = CertFetcher(LOOPBACK_OK)
-    res = await verify(verifier, f, [identity(pki.leaf_key, header(x5u=f"{base}/redirect"))], CALLER, CALLED, "c")
+    fresh = claims(iat=int(time.time()))
+    res = await verify(verifier, f, [identity(pki.leaf_key, header(x5u=f"{base}/redirect"), fresh)], CALLER, CALLED, "c")
     await f.close()
     assert (res.code, res.sip_status) == ("fetch_failed", 436)
     assert "redirect refused" in res.reason
