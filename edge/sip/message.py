@@ -4,7 +4,8 @@ sipmessage's full grammar costs 40-110 µs per message, too much for every datag
 splits the message once into start line, header lines and body, keeps the raw header lines for a
 byte-exact re-serialisation, and derives the routing envelope (top Via, branch, Call-ID, tags, CSeq,
 Max-Forwards, Route) lazily. Edits (add a Via, pop a Route, rewrite the Request-URI) rebuild only
-what changed. Full grammar parsing (sipmessage) is used off the hot path, for name-addr values.
+what changed. sipmessage (the full grammar) is the oracle this parser is tested against
+(tests/sip/test_sipmessage_oracle.py).
 """
 
 from __future__ import annotations
