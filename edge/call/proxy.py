@@ -429,8 +429,13 @@ class Proxy:
         if self.server_txns.get(st.key) is st:
             del self.server_txns[st.key]
 
-    def _source_over_limit(self, src: Destination) -> bool:
-        return self.txns_by_source.get(src.host, 0) >= self.limits.max_transactions_per_source
+    def _refuse_source_over_limit(self, msg: SipMessage, src: Destination) -> bool:
+        """503 when one source already has too many requests awaiting a final answer."""
+        if self.txns_by_source.get(src.host, 0) < self.limits.max_transactions_per_source:
+            return False
+        self.stats.source_limited += 1
+        self._reply(msg, src, 503, "Service Unavailable: too many transactions from this source", [("Retry-After", "5")])
+        return True
 
     @staticmethod
     def _branch_key(msg: SipMessage, via: Via) -> str:
@@ -474,9 +479,7 @@ class Proxy:
         if len(self.server_txns) >= self.limits.max_transactions or len(self.dialogs) >= self.limits.max_dialogs:
             self._reply(msg, src, 503, "Service Unavailable: overloaded", [("Retry-After", "5")])
             return
-        if self._source_over_limit(src):
-            self.stats.source_limited += 1
-            self._reply(msg, src, 503, "Service Unavailable: too many transactions from this source", [("Retry-After", "5")])
+        if self._refuse_source_over_limit(msg, src):
             return
         server = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
         self._add_server_txn(key, server)
@@ -826,9 +829,7 @@ class Proxy:
         if fwd is None or dest is None:
             self._reply(msg, src, 404, "Not Found: no route")
             return
-        if self._source_over_limit(src):
-            self.stats.source_limited += 1
-            self._reply(msg, src, 503, "Service Unavailable: too many transactions from this source", [("Retry-After", "5")])
+        if self._refuse_source_over_limit(msg, src):
             return
         server = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
         self._add_server_txn(key, server)

@@ -114,39 +114,40 @@ def canonical_name(lname: str) -> str:
     return "-".join(part.capitalize() for part in lname.split("-"))
 
 
-def split_list(value: str) -> list[str]:
-    """Split a header value at top-level commas, respecting quotes and <...> (RFC 3261 §7.3.1)."""
-    if "," not in value:
-        return [value.strip()]
-    out: list[str] = []
-    depth = 0
+def split_top(value: str, sep: str) -> list[str]:
+    """Split at `sep` outside quoted strings (with backslash escapes) and <...> (RFC 3261 §7.3.1, §25.1)."""
+    parts: list[str] = []
     quoted = False
+    escaped = False
+    depth = 0
     start = 0
-    i = 0
-    n = len(value)
-    while i < n:
-        ch = value[i]
+    for i, ch in enumerate(value):
         if quoted:
-            if ch == "\\":
-                i += 1
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
             elif ch == '"':
                 quoted = False
-        elif ch == '"':
+            continue
+        if ch == '"':
             quoted = True
         elif ch == "<":
             depth += 1
         elif ch == ">":
             depth = max(0, depth - 1)
-        elif ch == "," and depth == 0:
-            part = value[start:i].strip()
-            if part:
-                out.append(part)
+        elif ch == sep and depth == 0:
+            parts.append(value[start:i])
             start = i + 1
-        i += 1
-    part = value[start:].strip()
-    if part:
-        out.append(part)
-    return out
+    parts.append(value[start:])
+    return parts
+
+
+def split_list(value: str) -> list[str]:
+    """The values of a comma-separated header, stripped, empties dropped (RFC 3261 §7.3.1)."""
+    if "," not in value:
+        return [value.strip()]
+    return [p for p in (part.strip() for part in split_top(value, ",")) if p]
 
 
 def param(value: str, name: str) -> str | None:

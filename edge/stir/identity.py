@@ -13,6 +13,7 @@ import re
 
 import msgspec
 
+from edge.sip.message import split_list, split_top
 from edge.stir.failures import StirFailure
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
@@ -51,52 +52,13 @@ def b64url_encode(data: bytes) -> str:
 
 def split_identity_values(header_value: str) -> list[str]:
     """Split a comma-joined Identity header into values; commas inside <...> or quotes are not separators."""
-    out: list[str] = []
-    depth = 0
-    quoted = False
-    start = 0
-    for i, ch in enumerate(header_value):
-        if ch == '"':
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif ch == "<":
-            depth += 1
-        elif ch == ">":
-            depth = max(0, depth - 1)
-        elif ch == "," and depth == 0:
-            out.append(header_value[start:i].strip())
-            start = i + 1
-    out.append(header_value[start:].strip())
-    return [v for v in out if v]
-
-
-def _split_params(rest: str) -> list[str]:
-    """Split `;a=b;info=<uri;x>` on semicolons that are outside angle brackets and quotes."""
-    parts: list[str] = []
-    depth = 0
-    quoted = False
-    start = 0
-    for i, ch in enumerate(rest):
-        if ch == '"':
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif ch == "<":
-            depth += 1
-        elif ch == ">":
-            depth = max(0, depth - 1)
-        elif ch == ";" and depth == 0:
-            parts.append(rest[start:i])
-            start = i + 1
-    parts.append(rest[start:])
-    return parts
+    return split_list(header_value) if header_value.strip() else []
 
 
 def parse_identity(value: str) -> IdentityHeader:
     """Parse one Identity header value or raise StirFailure (layer 'parse')."""
     value = value.strip()
-    parts = _split_params(value)
+    parts = split_top(value, ";")
     token = parts[0].strip()
     segments = token.split(".")
     if len(segments) != 3:

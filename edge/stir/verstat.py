@@ -6,37 +6,9 @@ must not be able to tell the PBX a call verified), then ours is added as a URI p
 
 from __future__ import annotations
 
+from edge.sip.message import split_top
 from edge.stir.failures import SIP_REASONS
 from edge.stir.result import StirResult, StirStatus
-
-
-def _split_top(value: str, sep: str) -> list[str]:
-    """Split on `sep` outside quoted strings and <...>."""
-    parts: list[str] = []
-    quoted = False
-    escaped = False
-    depth = 0
-    start = 0
-    for i, ch in enumerate(value):
-        if quoted:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                quoted = False
-            continue
-        if ch == '"':
-            quoted = True
-        elif ch == "<":
-            depth += 1
-        elif ch == ">":
-            depth = max(0, depth - 1)
-        elif ch == sep and depth == 0:
-            parts.append(value[start:i])
-            start = i + 1
-    parts.append(value[start:])
-    return parts
 
 
 def _strip_verstat_params(params: list[str]) -> list[str]:
@@ -109,7 +81,7 @@ def _is_number_uri(value: str) -> bool:
 def pai_with_verstat(header_value: str, verstat: str) -> str:
     """P-Asserted-Identity may list a sip and a tel identity (RFC 3325 §9.1): verstat goes on each."""
     out = []
-    for part in _split_top(header_value, ","):
+    for part in split_top(header_value, ","):
         if not part.strip():
             continue
         v = verstat if _is_number_uri(part) else None
@@ -123,7 +95,7 @@ def from_with_verstat(header_value: str, verstat: str) -> str:
 
 def strip_verstat(header_value: str, *, pai: bool = False) -> str:
     """Remove any inbound verstat without adding one (e.g. on headers verstat is not configured for)."""
-    parts = _split_top(header_value, ",") if pai else [header_value]
+    parts = split_top(header_value, ",") if pai else [header_value]
     return ", ".join(with_verstat(p, None, addr_spec_params_in_uri=pai) for p in parts if p.strip())
 
 
