@@ -429,6 +429,19 @@ class Proxy:
         if self.server_txns.get(st.key) is st:
             del self.server_txns[st.key]
 
+    def _open_server(self, key: tuple, msg: SipMessage, src: Destination, now: float) -> InviteContext | None:
+        """Server transaction + context for a request the edge will forward; 100 Trying for an INVITE
+        (RFC 3261 §16.2). None when the source already has too many requests pending."""
+        if self._refuse_source_over_limit(msg, src):
+            return None
+        server = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
+        self._add_server_txn(key, server)
+        ctx = InviteContext(server, msg)
+        server.owner = ctx
+        if msg.method == "INVITE":
+            server.respond(100, make_response(msg, 100).to_bytes(), now)
+        return ctx
+
     def _refuse_source_over_limit(self, msg: SipMessage, src: Destination) -> bool:
         """503 when one source already has too many requests awaiting a final answer."""
         if self.txns_by_source.get(src.host, 0) < self.limits.max_transactions_per_source:
@@ -479,16 +492,11 @@ class Proxy:
         if len(self.server_txns) >= self.limits.max_transactions or len(self.dialogs) >= self.limits.max_dialogs:
             self._reply(msg, src, 503, "Service Unavailable: overloaded", [("Retry-After", "5")])
             return
-        if self._refuse_source_over_limit(msg, src):
+        ctx = self._open_server(key, msg, src, now)
+        if ctx is None:
             return
-        server = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
-        self._add_server_txn(key, server)
-        ctx = InviteContext(server, msg)
         ctx.initial = True
         ctx.peer = peer
-        server.owner = ctx
-        if msg.method == "INVITE":
-            server.respond(100, make_response(msg, 100).to_bytes(), now)
         if peer.kind == "pbx":
             self._route_outbound(ctx, now)
             return
@@ -829,15 +837,10 @@ class Proxy:
         if fwd is None or dest is None:
             self._reply(msg, src, 404, "Not Found: no route")
             return
-        if self._refuse_source_over_limit(msg, src):
+        ctx = self._open_server(key, msg, src, now)
+        if ctx is None:
             return
-        server = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
-        self._add_server_txn(key, server)
-        ctx = InviteContext(server, msg)
         ctx.dialog = dlg
-        server.owner = ctx
-        if msg.method == "INVITE":
-            server.respond(100, make_response(msg, 100).to_bytes(), now)
         ct = ClientTransaction(fwd.branch, fwd, dest, self.wheel, self.tv, self._send)
         ct.owner = ctx
         ctx.client = ct
