@@ -99,10 +99,13 @@ def test_proxy_silent_pbx_fails_over_to_second_target(edge, tmp_path):
 
 
 def test_proxy_down_target_leaves_rotation(edge, tmp_path):
-    # Nothing listens on pbx-a: its OPTIONS pings fail and it leaves rotation; calls go straight to pbx-b.
+    # Nothing listens on pbx-a: its OPTIONS pings fail and it leaves rotation; calls go straight to pbx-b
+    # (started first, so its own pings are answered from the start).
+    pbx_b = uas(tmp_path, edge.pbx_b, name="pbx-b")
+    time.sleep(0.3)
     d = edge.start(health_interval="200ms")
     d.wait_event("pbx_target_down", timeout=10)
-    pbx_b = uas(tmp_path, edge.pbx_b, name="pbx-b")
+    assert {e["target"] for e in d.events("pbx_target_down")} == {"pbx-a"}
     car = uac(tmp_path, edge.port, "12025550100", calls=3, rate=10, port=edge.carrier_port)
     assert car.wait(20) == 0, car.errors()
     pbx_b.stop()
