@@ -15,6 +15,7 @@ import msgspec
 from edge.call.admission import Gatekeeper
 from edge.call.proxy import Proxy
 from edge.config import EdgeConfig
+from edge.daemon.lifecycle import tune_gc
 from edge.dialplan.plan import NumberEntry, Plan
 from edge.policy.pipeline import PolicyEngine
 from edge.sip.transaction import Destination
@@ -51,6 +52,7 @@ def response(fwd: bytes, status: str, to_tag: str, extra: str = "") -> bytes:
 
 
 def run(calls: int, policy: bool) -> None:
+    tune_gc()  # the daemon's collector settings, so the figure matches what runs in production
     cfg = msgspec.convert(CFG, EdgeConfig)
     plan = Plan([NumberEntry("+12025550100", True, "acme", ("pbx-a",), "acme.toml")])
     gate = Gatekeeper(PolicyEngine(), StirConfig(enabled=False)) if policy else None

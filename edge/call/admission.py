@@ -13,7 +13,7 @@ from collections import OrderedDict
 import msgspec
 import structlog
 
-from edge.call.facts import build_facts, calling_user
+from edge.call.facts import CallerId, build_facts, caller_id, calling_user
 from edge.call.peers import Peer
 from edge.dialplan.plan import NumberEntry, Plan
 from edge.numbers import canonical_tn, parse_number
@@ -83,19 +83,22 @@ class Gatekeeper:
         self.signed = 0
 
     # -- inbound -------------------------------------------------------------------------------
-    def admit(self, msg: SipMessage, src: Destination, peer: Peer, entry: NumberEntry, now: float) -> Admission | NeedCertificate:
+    def admit(self, msg: SipMessage, src: Destination, peer: Peer, entry: NumberEntry, now: float,
+              caller: CallerId | None = None) -> Admission | NeedCertificate:
+        if caller is None:
+            caller = caller_id(msg)
         result = ABSENT
         if self.verifier is not None and peer.kind == "carrier" and msg.method == "INVITE":
             values: list[str] = []
             for v in msg.get_all("identity"):
                 values += split_identity_values(v)
-            out = self.verifier.verify(values, calling_user(msg), uri_user(msg.uri), msg.call_id, now)
+            out = self.verifier.verify(values, caller.user, uri_user(msg.uri), msg.call_id, now)
             if isinstance(out, NeedCertificate):
                 return out
             result = out
             key = result.status.value if result.status is not StirStatus.FAILED else f"failed:{result.code}"
             self.stir_counts[key] = self.stir_counts.get(key, 0) + 1
-        facts = build_facts(msg, src, peer, entry.customer or None, now, result)
+        facts = build_facts(msg, src, peer, entry.customer or None, now, result, caller)
         decision = self._decide(facts, entry, result, now)
         return Admission(decision, facts, result, self._edits(msg, result))
 

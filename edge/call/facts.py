@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from edge.call.peers import Peer
+from edge.media import sdp
 from edge.numbers import parse_number
 from edge.policy.facts import CallFacts, ContactKind
 from edge.sip.message import SipMessage, split_list, uri_of
@@ -33,23 +36,45 @@ def identity_header(msg: SipMessage) -> str:
     return msg.get("from") or ""
 
 
+class CallerId(msgspec.Struct, frozen=True, gc=False):
+    """Who the request says is calling, read once per request: identity header, user part, E.164, name."""
+
+    ident: str  # first P-Asserted-Identity value, else From
+    user: str  # its URI user part as received
+    e164: str  # '' when the user part is not a number
+    cnam: str  # display name ('' when none)
+
+
+def caller_id(msg: SipMessage) -> CallerId:
+    ident = identity_header(msg)
+    user = uri_user(uri_of(ident))
+    return CallerId(ident, user, parse_number(user).e164 if user else "", display_name(ident))
+
+
 def calling_user(msg: SipMessage) -> str:
     return uri_user(uri_of(identity_header(msg)))
 
 
 def is_fax_offer(body: bytes) -> bool:
-    """T.38 fax offered in SDP (m=image ... t38) or a fax-only audio offer."""
+    """T.38 fax offered in the SDP (edge.media.sdp.is_fax); the byte test keeps the full SDP parse off
+    the path of the ordinary voice call."""
     if not body:
         return False
     low = body.lower()
-    return b"m=image" in low or b"t38" in low
+    if b"m=image" not in low and b"t38" not in low:
+        return False
+    try:
+        return sdp.is_fax(sdp.parse(body))
+    except sdp.SdpError:
+        return False
 
 
 def build_facts(msg: SipMessage, src: Destination, peer: Peer, customer: str | None, now: float,
-                stir: StirResult = ABSENT) -> CallFacts:
-    ident = identity_header(msg)
-    cuser = uri_user(uri_of(ident))
-    calling = parse_number(cuser) if cuser else None
+                stir: StirResult = ABSENT, caller: CallerId | None = None) -> CallFacts:
+    if caller is None:
+        caller = caller_id(msg)
+    ident = caller.ident
+    cuser = caller.user
     called_user = uri_user(msg.uri)
     called = parse_number(called_user) if called_user else None
     privacy = (msg.get("privacy") or "").lower()
@@ -58,9 +83,9 @@ def build_facts(msg: SipMessage, src: Destination, peer: Peer, customer: str | N
         or not cuser
         or cuser.lower() in ANONYMOUS_USERS
         or "anonymous.invalid" in ident.lower()
-        or (calling is not None and not calling.e164)
+        or not caller.e164
     )
-    cnam = stir.rcd_name if stir.rcd_name else display_name(ident)
+    cnam = stir.rcd_name if stir.rcd_name else caller.cnam
     fax = msg.method == "INVITE" and is_fax_offer(msg.body)
     kind = ContactKind.MESSAGE if msg.method == "MESSAGE" else (ContactKind.FAX if fax else ContactKind.CALL)
     return CallFacts(
@@ -72,7 +97,7 @@ def build_facts(msg: SipMessage, src: Destination, peer: Peer, customer: str | N
         transport=src.transport,
         carrier=peer.name if peer.kind == "carrier" else None,
         calling_raw=cuser,
-        calling_number=calling.e164 if calling else "",
+        calling_number=caller.e164,
         called_raw=called_user,
         called_number=called.e164 if called else "",
         cnam=cnam,

@@ -21,7 +21,7 @@ import structlog
 
 from edge.call.activity import Activity, new_activity_id
 from edge.call.admission import Gatekeeper, apply_edits
-from edge.call.facts import display_name, identity_header
+from edge.call.facts import CallerId, caller_id
 from edge.call.peers import Peer, PeerDirectory
 from edge.call.routing import Target, TargetPool
 from edge.config import EdgeConfig, host_port
@@ -30,7 +30,7 @@ from edge.numbers import parse_number
 from edge.policy.facts import Action, Decision
 from edge.stir.verifier import NeedCertificate
 from edge.sip.errors import SipParseError
-from edge.sip.message import MAGIC_COOKIE, SipMessage, Via, param, parse, split_list, uri_of
+from edge.sip.message import MAGIC_COOKIE, SipMessage, Via, parse, split_list, uri_of
 from edge.sip.response import make_response
 from edge.sip.timers import TimerWheel
 from edge.sip.transaction import ClientTransaction, Destination, ServerTransaction, State, build_cancel
@@ -57,7 +57,6 @@ class Stats:
         "dropped",
         "retransmissions_absorbed",
         "invites",
-        "forwarded",
         "rejected",
         "unknown_source",
         "not_found",
@@ -157,7 +156,7 @@ class InviteContext:
         "entry",
         "peer",
         "edits",
-        "media",
+        "caller",
         "responded",
     )
 
@@ -179,7 +178,7 @@ class InviteContext:
         self.entry: NumberEntry | None = None
         self.peer: Peer | None = None
         self.edits: list[tuple[str, str | None]] = []  # header edits on every forwarded copy (verstat, Identity)
-        self.media: object = None  # the screening call when the edge answered it
+        self.caller: CallerId | None = None  # the caller's identity, read once
         self.responded = False  # first response (other than 100) seen, for the latency histogram
 
 
@@ -504,7 +503,8 @@ class Proxy:
         ctx.called_user = called_user
         called = parse_number(called_user).e164 if called_user else ""
         entry = self.plan.lookup(called)
-        activity = self._new_activity(msg, src, peer, called or called_user, now)
+        ctx.caller = caller_id(msg)  # read once: activity, STIR and policy facts all use it
+        activity = self._new_activity(msg, src, peer, called or called_user, ctx.caller, now)
         ctx.activity = activity
         if self.is_released is not None and called and self.is_released(called):
             # Released numbers win over a stale dialplan entry (`sip-edge check` reports that conflict).
@@ -542,7 +542,7 @@ class Proxy:
             activity.rule_id = "default"
             self._forward_initial(ctx, now)
             return
-        out = self.gate.admit(ctx.request, ctx.server.source, ctx.peer, entry, now)
+        out = self.gate.admit(ctx.request, ctx.server.source, ctx.peer, entry, now, ctx.caller)
         if isinstance(out, NeedCertificate):
             waiting = self.parked.setdefault(out.url, [])
             if not waiting:
@@ -556,8 +556,7 @@ class Proxy:
         ctx.decision = decision
         facts = out.facts
         activity.kind = facts.kind.value
-        activity.cnam = facts.cnam
-        activity.calling_number = facts.calling_number or facts.calling_raw
+        activity.cnam = facts.cnam  # a verified rcd name replaces the display name
         activity.stir_status = out.stir.status.value
         activity.stir_attestation = out.stir.attestation or ""
         activity.stir_code = out.stir.code
@@ -638,18 +637,16 @@ class Proxy:
         ctx.dialog = dlg
         self.wheel.arm(dlg, "max_age", now + self.dialog_max_age)
 
-    def _new_activity(self, msg: SipMessage, src: Destination, peer: Peer, called: str, now: float) -> Activity:
-        ident = identity_header(msg)
-        calling_user = uri_user(uri_of(ident))
-        calling = parse_number(calling_user).e164 if calling_user else ""
+    def _new_activity(self, msg: SipMessage, src: Destination, peer: Peer, called: str, caller: CallerId,
+                      now: float) -> Activity:
         return Activity(
             id=new_activity_id(now, self.node),
             call_id=msg.call_id,
             kind="message" if msg.method == "MESSAGE" else "call",
             received_at=now,
-            calling_number=calling or calling_user,
+            calling_number=caller.e164 or caller.user,
             called_number=called,
-            cnam=display_name(ident),
+            cnam=caller.cnam,
             source=f"{src.host}:{src.port}",
             transport=src.transport,
             carrier=peer.name if peer.kind == "carrier" else "",
@@ -1128,4 +1125,4 @@ def _set_rport(via: str, port: int) -> str:
     return ";".join(parts)
 
 
-__all__ = ["Proxy", "Stats", "Dialog", "InviteContext", "param"]
+__all__ = ["Proxy", "Stats", "Dialog", "InviteContext"]
