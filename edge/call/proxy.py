@@ -331,7 +331,10 @@ class Proxy:
             names = {k for k, _ in keep}
             if not {"via", "call-id", "from", "to", "cseq"} <= names:
                 raise ValueError
-            Via(split_list(next(v for k, v in keep if k == "via"))[0])
+            vias = split_list(next(v for k, v in keep if k == "via"))
+            if not vias or not vias[0]:
+                raise ValueError
+            Via(vias[0])
             req = SipMessage.request("X", "sip:x", [(k, v) for k, v in keep])
             if reason == "Version Not Supported":
                 self._reply(req, src, 505)  # RFC 3261 §8.2.2 / §21.5.7

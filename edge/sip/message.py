@@ -330,10 +330,10 @@ class SipMessage:
             return self._vias[0]
         top = self._cache.get("top_via")
         if top is None:
-            first = self.get("via")
-            if not first:
+            values = split_list(self.get("via") or "")
+            if not values or not values[0]:
                 raise SipParseError("Missing Via")
-            top = Via(split_list(first)[0])
+            top = Via(values[0])
             self._cache["top_via"] = top
         return top  # type: ignore[return-value]
 

@@ -493,3 +493,11 @@ def test_copy_is_independent() -> None:
     assert m.max_forwards == 70
     assert m.branch == "z9hG4bKcarrier1"
     assert m.to_bytes() == invite()
+
+
+def test_message_empty_via_list_is_a_parse_error_not_a_crash() -> None:
+    """`Via: ,` splits to no value at all (found by the fuzzer): a clear parse error, never IndexError."""
+    raw = (b"INVITE sip:a@b SIP/2.0\r\nVia: ,\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@c>\r\n"
+           b"Call-ID: x\r\nCSeq: 1 INVITE\r\n\r\n")
+    with pytest.raises(SipParseError, match="Missing Via"):
+        parse(raw).top_via
