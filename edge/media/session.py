@@ -339,16 +339,18 @@ class MediaSession:
                 if event is not None:
                     self._events.append(event)
             return packet
-        if self._inband is not None or self.recorder is not None:
-            self._consume_audio(packet.payload, packet.timestamp, now)
+        # Once bridged the screening is over: no decode or Goertzel per packet for DTMF nobody reads.
+        listening = self._inband is not None and self.state is not SessionState.BRIDGED
+        if listening or self.recorder is not None:
+            self._consume_audio(packet.payload, packet.timestamp, now, listening)
         return packet
 
-    def _consume_audio(self, payload: bytes, timestamp: int, now: float) -> None:
+    def _consume_audio(self, payload: bytes, timestamp: int, now: float, listening: bool) -> None:
         assert self.codec is not None
         pcm = decode(payload, self.codec)
         samples = array("h")
         samples.frombytes(pcm)
-        if self._inband is not None:
+        if listening and self._inband is not None:
             self._events.extend(self._inband.feed(samples, now))
         recorder = self.recorder
         if recorder is not None and recorder.finished is None:

@@ -165,6 +165,23 @@ def test_session_inband_only_without_telephone_event():
     assert digits == ["3"]
 
 
+def test_session_inband_detection_stops_once_bridged():
+    """A bridged call's audio is relayed, not screened: no decode or Goertzel for DTMF nobody reads."""
+    from edge.media.codecs import encode
+    from edge.media.prompts import dtmf_pcm, silence_pcm
+
+    session = make_session(te=None)
+    session.enter_bridge(object(), 0.0)
+    payload = encode(silence_pcm(40) + dtmf_pcm("3", 100) + silence_pcm(60), Codec.PCMU)
+    for i in range(0, len(payload), 160):
+        assert session.receive_rtp(rtp(0, i // 160, i, payload[i : i + 160]), REMOTE, now=i / 8000) is not None
+    assert not [e for e in session.drain_events() if isinstance(e, DtmfReceived)]
+    session.leave_bridge()
+    for i in range(0, len(payload), 160):
+        session.receive_rtp(rtp(0, 100 + i // 160, 8000 + i, payload[i : i + 160]), REMOTE, now=1.0 + i / 8000)
+    assert [e.digit for e in session.drain_events() if isinstance(e, DtmfReceived)] == ["3"]
+
+
 def test_rtp_pack_matches_aiortc_serialize():
     ours = pack_rtp(8, True, 65535, 2**32 - 1, 0xDEADBEEF, b"x" * 160)
     theirs = RtpPacket(payload_type=8, marker=1, sequence_number=65535, timestamp=2**32 - 1, ssrc=0xDEADBEEF, payload=b"x" * 160)
