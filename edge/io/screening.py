@@ -109,7 +109,8 @@ class ScreenedCall:
         self.flow: fl.Flow | None = None
         self.flows_run: list[str] = []
         self.timers = fl.TimerTable()
-        self._handles: dict[str, asyncio.TimerHandle] = {}
+        self._flow_timer: asyncio.TimerHandle | None = None  # the flows' next deadline
+        self._retx_timer: asyncio.TimerHandle | None = None  # 2xx retransmission until the ACK
         self.gate: fl.ScreeningGate | None = None
         self.playlists: dict[int, str] = {}  # engine playback id -> flow playlist id
         self.b_targets: list[Target] = []
@@ -254,12 +255,12 @@ class ScreenedCall:
 
     def _arm_timers(self) -> None:
         loop = self.svc.engine.loop
-        for h in self._handles.values():
-            h.cancel()
-        self._handles.clear()
+        if self._flow_timer is not None:
+            self._flow_timer.cancel()
+            self._flow_timer = None
         at = self.timers.next_at()
         if at is not None and not self.ended:
-            self._handles["flow"] = loop.call_at(loop.time() + max(0.0, at - time.time()), self._timers_due)
+            self._flow_timer = loop.call_at(loop.time() + max(0.0, at - time.time()), self._timers_due)
 
     def _timers_due(self) -> None:
         now = time.time()
@@ -368,10 +369,11 @@ class ScreenedCall:
         self._retransmit_2xx(self.proxy.tv.t1, now + 64 * self.proxy.tv.t1)
 
     def _retransmit_2xx(self, interval: float, give_up: float) -> None:
-        """The UAS core retransmits its 2xx until the ACK arrives (RFC 3261 §13.3.1.4)."""
-        loop = self.svc.engine.loop
+        """The UAS core retransmits its 2xx, T1 doubling up to T2, until the ACK arrives; after 64*T1
+        without one it hangs up (RFC 3261 §13.3.1.4)."""
 
         def again() -> None:
+            self._retx_timer = None
             if self.a_acked or self.ended:
                 return
             if time.time() >= give_up:
@@ -381,13 +383,10 @@ class ScreenedCall:
                 return
             self.proxy._send(self._last_2xx, self.a_dest)
             self.svc.hub.flush()
-            nxt = min(interval * 2, self.proxy.tv.t2)
-            self._handles["2xx"] = loop.call_later(interval, lambda: self._retransmit_2xx_step(nxt, give_up))
+            self._retransmit_2xx(min(interval * 2, self.proxy.tv.t2), give_up)
 
-        self._handles["2xx"] = loop.call_later(interval, again)
-
-    def _retransmit_2xx_step(self, interval: float, give_up: float) -> None:
-        self._retransmit_2xx(interval, give_up)
+        # Never sleep past the 64*T1 deadline: the give-up check must run on time.
+        self._retx_timer = self.svc.engine.loop.call_later(min(interval, max(0.0, give_up - time.time())), again)
 
     def _final(self, status: int, reason: str | None) -> None:
         """End the A-leg before answer: never billed."""
@@ -440,9 +439,10 @@ class ScreenedCall:
         if self.ended:
             return
         self.ended = True
-        for h in self._handles.values():
-            h.cancel()
-        self._handles.clear()
+        for h in (self._flow_timer, self._retx_timer):
+            if h is not None:
+                h.cancel()
+        self._flow_timer = self._retx_timer = None
         for s in (self.a, self.b):
             if s is not None:
                 s.close()
@@ -466,9 +466,9 @@ class ScreenedCall:
         if method == "ACK":
             if not from_b:
                 self.a_acked = True
-                h = self._handles.pop("2xx", None)
-                if h is not None:
-                    h.cancel()
+                if self._retx_timer is not None:
+                    self._retx_timer.cancel()
+                    self._retx_timer = None
                 if msg.body and self.a is not None and self.a.offer is not None:
                     try:
                         self.a.accept_answer(msg.body)  # delayed offer: the answer is in the ACK

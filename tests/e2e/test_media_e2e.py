@@ -229,3 +229,56 @@ def test_media_early_media_failed_captcha_is_never_answered(edge, tmp_path):
     assert "SIP/2.0 200 OK" not in car.messages()
     act = _activity(admin, "12025550100")
     assert act["answered_at"] is None and act["billable"] is False and act["final_status"] == 480
+
+
+NO_ACK = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!-- Carrier whose ACK never arrives: the edge must retransmit its 200 and finally hang up. -->
+<scenario name="uac without ACK">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:+13035550109@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 1 1 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <recv request="BYE" timeout="15000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+]]></send>
+</scenario>
+"""
+
+
+def test_media_answer_retransmitted_until_ack_then_hangup(edge, tmp_path):
+    """RFC 3261 §13.3.1.4: the edge (UAS) resends its 200 while the captcha runs, then gives up with BYE."""
+    edge.start(dialplan=MEDIA_PLAN, extra=media_extra(tmp_path), health_interval="")
+    scen = tmp_path / "uac_no_ack.xml"
+    scen.write_text(NO_ACK)
+    car = uac(tmp_path, edge.port, "12025550100", str(scen), timeout=25)
+    assert car.wait(30) == 0, car.errors() + car.messages()[-3000:]
+    msgs = car.messages()
+    # T1 = 100 ms in the test config: 200 at 0, then 0.1, 0.3, 0.7, 1.5, 3.1 s ... and BYE at 64*T1 = 6.4 s.
+    assert msgs.count("SIP/2.0 200 OK") >= 5
+    assert "no ACK for 200 OK" in msgs
