@@ -268,21 +268,22 @@ class SipMessage:
     # -- construction -------------------------------------------------------------------
     @classmethod
     def request(cls, method: str, uri: str, headers: list[tuple[str, str]], body: bytes = b"") -> SipMessage:
-        m = cls()
+        m = cls._built(f"{method} {uri} {SIP_VERSION}", headers, body)
         m.method = method
         m.uri = uri
-        m._start = f"{method} {uri} {SIP_VERSION}"
-        m.headers = [[n.lower(), n, v, None] for n, v in headers]
-        m.body = body
-        m._dirty = True
         return m
 
     @classmethod
     def response(cls, status: int, reason: str, headers: list[tuple[str, str]], body: bytes = b"") -> SipMessage:
-        m = cls()
+        m = cls._built(f"{SIP_VERSION} {status} {reason}", headers, body)
         m.status = status
         m.reason = reason
-        m._start = f"{SIP_VERSION} {status} {reason}"
+        return m
+
+    @classmethod
+    def _built(cls, start: str, headers: list[tuple[str, str]], body: bytes) -> SipMessage:
+        m = cls()
+        m._start = start
         m.headers = [[n.lower(), n, v, None] for n, v in headers]
         m.body = body
         m._dirty = True

@@ -226,9 +226,6 @@ class RedisStore:
     def _k_captcha(self, calling: str, scope: str) -> str:
         return f"{self.ns}:captcha:{scope}:{calling}"
 
-    def _k_rate(self, kind: str, window: float, idx: int, key: str) -> str:
-        return f"{self.ns}:rate:{kind}:{window:g}:{idx}:{key}"
-
     # --- connection, outage, resync --------------------------------------------------------------
     def _mark_down(self, exc: BaseException) -> None:
         self.stats["errors"] += 1

@@ -394,6 +394,17 @@ class Admin:
         self.base = f"http://{m.group(1)}"
         self.token_file = tmp / "admin.token"
 
+    def activities(self, wait: float = 5.0, **filters: str) -> list[dict]:
+        """GET /activities with filters, polling until something matches (writes are batched)."""
+        q = "&".join(f"{k}={v}" for k, v in filters.items())
+        deadline = time.monotonic() + wait
+        while True:
+            status, body = self.call("GET", f"/activities?{q}")
+            assert status == 200, body
+            if body["items"] or time.monotonic() > deadline:
+                return body["items"]
+            time.sleep(0.1)
+
     def call(self, method: str, path: str, body: object | None = None, token: bool = True) -> tuple[int, object]:
         import json
         import urllib.error

@@ -43,17 +43,6 @@ id = "caller-rate"
 """
 
 
-def _activities(admin: Admin, **filters: str) -> list[dict]:
-    q = "&".join(f"{k}={v}" for k, v in filters.items())
-    deadline = time.monotonic() + 5
-    while True:
-        status, body = admin.call("GET", f"/activities?{q}")
-        assert status == 200, body
-        if body["items"] or time.monotonic() > deadline:
-            return body["items"]
-        time.sleep(0.1)
-
-
 @pytest.fixture
 def policy_edge(edge):
     d = edge.start(dialplan=POLICY_PLAN, health_interval="")
@@ -70,7 +59,7 @@ def test_policy_blocked_number_and_cnam_get_603_and_never_reach_pbx(policy_edge,
     assert b.wait(20) == 0, b.errors()
     pbx.stop()
     assert "INVITE sip:" not in pbx.messages()
-    acts = {x["calling_number"]: x for x in _activities(admin, decision="reject")}
+    acts = {x["calling_number"]: x for x in admin.activities(decision="reject")}
     assert acts["+13035550111"]["rule_id"] == "bad-number"
     assert acts["+13035550199"]["rule_id"] == "bad-cnam"
     assert acts["+13035550199"]["cnam"] == "Spammer Inc."
@@ -86,9 +75,9 @@ def test_policy_allow_entry_overrides_prefix_block(policy_edge, tmp_path):
                   name="blocked")
     assert blocked.wait(20) == 0, blocked.errors()
     pbx.stop()
-    allowed = _activities(admin, calling="+13035550122")[0]
+    allowed = admin.activities(calling="+13035550122")[0]
     assert allowed["decision"] == "allow" and allowed["rule_id"] == "trusted" and allowed["billable"] is True
-    assert _activities(admin, calling="+13035550123")[0]["rule_id"] == "bad-block"
+    assert admin.activities(calling="+13035550123")[0]["rule_id"] == "bad-block"
 
 
 def test_policy_caller_over_rate_is_rejected_per_dialplan(policy_edge, tmp_path):
@@ -99,7 +88,7 @@ def test_policy_caller_over_rate_is_rejected_per_dialplan(policy_edge, tmp_path)
     pbx.stop()
     assert car.count("SuccessfulCall(C)") == 3
     assert car.count("FailedCall(C)") == 2
-    rejected = _activities(admin, calling="+13035550133", decision="reject")
+    rejected = admin.activities(calling="+13035550133", decision="reject")
     assert len(rejected) == 2
     assert {x["rule_id"] for x in rejected} == {"caller-rate"}
     assert all(x["final_status"] == 603 and not x["billable"] for x in rejected)
@@ -110,7 +99,7 @@ def test_policy_flag_activity_blocks_next_identical_call(policy_edge, tmp_path):
     pbx = uas(tmp_path, edge.pbx_a)
     first = uac(tmp_path, edge.port, "12025550100", call_scenario(tmp_path, "+13035550144"), name="first")
     assert first.wait(20) == 0, first.errors()
-    act = _activities(admin, calling="+13035550144")[0]
+    act = admin.activities(calling="+13035550144")[0]
     status, rule = admin.call("POST", f"/activities/{act['id']}/flag", {"by": "number"})
     assert status in (200, 201), rule
     t0 = time.monotonic()
@@ -120,7 +109,7 @@ def test_policy_flag_activity_blocks_next_identical_call(policy_edge, tmp_path):
     assert time.monotonic() - t0 < 5
     pbx.stop()
     assert pbx.messages().count("INVITE sip:") == 1
-    blocked = _activities(admin, calling="+13035550144", decision="reject")[0]
+    blocked = admin.activities(calling="+13035550144", decision="reject")[0]
     assert blocked["rule_id"] == rule["rule"]["id"] if "rule" in rule else rule["id"]
     # Missing token -> 401; unknown activity -> 404; invalid number -> 422.
     assert admin.call("GET", "/activities", token=False)[0] == 401
@@ -137,7 +126,7 @@ def test_policy_message_from_blocked_number_rejected_and_clean_message_forwarded
     assert good.wait(20) == 0, good.errors()
     assert pbx.wait(10) == 0, pbx.errors()
     assert pbx.messages().count("MESSAGE sip:") == 1
-    msgs = {x["calling_number"]: x for x in _activities(admin, called="+12025550100") if x["kind"] == "message"}
+    msgs = {x["calling_number"]: x for x in admin.activities(called="+12025550100") if x["kind"] == "message"}
     assert msgs["+13035550111"]["decision"] == "reject" and msgs["+13035550111"]["billable"] is False
     assert msgs["+13035550155"]["final_status"] == 200
 

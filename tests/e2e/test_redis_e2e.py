@@ -80,17 +80,6 @@ def cluster(tmp_path: Path):
     server.stop()
 
 
-def _activities(admin: Admin, **filters: str) -> list[dict]:
-    q = "&".join(f"{k}={v}" for k, v in filters.items())
-    deadline = time.monotonic() + 5
-    while True:
-        status, body = admin.call("GET", f"/activities?{q}")
-        assert status == 200, body
-        if body["items"] or time.monotonic() > deadline:
-            return body["items"]
-        time.sleep(0.1)
-
-
 def test_redis_caller_spread_over_two_nodes_trips_combined_rate(cluster, tmp_path):
     start, _, pbx_port = cluster
     a, b = start(RATE_PLAN)
@@ -104,11 +93,11 @@ def test_redis_caller_spread_over_two_nodes_trips_combined_rate(cluster, tmp_pat
     # 4/60s over both nodes: 3 on A, then B's first call is the 4th; B's next two exceed it.
     assert on_a.count("SuccessfulCall(C)") == 3
     assert on_b.count("SuccessfulCall(C)") == 1 and on_b.count("FailedCall(C)") == 2
-    rejected = _activities(b.admin, calling="+13035550133", decision="reject")
+    rejected = b.admin.activities(calling="+13035550133", decision="reject")
     assert len(rejected) == 2 and {x["rule_id"] for x in rejected} == {"caller-rate"}
     assert all(x["final_status"] == 603 for x in rejected)
     # Each node counted alone would have allowed all six (3 <= 4 per node).
-    assert _activities(a.admin, calling="+13035550133", decision="reject") == []
+    assert a.admin.activities(calling="+13035550133", decision="reject") == []
 
 
 def test_redis_block_flagged_on_node_a_rejects_next_call_on_node_b(cluster, tmp_path):
@@ -117,7 +106,7 @@ def test_redis_block_flagged_on_node_a_rejects_next_call_on_node_b(cluster, tmp_
     pbx = uas(tmp_path, pbx_port)
     first = uac(tmp_path, a.port, "12025550100", call_scenario(tmp_path, "+13035550144"), name="first")
     assert first.wait(20) == 0, first.errors()
-    act = _activities(a.admin, calling="+13035550144")[0]
+    act = a.admin.activities(calling="+13035550144")[0]
     status, body = a.admin.call("POST", f"/activities/{act['id']}/flag", {"by": "number"})
     assert status in (200, 201), body
     flagged_at = time.monotonic()
@@ -129,7 +118,7 @@ def test_redis_block_flagged_on_node_a_rejects_next_call_on_node_b(cluster, tmp_
     assert second.wait(20) == 0, second.errors()
     pbx.stop()
     assert pbx.messages().count("INVITE sip:") == 1
-    blocked = _activities(b.admin, calling="+13035550144", decision="reject")[0]
+    blocked = b.admin.activities(calling="+13035550144", decision="reject")[0]
     assert blocked["rule_id"] == rule_id
     status, blocks = b.admin.call("GET", "/blocks")
     assert status == 200 and [r["id"] for r in blocks["blocks"]] == [rule_id]
