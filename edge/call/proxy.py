@@ -413,21 +413,21 @@ class Proxy:
         self.server_txns[key] = st
         host = st.source.host
         self.txns_by_source[host] = self.txns_by_source.get(host, 0) + 1
-        st.counted = True
+        st.on_final = self._uncount  # whoever answers (proxy, screening, CANCEL), the count follows
 
     def _uncount(self, st: ServerTransaction) -> None:
-        """The transaction has its final answer: it no longer counts toward its source's pending work."""
-        if st.counted:
-            st.counted = False
-            host = st.source.host
-            n = self.txns_by_source.get(host, 1) - 1
-            if n > 0:
-                self.txns_by_source[host] = n
-            else:
-                self.txns_by_source.pop(host, None)
+        """The transaction has its final answer (or is gone): it no longer counts as pending."""
+        host = st.source.host
+        n = self.txns_by_source.get(host, 1) - 1
+        if n > 0:
+            self.txns_by_source[host] = n
+        else:
+            self.txns_by_source.pop(host, None)
 
     def _forget_server_txn(self, st: ServerTransaction) -> None:
-        self._uncount(st)
+        if st.on_final is not None:  # never answered: still counted
+            st.on_final = None
+            self._uncount(st)
         if self.server_txns.get(st.key) is st:
             del self.server_txns[st.key]
 
@@ -669,7 +669,6 @@ class Proxy:
     def _release(self, ctx: InviteContext) -> None:
         """The context has its final answer: its transactions only absorb retransmissions from now on,
         so they let go of it (no cycles left; the call's memory is freed at once)."""
-        self._uncount(ctx.server)
         ctx.server.owner = None
         if ctx.client is not None:
             ctx.client.owner = None
@@ -803,7 +802,6 @@ class Proxy:
         cancel_st = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
         self._add_server_txn(key, cancel_st)
         cancel_st.respond(200, make_response(msg, 200).to_bytes(), now)
-        self._uncount(cancel_st)
         ctx = st.owner
         if not isinstance(ctx, InviteContext) or ctx.done:
             return

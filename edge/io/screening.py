@@ -352,7 +352,6 @@ class ScreenedCall:
         data = resp.to_bytes()
         self.ctx.server.respond(status, data, time.time())
         if status >= 200:
-            self.proxy._uncount(self.ctx.server)
             self.proxy._count_status(status)
             self._last_2xx = data
 

@@ -74,7 +74,7 @@ class ServerTransaction:
         "_g_interval",
         "owner",
         "created",
-        "counted",
+        "on_final",
     )
 
     def __init__(
@@ -101,7 +101,7 @@ class ServerTransaction:
         self._g_interval = tv.t1
         self.owner: object = None  # the proxy context that consumes this transaction
         self.created = now
-        self.counted = False  # counted among its source's transactions still waiting for a final answer
+        self.on_final: Callable[[ServerTransaction], None] | None = None  # told once, at the first final response
 
     @property
     def terminated(self) -> bool:
@@ -133,6 +133,9 @@ class ServerTransaction:
             return
         self.last_response = data
         self.request = None  # type: ignore[assignment]  # retransmissions match by key; free the message
+        if self.on_final is not None:
+            on_final, self.on_final = self.on_final, None
+            on_final(self)
         reliable = self.source.reliable
         if self.invite:
             if status < 300:
