@@ -45,23 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default=DEFAULT_CONFIG)
     c.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
     c.set_defaults(func=_check)
-    for module in _command_modules():
-        module.register(sub)
+    from edge.lifecycle import commands as lifecycle_commands
+    from edge.stir import commands as stir_commands
+    from edge.store import commands as store_commands
+
+    for module in (store_commands, lifecycle_commands, stir_commands):
+        module.register(sub)  # activities, flag, block, voicemail / numbers / stir
     return p
-
-
-def _command_modules() -> list:
-    """Operator command groups contributed by each area (activities, blocks, numbers, stir)."""
-    import importlib
-
-    mods = []
-    for name in ("edge.store.commands", "edge.lifecycle.commands", "edge.stir.commands"):
-        try:
-            mods.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-    return mods
 
 
 def main(argv: list[str] | None = None) -> int:

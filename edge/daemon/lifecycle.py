@@ -352,7 +352,7 @@ class Daemon:
             t.cancel()
         if self.hub is not None:
             await self.hub.close()
-        if getattr(self, "media", None) is not None:
+        if self.media is not None:
             await self.media.aclose()
         if self.hep is not None:
             self.hep.close()
