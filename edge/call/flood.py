@@ -145,9 +145,7 @@ def validate_flood(cfg: FloodConfig, prefix: str = "$.flood") -> list[tuple[str,
     """(json-path, reason) for every invalid setting."""
     errors: list[tuple[str, str]] = []
     try:
-        count, _ = parse_rate(cfg.rate)
-        if count < 1:
-            errors.append((f"{prefix}.rate", "count must be at least 1"))
+        parse_rate(cfg.rate)
     except ValueError as exc:
         errors.append((f"{prefix}.rate", str(exc)))
     try:

@@ -25,7 +25,8 @@ import structlog
 from edge.stir.certs import TrustStore
 from edge.stir.failures import StirFailure
 from edge.stir.result import StirResult
-from edge.stir.schema import StirConfig, parse_duration
+from edge.stir.schema import StirConfig
+from edge.units import parse_duration
 from edge.stir.schema import validate as validate_schema
 from edge.stir.signer import Signer
 from edge.stir.verifier import Check, Verifier

@@ -19,7 +19,8 @@ import structlog
 from edge.media.clock import Pacer
 from edge.media.codecs import Codec
 from edge.media.dtmf import DtmfReceived, InbandSettings, parse_info_body
-from edge.media.engine_config import MediaConfig, parse_duration
+from edge.media.engine_config import MediaConfig
+from edge.units import parse_duration
 from edge.media.ports import PoolExhausted, PortPool
 from edge.media.prompts import PROMPT_SUFFIXES, Prompt, PromptError, PromptLibrary, builtin_prompts, prompt_from_bytes
 from edge.media.recorder import RecorderSettings, RecordingFinished, RecordingStopReason, VoicemailRecorder, wav_bytes

@@ -34,7 +34,8 @@ from edge.media.flow import (
     TimerFired,
     Voicemail,
 )
-from edge.media.schema import CaptchaSpec, EarlyInput, OnFail, parse_duration
+from edge.media.schema import CaptchaSpec, EarlyInput, OnFail
+from edge.units import parse_duration
 from edge.policy.facts import Evidence
 
 DIGITS = "0123456789"

@@ -31,7 +31,8 @@ from edge.media.flow import (
     TimerFired,
     Voicemail,
 )
-from edge.media.schema import MAX_MENU_TRANSITIONS, MenuOption, MenuSpec, parse_duration
+from edge.media.schema import MAX_MENU_TRANSITIONS, MenuOption, MenuSpec
+from edge.units import parse_duration
 
 TERMINATOR = "#"
 MAX_PATH = 16  # menus kept in the result path (older entries are dropped)

@@ -31,7 +31,8 @@ from edge.media.flow import (
     StopRecording,
     TimerFired,
 )
-from edge.media.schema import VoicemailBoxSpec, parse_duration
+from edge.media.schema import VoicemailBoxSpec
+from edge.units import parse_duration
 
 END_KEY = "#"
 RECORDER_GRACE = 5.0  # seconds the recorder gets to report after its own deadline or a stop

@@ -30,11 +30,10 @@ What telecom engineers write (TOML, decoded with msgspec, unknown keys forbidden
 
 from __future__ import annotations
 
-import re
-
 import msgspec
 
 from edge.units import parse_duration
+from edge.units import parse_rate as _parse_rate
 
 from edge.policy.blocking import RuleValueError, normalise_rule
 from edge.policy.facts import Action
@@ -44,9 +43,6 @@ from edge.policy.rules import BlockRule, RuleKind, Scope
 from edge.policy.signals import SignalConfig, SignalWeights
 from edge.policy.spam import DEFAULT_THRESHOLDS, RateRule, SpamConfig, Threshold
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$")
 _MEDIA = (Action.CAPTCHA, Action.MENU, Action.VOICEMAIL)
 
 
@@ -59,16 +55,10 @@ class ValidationError(msgspec.Struct, frozen=True):
 
 
 def parse_rate(text: str) -> RateLimit:
-    """'5/60s' (five per sixty seconds), '100/1h', '10/m' -> RateLimit; raises ValueError."""
-    m = _RATE.match(text)
-    if not m:
-        raise ValueError(f"invalid rate {text!r}: expected '<count>/<duration>' such as '5/60s'")
-    count = int(m.group(1))
-    window = float(m.group(2) or 1) * _UNITS[m.group(3)]
-    if count < 1:
-        raise ValueError(f"invalid rate {text!r}: count must be at least 1")
-    if not 1.0 <= window <= 86400.0:
-        raise ValueError(f"invalid rate {text!r}: window must be between 1s and 24h")
+    """'5/60s' (five per sixty seconds), '100/1h', '10/m' -> RateLimit; raises ValueError.
+
+    The grammar is edge.units.parse_rate's; the Spam Detective bounds its windows to 1s..24h."""
+    count, window = _parse_rate(text, min_window=1.0, max_window=86400.0)
     return RateLimit(count, window)
 
 

@@ -15,7 +15,7 @@ from edge.io.cert_fetch import CertFetcher, FetchSettings, load_trust_store
 from edge.io.cert_fetch import verify as verify_async
 from edge.stir.failures import SIP_REASONS
 from edge.stir.result import StirResult, StirStatus
-from edge.stir.schema import parse_duration
+from edge.units import parse_duration
 from edge.stir.signer import Signer, origid_for
 from edge.stir.verifier import Check, NeedCertificate, Verifier, VerifierSettings
 

@@ -20,7 +20,8 @@ from edge.stir.identity import parse_identity
 from edge.stir.passport import Passport, tn_in
 from edge.stir.replay import ReplayGuard
 from edge.stir.result import StirResult, StirStatus
-from edge.stir.schema import StirConfig, parse_duration
+from edge.stir.schema import StirConfig
+from edge.units import parse_duration
 
 
 class NeedCertificate(msgspec.Struct, frozen=True):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from edge.store.memory import MemoryStore
 from edge.store.protocol import StateStore
-from edge.store.schema import StoreConfig, parse_duration, parse_size, validate_store
+from edge.store.schema import StoreConfig, parse_size, validate_store
+from edge.units import parse_duration
 from edge.store.sqlite import SqliteStore
 
 

@@ -8,7 +8,7 @@ import msgspec
 
 from edge.units import parse_duration
 
-__all__ = ["AdminConfig", "StoreConfig", "parse_duration", "parse_size", "split_listen", "validate_admin", "validate_store"]
+__all__ = ["AdminConfig", "StoreConfig", "parse_size", "split_listen", "validate_admin", "validate_store"]
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$")
 _SIZE_FACTOR = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}

@@ -252,8 +252,8 @@ def test_flood_config_from_toml_defaults():
 @pytest.mark.parametrize(
     ("kw", "path", "reason"),
     [
-        ({"rate": "fast"}, "$.flood.rate", "invalid rate 'fast': expected COUNT/WINDOW (e.g. '5/60s')"),
-        ({"rate": "0/1s"}, "$.flood.rate", "count must be at least 1"),
+        ({"rate": "fast"}, "$.flood.rate", "invalid rate 'fast': expected '<count>/<duration>' such as '5/60s'"),
+        ({"rate": "0/1s"}, "$.flood.rate", "invalid rate '0/1s': count must be at least 1"),
         ({"rate": "5/0s"}, "$.flood.rate", "invalid rate '5/0s': window must be positive"),
         ({"ban": "forever"}, "$.flood.ban",
          "invalid duration 'forever': expected a number with ms, s, m, h or d (e.g. '30s')"),

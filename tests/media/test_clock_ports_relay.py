@@ -4,7 +4,8 @@ from aiortc.rtp import RtpPacket
 from edge.media.clock import Pacer, Tick
 from edge.media.codecs import Codec
 from edge.media.dtmf import telephone_event_payloads
-from edge.media.engine_config import MediaConfig, parse_duration, validate
+from edge.media.engine_config import MediaConfig, validate
+from edge.units import parse_duration
 from edge.media.ports import PoolExhausted, PortPool
 from edge.media.relay import Bridge
 from edge.media.rtp import pack_rtp

@@ -259,3 +259,17 @@ def test_compile_number_policy_errors(text: str, expected: list[str]) -> None:
     spec = msgspec.toml.decode(text.encode(), type=NumberPolicySpec)
     _, errors = compile_number_policy(spec, path="$.numbers[0]")
     assert [str(e) for e in errors] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("5/60s", (5, 60.0)), ("10/m", (10, 60.0)), ("1/500ms", (1, 0.5)), ("3 / 10s", (3, 10.0)), ("100/1h", (100, 3600.0))],
+)
+def test_units_parse_rate_one_grammar_everywhere(text: str, expected: tuple[int, float]) -> None:
+    """The flood guard and the Spam Detective read the same rate strings the same way; only the
+    Spam Detective's window bounds differ."""
+    from edge.units import parse_rate as units_parse_rate
+
+    assert units_parse_rate(text) == expected
+    if 1.0 <= expected[1] <= 86400.0:
+        assert parse_rate(text) == RateLimit(*expected)

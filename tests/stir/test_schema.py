@@ -9,7 +9,8 @@ import pytest
 
 from edge.io.cert_fetch import validate_stir
 from edge.stir.result import ABSENT, StirResult, StirStatus
-from edge.stir.schema import StirAction, StirConfig, StirPolicy, StirSigning, decide, parse_duration, validate
+from edge.stir.schema import StirAction, StirConfig, StirPolicy, StirSigning, decide, validate
+from edge.units import parse_duration
 from tests.stir.pki import Pki, key_pem, pem
 
 
