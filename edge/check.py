@@ -13,16 +13,11 @@ from edge.config import ConfigError, EdgeConfig, load_config
 from edge.dialplan.load import DialplanError, load_dialplans
 from edge.dialplan.plan import Plan
 
-AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".flac", ".opus", ".m4a", ".aac", ".au"}
-BUILTIN_PROMPTS = {"beep", "sit", "silence"}
-
-
 def prompt_names(cfg: EdgeConfig) -> set[str]:
-    d = Path(cfg.media.prompts_dir)
-    names = set(BUILTIN_PROMPTS)
-    if d.is_dir():
-        names |= {p.stem for p in d.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES}
-    return names
+    """Prompt names a dialplan may use: the engine's own list (built-in tones + prompt files)."""
+    from edge.io.rtp_udp import prompt_names as engine_prompt_names
+
+    return engine_prompt_names(cfg.media.prompts_dir)
 
 
 def check(config_path: str, dialplan_dir: str) -> list[str]:

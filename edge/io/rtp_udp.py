@@ -22,7 +22,7 @@ from edge.media.dtmf import DtmfReceived, InbandSettings, parse_info_body
 from edge.media.engine_config import MediaConfig
 from edge.units import parse_duration
 from edge.media.ports import PoolExhausted, PortPool
-from edge.media.prompts import PROMPT_SUFFIXES, Prompt, PromptError, PromptLibrary, builtin_prompts, prompt_from_bytes
+from edge.media.prompts import BUILTIN_PROMPT_NAMES, PROMPT_SUFFIXES, Prompt, PromptError, PromptLibrary, builtin_prompts, prompt_from_bytes
 from edge.media.recorder import RecorderSettings, RecordingFinished, RecordingStopReason, VoicemailRecorder, wav_bytes
 from edge.media.relay import Bridge
 from edge.media.sdp import Offer, Refusal, accept_answer, make_offer, negotiate
@@ -42,6 +42,17 @@ class NotAcceptable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+def prompt_files(directory: str) -> list[Path]:
+    """The audio files the engine loads from a prompts directory (none when it is missing)."""
+    root = Path(directory)
+    return sorted(p for p in root.iterdir() if p.suffix.lower() in PROMPT_SUFFIXES) if root.is_dir() else []
+
+
+def prompt_names(directory: str) -> set[str]:
+    """Every prompt name playback can resolve: the built-in tones plus the directory's files."""
+    return set(BUILTIN_PROMPT_NAMES) | {p.stem for p in prompt_files(directory)}
 
 
 def load_prompt_file(path: Path, max_seconds: float = 600.0) -> Prompt:
@@ -244,8 +255,7 @@ class MediaEngine:
     # -- prompts ---------------------------------------------------------------------------
     async def load_prompts(self, directory: str | None = None) -> list[str]:
         """Decode every prompt file in the directory once (worker thread); returns loaded names."""
-        root = Path(directory or self.config.prompts_dir)
-        paths = sorted(p for p in root.iterdir() if p.suffix.lower() in PROMPT_SUFFIXES) if root.is_dir() else []
+        paths = prompt_files(directory or self.config.prompts_dir)
         loaded = []
         for path in paths:
             try:

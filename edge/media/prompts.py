@@ -123,15 +123,26 @@ def sit_pcm() -> bytes:
     return b"".join(tone_pcm((freq,), ms, 8000) for freq, ms in SIT_VACANT_CODE)
 
 
+#: Names of the prompts synthesised in code: what a dialplan may name without a file, for both
+#: `sip-edge check` and the engine (one list, so a name that validates also plays).
+BUILTIN_PROMPT_NAMES: tuple[str, ...] = ("tone-beep", "tone-sit", "silence-500ms") + tuple(
+    f"tone-dtmf-{d}" for d in "0123456789*#"
+)
+
+
+def _builtin_pcm(name: str) -> bytes:
+    if name == "tone-beep":
+        return beep_pcm()
+    if name == "tone-sit":
+        return sit_pcm()
+    if name == "silence-500ms":
+        return silence_pcm(500)
+    return dtmf_pcm(name.removeprefix("tone-dtmf-")) + silence_pcm(60)
+
+
 def builtin_prompts() -> list[Prompt]:
     """Prompts synthesised in code, available even with an empty prompts directory."""
-    prompts = [
-        prompt_from_pcm("tone-beep", beep_pcm()),
-        prompt_from_pcm("tone-sit", sit_pcm()),
-        prompt_from_pcm("silence-500ms", silence_pcm(500)),
-    ]
-    prompts += [prompt_from_pcm(f"tone-dtmf-{d}", dtmf_pcm(d) + silence_pcm(60)) for d in "0123456789*#"]
-    return prompts
+    return [prompt_from_pcm(name, _builtin_pcm(name)) for name in BUILTIN_PROMPT_NAMES]
 
 
 class PromptLibrary:

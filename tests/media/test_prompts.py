@@ -121,3 +121,18 @@ def test_prompt_library_evicts_least_recently_used():
     library.add(c)
     assert "b" not in library and library.get("a") is a and library.get("c") is c
     assert library.evictions == 1
+
+
+def test_prompt_names_agree_between_check_and_engine(tmp_path):
+    """A prompt name `sip-edge check` accepts is one playback resolves: built-ins by the engine's own
+    names ('tone-beep', not 'beep'), files by stem with the engine's suffix list."""
+    from edge.check import prompt_names
+    from edge.config import EdgeConfig
+    from edge.media.engine_config import MediaConfig
+
+    cfg = EdgeConfig(listen=[], media=MediaConfig(prompts_dir=str(tmp_path)))
+    assert prompt_names(cfg) == {p.name for p in builtin_prompts()}
+    assert "beep" not in prompt_names(cfg) and "tone-beep" in prompt_names(cfg)
+    (tmp_path / "greeting.gsm").write_bytes(b"")  # a suffix only the engine used to know
+    (tmp_path / "notes.txt").write_text("not audio")
+    assert prompt_names(cfg) == {p.name for p in builtin_prompts()} | {"greeting"}
