@@ -124,12 +124,12 @@ class MediaSessionProtocol(asyncio.DatagramProtocol):
         self.session.set_remote(result, self.engine.loop.time())
         self.offer = None
 
-    def play(self, items: Sequence[str | Prompt | Sequence[bytes]], interrupt: bool = True) -> int:
+    def play(self, items: Sequence[str | Prompt | Sequence[bytes]], interrupt: bool = True, playlist_id: str = "") -> str:
         """Queue prompts by name (or Prompt / raw payload lists); PlaybackFinished reports the id."""
         resolved = [self.engine.prompt(item) if isinstance(item, str) else item for item in items]
-        playback_id = self.session.play(resolved, self.engine.loop.time(), interrupt)
+        playlist_id = self.session.play(resolved, self.engine.loop.time(), interrupt, playlist_id)
         self.dispatch()
-        return playback_id
+        return playlist_id
 
     def stop_playback(self) -> None:
         self.session.stop_playback(self.engine.loop.time())

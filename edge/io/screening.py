@@ -19,16 +19,12 @@ import structlog
 
 from edge.media import flow as fl
 from edge.media.captcha import Captcha, CaptchaResult
-from edge.media.dtmf import DtmfReceived as MediaDtmf
 from edge.media.intercept import Intercept
 from edge.media.menus import Menu, MenuResult
 from edge.media.ports import PoolExhausted
 from edge.media.recorder import RecordingFinished
 from edge.media.schema import ScreeningMode
-from edge.media.session import MediaTimedOut as MediaTimeout
-from edge.media.session import PlaybackFinished as MediaPlaybackFinished
-from edge.media.session import PlaybackProgress as MediaPlaybackProgress
-from edge.media.session import RemoteLatched
+from edge.media.events import DtmfReceived, MediaTimedOut, PlaybackFinished, PlaybackProgress, RemoteLatched
 from edge.media.voicemail import VoicemailDeposit, VoicemailResult
 from edge.call.admission import apply_edits
 from edge.io.rtp_udp import MediaEngine, MediaSessionProtocol, NotAcceptable
@@ -112,7 +108,6 @@ class ScreenedCall:
         self._flow_timer: asyncio.TimerHandle | None = None  # the flows' next deadline
         self._retx_timer: asyncio.TimerHandle | None = None  # 2xx retransmission until the ACK
         self.gate: fl.ScreeningGate | None = None
-        self.playlists: dict[int, str] = {}  # engine playback id -> flow playlist id
         self.b_targets: list[Target] = []
         self.b_index = -1
         self.b_client: ClientTransaction | None = None
@@ -210,12 +205,10 @@ class ScreenedCall:
         if isinstance(e, fl.Play):
             if a is not None and not self.ended:
                 try:
-                    pid = a.play(list(e.items), interrupt=True)
+                    a.play(list(e.items), interrupt=True, playlist_id=e.playlist_id)
                 except KeyError as exc:
                     self.log.error("prompt_missing", prompt=str(exc))
-                    self._deliver(fl.PlaybackFinished(e.playlist_id))
-                    return
-                self.playlists[pid] = e.playlist_id
+                    self._deliver(PlaybackFinished(e.playlist_id, now))
         elif isinstance(e, fl.StopPlayback):
             if a is not None:
                 a.stop_playback()
@@ -281,26 +274,21 @@ class ScreenedCall:
 
     def _media_event(self, ev: object) -> None:
         now = time.time()
-        if isinstance(ev, MediaDtmf):
-            self._deliver(fl.DtmfReceived(ev.digit, now, ev.source.value))
-        elif isinstance(ev, MediaPlaybackFinished):
-            pid = self.playlists.pop(ev.playback_id, None)
-            if pid is not None and not ev.interrupted:
-                self._deliver(fl.PlaybackFinished(pid))
-        elif isinstance(ev, MediaPlaybackProgress):
-            pid = self.playlists.get(ev.playback_id)
-            if pid is not None:
-                self._deliver(fl.PlaybackProgress(pid, ev.item_index))
+        if isinstance(ev, (DtmfReceived, PlaybackProgress)):
+            self._deliver(ev)
+        elif isinstance(ev, PlaybackFinished):
+            if not ev.interrupted:  # a flow hears only of playlists that played out
+                self._deliver(ev)
         elif isinstance(ev, RemoteLatched):
             if self.gate is not None:
                 self._run(self.gate.handle(fl.CallerMediaStarted(now), now))
-        elif isinstance(ev, MediaTimeout):
+        elif isinstance(ev, MediaTimedOut):
             if self.activity is not None:
                 self.activity.reason += "; media timeout"
             if self.b_confirmed:
                 self._hangup("media timeout", now)
             else:
-                self._deliver(fl.MediaTimedOut())
+                self._deliver(ev)
                 if not self.ended and (self.flow is None or self.flow.finished):
                     self._hangup("media timeout", now)
         elif isinstance(ev, RecordingFinished):

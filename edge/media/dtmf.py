@@ -13,27 +13,12 @@ from collections import OrderedDict
 import msgspec
 
 from edge.media.codecs import frame_energy
+from edge.media.events import DtmfReceived, DtmfSource
 from edge.media.goertzel import KEYPAD, BlockAnalyzer
 
 EVENT_DIGITS = "0123456789*#ABCD"  # RFC 4733 §3.2 event codes 0..15
 MAX_INFO_BODY = 1024
 SAMPLES_PER_PACKET = 160
-
-
-class DtmfSource(enum.Enum):
-    RFC4733 = "rfc4733"
-    INFO = "info"
-    INBAND = "inband"
-
-
-class DtmfReceived(msgspec.Struct, frozen=True):
-    """A digit pressed by the remote party, reported once per key press."""
-
-    digit: str
-    source: DtmfSource
-    at: float
-    duration_ms: int = 0
-    volume_dbm0: int = 0
 
 
 class TelephoneEventReceiver:

@@ -1,7 +1,8 @@
 """Events and effects shared by the screening flows (IVR menu, captcha, voicemail deposit).
 
-The flows are sans-IO state machines (DESIGN §3.1): the media engine reports what happened
-as past-tense events, a flow answers with imperative effects, and the call layer runs them.
+The flows are sans-IO state machines (docs/DESIGN.md): the media session reports what happened
+as past-tense events (edge/media/events.py, the same objects the flows receive), a flow answers
+with imperative effects, and the call layer runs them.
 DTMF digits arrive already decoded (RFC 4733 §2.3 events, SIP INFO or in-band tones);
 prompts are named, pre-encoded audio items the engine plays back in order.
 
@@ -18,30 +19,10 @@ from typing import Any, Protocol, Union, runtime_checkable
 import msgspec
 import structlog
 
+from edge.media.events import DtmfReceived, MediaTimedOut, PlaybackFinished, PlaybackProgress
 from edge.media.schema import ScreeningMode
 
 # ---------------------------------------------------------------------------------- events
-
-
-class DtmfReceived(msgspec.Struct, frozen=True):
-    """One key press: '0'-'9', '*', '#' (A-D are passed through and treated as invalid keys)."""
-
-    digit: str
-    at: float
-    source: str = "rfc4733"  # 'rfc4733' | 'info' | 'inband'
-
-
-class PlaybackFinished(msgspec.Struct, frozen=True):
-    """The whole playlist has been played (not sent after a StopPlayback)."""
-
-    playlist_id: str
-
-
-class PlaybackProgress(msgspec.Struct, frozen=True):
-    """Item `item_index` of the playlist has been played completely."""
-
-    playlist_id: str
-    item_index: int
 
 
 class TimerFired(msgspec.Struct, frozen=True):
@@ -58,10 +39,6 @@ class RecordingStopped(msgspec.Struct, frozen=True):
     path: str
     seconds: float
     reason: str
-
-
-class MediaTimedOut(msgspec.Struct, frozen=True):
-    """No RTP from the caller for the media timeout."""
 
 
 class CallerMediaStarted(msgspec.Struct, frozen=True):

@@ -19,17 +19,16 @@ import msgspec
 from edge.media import rtp as rtp_mod
 from edge.media.codecs import SAMPLES_PER_FRAME, Codec, decode, frame_energy
 from edge.media.dtmf import (
-    DtmfReceived,
     InbandDetector,
     InbandSettings,
     TelephoneEventReceiver,
     telephone_event_payloads,
 )
+from edge.media.events import Address, DtmfReceived, MediaTimedOut, PlaybackFinished, PlaybackProgress, RemoteLatched
 from edge.media.prompts import Prompt
 from edge.media.recorder import RecordingFinished, RecordingStopReason, VoicemailRecorder
 from edge.media.sdp import Direction, NegotiatedMedia
 
-Address = tuple[str, int]
 MAX_PLAYLIST_ITEMS = 256
 MAX_PENDING_EVENTS = 256
 MAX_DTMF_QUEUE = 256  # packets (~30 digits)
@@ -45,34 +44,6 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-class PlaybackFinished(msgspec.Struct, frozen=True):
-    playback_id: int
-    at: float
-    interrupted: bool = False
-
-
-class PlaybackProgress(msgspec.Struct, frozen=True):
-    """Item `item_index` of a playlist has been played out (a captcha knows its digits were spoken)."""
-
-    playback_id: int
-    item_index: int
-    at: float
-
-
-class MediaTimedOut(msgspec.Struct, frozen=True):
-    """No RTP from the remote for `silent_for` seconds: hang the call up and record why."""
-
-    at: float
-    silent_for: float
-
-
-class RemoteLatched(msgspec.Struct, frozen=True):
-    """Symmetric RTP: outbound media now goes where the remote's RTP comes from."""
-
-    address: Address
-    at: float
-
-
 MediaEvent = DtmfReceived | PlaybackFinished | PlaybackProgress | MediaTimedOut | RemoteLatched | RecordingFinished
 
 
@@ -86,10 +57,10 @@ class SessionSettings(msgspec.Struct, frozen=True):
 
 
 class _Playback:
-    __slots__ = ("playback_id", "items", "frames", "index", "played", "current")
+    __slots__ = ("playlist_id", "items", "frames", "index", "played", "current")
 
-    def __init__(self, playback_id: int, items: list[Prompt | Sequence[bytes]]) -> None:
-        self.playback_id = playback_id
+    def __init__(self, playlist_id: str, items: list[Prompt | Sequence[bytes]]) -> None:
+        self.playlist_id = playlist_id
         self.items = deque(items)
         self.frames: Sequence[bytes] = ()
         self.index = 0
@@ -186,8 +157,10 @@ class MediaSession:
         self._events.append(event)
 
     # ---- playback ------------------------------------------------------------------------
-    def play(self, items: Sequence[Prompt | Sequence[bytes]], now: float, interrupt: bool = True) -> int:
-        """Queue a playlist (prompts or raw 160-byte payload sequences); returns its playback id.
+    def play(self, items: Sequence[Prompt | Sequence[bytes]], now: float, interrupt: bool = True,
+             playlist_id: str = "") -> str:
+        """Queue a playlist (prompts or raw 160-byte payload sequences); returns its id, which
+        PlaybackProgress/PlaybackFinished carry: the caller's `playlist_id`, or one made up here.
 
         `interrupt` stops what is playing (PlaybackFinished interrupted=True for it).
         """
@@ -199,14 +172,15 @@ class MediaSession:
             # Append to the running playlist: one id, one PlaybackFinished.
             room = MAX_PLAYLIST_ITEMS - len(self._playback.items)
             self._playback.items.extend(list(items)[:room])
-            return self._playback.playback_id
-        playback_id = self._next_playback_id
-        self._next_playback_id += 1
-        self._playback = _Playback(playback_id, list(items))
+            return self._playback.playlist_id
+        if not playlist_id:
+            playlist_id = f"p{self._next_playback_id}"
+            self._next_playback_id += 1
+        self._playback = _Playback(playlist_id, list(items))
         self._marker = True
         if not items:
             self._finish_playback(now, interrupted=False)
-        return playback_id
+        return playlist_id
 
     @property
     def playing(self) -> bool:
@@ -231,7 +205,7 @@ class MediaSession:
 
     def _finish_playback(self, now: float, interrupted: bool) -> None:
         assert self._playback is not None
-        self._events.append(PlaybackFinished(self._playback.playback_id, now, interrupted))
+        self._events.append(PlaybackFinished(self._playback.playlist_id, now, interrupted))
         self._playback = None
         self._marker = True  # what follows (silence or the next prompt) is a new talkspurt
 
@@ -243,7 +217,7 @@ class MediaSession:
                 playback.index += 1
                 return frame
             if playback.current:
-                self._events.append(PlaybackProgress(playback.playback_id, playback.played, now))
+                self._events.append(PlaybackProgress(playback.playlist_id, playback.played, now))
                 playback.played += 1
                 playback.current = False
             if not playback.items:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge.media.events import DtmfSource
 from edge.media.flow import (
     CancelTimer,
     DtmfReceived,
@@ -39,7 +40,7 @@ class Run:
         return self._take(self.flow.handle(event, self.now))
 
     def key(self, digit: str) -> list[Effect]:
-        return self.send(DtmfReceived(digit=digit, at=self.now, source="rfc4733"))
+        return self.send(DtmfReceived(digit=digit, at=self.now, source=DtmfSource.RFC4733))
 
     def keys(self, digits: str) -> list[Effect]:
         out: list[Effect] = []
