@@ -22,9 +22,10 @@ def prompt_names(cfg: EdgeConfig) -> set[str]:
 
 def check(config_path: str, dialplan_dir: str) -> list[str]:
     from edge.io.cert_fetch import validate_stir
+    from edge.io.tls import listener_errors
 
     try:
-        cfg = load_config(config_path)
+        cfg = load_config(config_path, [listener_errors])
     except ConfigError as exc:
         return exc.errors
     errors = [f"{config_path}: {p}: {reason}" for p, reason in validate_stir(cfg.stir)]

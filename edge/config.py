@@ -9,12 +9,12 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal, Sequence
 
 import msgspec
 
 from edge.call.flood import FloodConfig, validate_flood
-from edge.io.hep import HepConfig, validate_hep
+from edge.capture import HepConfig, validate_hep
 from edge.lifecycle.schema import LifecycleConfig, validate_lifecycle
 from edge.media.engine_config import MediaConfig
 from edge.media.engine_config import validate as validate_media_config
@@ -190,13 +190,6 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
                     errs.append((f"$.listen[{i}].{key}", f"cannot read {path}"))
             if ls.tls_verify_client and not ls.tls_ca:
                 errs.append((f"$.listen[{i}].tls_ca", "tls_verify_client needs a CA bundle to verify against"))
-            if not errs:
-                from edge.io.tls import make_server_context
-
-                try:
-                    make_server_context(ls)
-                except (OSError, ValueError) as exc:
-                    errs.append((f"$.listen[{i}].tls_cert", f"unusable certificate or key: {exc}"))
     names: set[str] = set()
     for i, c in enumerate(cfg.carriers):
         if c.name in names:
@@ -267,7 +260,12 @@ def _msgspec_path(exc: msgspec.ValidationError) -> tuple[str, str]:
     return "$", text
 
 
-def load_config(path: str | Path) -> EdgeConfig:
+ConfigCheck = Callable[[EdgeConfig], list[tuple[str, str]]]
+
+
+def load_config(path: str | Path, checks: Sequence[ConfigCheck] = ()) -> EdgeConfig:
+    """Decode and validate config/edge.toml. `checks` are the adapters' own checks (TLS files that
+    must load, ...), run once the schema and semantic checks pass; errors in the same format."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -283,6 +281,8 @@ def load_config(path: str | Path) -> EdgeConfig:
         jp, reason = _msgspec_path(exc)
         raise ConfigError([f"{p}: {jp}: {reason}"]) from None
     errs = validate_config(cfg)
+    for extra in checks if not errs else ():
+        errs += extra(cfg)
     if errs:
         raise ConfigError([f"{p}: {jp}: {reason}" for jp, reason in errs])
     cfg.path = str(p)

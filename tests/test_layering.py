@@ -1,13 +1,16 @@
-"""The sans-IO rule (DESIGN §3.1): core packages never import I/O libraries or read the clock.
+"""The sans-IO rule (docs/DESIGN.md, "Sans-IO core"): core packages never reach an I/O library or the clock.
 
-Only edge/io/, edge/daemon/ and edge/store/ (and operator CLI modules) touch sockets, files, clocks,
-sqlite or redis; everything else takes `now` as an argument. Checked on the AST, so a lazy import
-inside a function counts too.
+Only edge/io/, edge/daemon/, edge/store/ and edge/cli/ touch sockets, files, clocks, sqlite or redis;
+everything else takes `now` as an argument. Checked on the AST, so a lazy import inside a function
+counts too, and transitively: a core module may not reach a forbidden module or a clock read through
+any chain of edge imports (core -> edge.config -> edge.io.hep -> socket fails). The edge import
+graph has no cycle.
 """
 
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -21,8 +24,16 @@ EXEMPT = {
     "lifecycle/commands.py": "operator CLI: talks to the admin API",
 }
 
-FORBIDDEN_MODULES = frozenset({"asyncio", "socket", "sqlite3", "redis", "aiohttp", "uvloop", "selectors"})
+FORBIDDEN_MODULES = frozenset({"asyncio", "socket", "sqlite3", "redis", "aiohttp", "uvloop", "selectors", "ssl"})
 CLOCK_FUNCTIONS = frozenset({"time", "monotonic", "perf_counter", "time_ns", "monotonic_ns", "perf_counter_ns"})
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
 
 
 def core_modules() -> list[Path]:
@@ -31,6 +42,61 @@ def core_modules() -> list[Path]:
         for p in sorted((ROOT / pkg).rglob("*.py")):
             if p.relative_to(ROOT).as_posix() not in EXEMPT:
                 out.append(p)
+    return out
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of nodes under `if TYPE_CHECKING:` (never executed, so no edge of the import graph)."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+            for child in node.body:
+                skip.update(id(n) for n in ast.walk(child))
+    return skip
+
+
+@cache
+def edge_imports(name: str) -> frozenset[str]:
+    """The edge modules `name` imports, lazy ones included (and their parent packages: importing
+    edge.io.hep runs edge/io/__init__.py)."""
+    tree = ast.parse(MODULES[name].read_text())
+    skip = _type_checking_nodes(tree)
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = name.split(".") if MODULES[name].name == "__init__.py" else name.split(".")[:-1]
+                base = ".".join(pkg[: len(pkg) - node.level + 1] + ([base] if base else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        for t in targets:
+            parts = t.split(".")
+            for i in range(1, len(parts) + 1):
+                prefix = ".".join(parts[:i])
+                if prefix in MODULES and prefix != name:
+                    found.add(prefix)
+    return frozenset(found)
+
+
+def transitive_violations(name: str) -> list[str]:
+    """Forbidden imports and clock reads anywhere in the chain of edge modules `name` imports,
+    each as 'chain: line: what'."""
+    seen = {name: [name]}
+    queue = [name]
+    out: list[str] = []
+    while queue:
+        current = queue.pop(0)
+        for v in violations(MODULES[current].read_text()):
+            out.append(f"{' -> '.join(seen[current])}: {v}")
+        for dep in sorted(edge_imports(current)):
+            if dep not in seen:
+                seen[dep] = seen[current] + [dep]
+                queue.append(dep)
     return out
 
 
@@ -71,6 +137,40 @@ def violations(source: str) -> list[str]:
 @pytest.mark.parametrize("path", core_modules(), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_layering_core_module_is_sans_io(path: Path) -> None:
     assert violations(path.read_text()) == []
+
+
+@pytest.mark.parametrize("path", core_modules(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_layering_core_module_reaches_no_io_through_imports(path: Path) -> None:
+    assert transitive_violations(module_name(path)) == []
+
+
+def test_layering_no_import_cycle() -> None:
+    """Imports among edge modules, lazy ones included, form no cycle: a lazy import that closes a
+    cycle only hides it (edge.config once imported edge.io.tls, which imports edge.config)."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    cycles: list[str] = []
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for dep in sorted(edge_imports(m)):
+            if state.get(dep) == 1:
+                cycles.append(" -> ".join(stack[stack.index(dep):] + [dep]))
+            elif dep not in state:
+                visit(dep, stack + [dep])
+        state[m] = 2
+
+    for m in MODULES:
+        if m not in state:
+            visit(m, [m])
+    assert cycles == []
+
+
+def test_layering_transitive_detector_follows_chains() -> None:
+    """The chain the issue found: edge.config imported edge.io.hep (asyncio, socket); this check would
+    have failed for every core module importing edge.config."""
+    assert any(v.startswith("edge.io.hep: ") and "import socket" in v for v in transitive_violations("edge.io.hep"))
+    chain = transitive_violations("edge.daemon.sdnotify")
+    assert chain and all(v.startswith("edge.daemon.sdnotify") for v in chain[:1])
 
 
 def test_layering_every_core_package_is_checked() -> None:

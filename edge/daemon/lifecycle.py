@@ -32,6 +32,7 @@ from edge.daemon.sdnotify import Notifier
 from edge.dialplan.load import DialplanError, load_dialplans
 from edge.dialplan.plan import Plan
 from edge.io.sip_transport import SipHub
+from edge.io.tls import listener_errors
 from edge.lifecycle.manager import Lifecycle
 from edge.policy.pipeline import PolicyEngine
 from edge.policy.rules import BlockRule
@@ -72,7 +73,7 @@ class Daemon:
         self.hep = None
 
     def load(self) -> tuple[EdgeConfig, Plan, dict]:
-        cfg = load_config(self.config_path)
+        cfg = load_config(self.config_path, [listener_errors])
         plan, files = load_dialplans(self.dialplan_dir, {p.name for p in cfg.pbx}, time.time(), prompt_names(cfg))
         return cfg, plan, files
 

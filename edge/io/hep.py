@@ -27,8 +27,9 @@ import re
 import socket
 import struct
 
-import msgspec
 import structlog
+
+from edge.capture import MAX_PACKET, HepConfig, split_address, validate_hep
 
 log = structlog.get_logger("edge.hep")
 
@@ -37,7 +38,6 @@ __all__ = ["HepConfig", "HepEncoder", "HepExporter", "validate_hep"]
 HEP_ID = b"HEP3"
 PROTO_TYPE_SIP = 1
 IP_PROTO = {"udp": 17, "tcp": 6, "tls": 6, "ws": 6, "wss": 6}
-MAX_PACKET = 65507  # largest IPv4 UDP payload (the HEP length field would allow 65535)
 
 CHUNK_FAMILY, CHUNK_PROTO_ID = 0x0001, 0x0002
 CHUNK_IP4_SRC, CHUNK_IP4_DST, CHUNK_IP6_SRC, CHUNK_IP6_DST = 0x0003, 0x0004, 0x0005, 0x0006
@@ -52,45 +52,6 @@ _U16 = struct.Struct("!HHHH")
 _U32 = struct.Struct("!HHHI")
 _HDR = struct.Struct("!HHH")
 _TS = struct.Struct("!HHHIHHHI")  # seconds and microseconds chunks in one pack
-
-
-class HepConfig(msgspec.Struct, forbid_unknown_fields=True):
-    """`[hep]` in config/edge.toml."""
-
-    enabled: bool = False
-    address: str = "127.0.0.1:9060"  # the collector (heplify-server, captagent), IP literal and port
-    agent_id: int = 2001  # capture agent id shown in Homer (uint32)
-    password: str = ""  # HEP authentication key chunk, sent only when set
-    correlation_id: bool = True  # send the Call-ID as the correlation id chunk
-    max_buffer: int = 1_048_576  # bytes the socket may queue before captures are dropped
-
-
-def _split_address(text: str) -> tuple[str, int]:
-    """'192.0.2.1:9060' / '[2001:db8::1]:9060' -> (ip, port); raises ValueError."""
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"invalid address {text!r}: expected ip:port (e.g. '127.0.0.1:9060')")
-    ipaddress.ip_address(host)  # an IP literal: no DNS lookups for capture
-    return host, int(port)
-
-
-def validate_hep(cfg: HepConfig, prefix: str = "$.hep") -> list[tuple[str, str]]:
-    errors: list[tuple[str, str]] = []
-    try:
-        _split_address(cfg.address)
-    except ValueError as exc:
-        errors.append((f"{prefix}.address", str(exc)))
-    if not 0 <= cfg.agent_id <= 0xFFFFFFFF:
-        errors.append((f"{prefix}.agent_id", "must fit in 32 bits (0..4294967295)"))
-    if len(cfg.password.encode()) > 1024:
-        errors.append((f"{prefix}.password", "at most 1024 bytes"))
-    if cfg.max_buffer < MAX_PACKET:
-        errors.append((f"{prefix}.max_buffer", f"must be at least {MAX_PACKET} (one datagram)"))
-    return errors
 
 
 def _chunk(kind: int, value: bytes) -> bytes:
@@ -173,7 +134,7 @@ class HepExporter:
     def __init__(self, cfg: HepConfig) -> None:
         self.cfg = cfg
         self.encoder = HepEncoder(cfg.agent_id, cfg.password, cfg.correlation_id)
-        self.address = _split_address(cfg.address)
+        self.address = split_address(cfg.address)
         self.transport: asyncio.DatagramTransport | None = None
         self.sent = 0
         self.dropped = 0

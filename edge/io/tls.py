@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 
-from edge.config import Listen
+from edge.config import EdgeConfig, Listen
 
 
 def make_server_context(ls: Listen) -> ssl.SSLContext:
@@ -34,3 +34,16 @@ def reload_server_context(ctx: ssl.SSLContext, ls: Listen) -> None:
     ctx.load_cert_chain(ls.tls_cert, ls.tls_key)
     if ls.tls_ca:
         ctx.load_verify_locations(ls.tls_ca)
+
+
+def listener_errors(cfg: EdgeConfig) -> list[tuple[str, str]]:
+    """A config check (edge.config.load_config `checks`): every TLS listener's certificate and key load."""
+    errs: list[tuple[str, str]] = []
+    for i, ls in enumerate(cfg.listen):
+        if ls.transport != "tls":
+            continue
+        try:
+            make_server_context(ls)
+        except (OSError, ValueError) as exc:
+            errs.append((f"$.listen[{i}].tls_cert", f"unusable certificate or key: {exc}"))
+    return errs
