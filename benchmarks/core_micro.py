@@ -15,7 +15,7 @@ import msgspec
 from edge.call.admission import Gatekeeper
 from edge.call.proxy import Proxy
 from edge.config import EdgeConfig
-from edge.daemon.lifecycle import tune_gc
+from edge.daemon.process import tune_gc
 from edge.dialplan.plan import NumberEntry, Plan
 from edge.policy.pipeline import PolicyEngine
 from edge.sip.transaction import Destination

@@ -13,10 +13,10 @@ import structlog
 from admin_harness import T0, TOKEN, Harness
 
 from edge.daemon.admin import bound_port, make_admin_app, start_admin
-from edge.daemon.admin_client import fmt_time
-from edge.lifecycle import commands as lifecycle_commands
+from edge.cli.admin_client import fmt_time
+from edge.cli import numbers as lifecycle_commands
 from edge.lifecycle.manager import DAY
-from edge.store import commands as store_commands
+from edge.cli import activities as store_commands
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -126,7 +126,7 @@ def test_prompt_library_evicts_least_recently_used():
 def test_prompt_names_agree_between_check_and_engine(tmp_path):
     """A prompt name `sip-edge check` accepts is one playback resolves: built-ins by the engine's own
     names ('tone-beep', not 'beep'), files by stem with the engine's suffix list."""
-    from edge.check import prompt_names
+    from edge.cli.check import prompt_names
     from edge.config import EdgeConfig
     from edge.media.engine_config import MediaConfig
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.stir.commands import register
+from edge.cli.stir import register
 from tests.stir.pki import CALLED, CALLER, NOW, X5U, Pki, key_pem, pem
 
 

@@ -20,7 +20,7 @@ from edge.store.redis import RedisStore
 
 
 class FakeDaemon:
-    """The attributes of edge.daemon.lifecycle.Daemon that shared state touches."""
+    """The attributes of edge.daemon.process.Daemon that shared state touches."""
 
     def __init__(self, store) -> None:
         self.store = store

@@ -1,6 +1,6 @@
 """Operator commands for the activities log and block rules: `sip-edge activities|activity|flag|block`.
 
-Each talks to the running daemon's admin API (see edge.daemon.admin_client for where it connects).
+Each talks to the running daemon's admin API (see edge.cli.admin_client for where it connects).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.daemon.admin_client import AdminClient, client_options, command, fmt_time, write_fields, write_json, write_table
+from edge.cli.admin_client import AdminClient, client_options, command, fmt_time, write_fields, write_json, write_table
 from edge.policy.facts import Action
 from edge.policy.rules import Scope
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.daemon.admin_client import AdminClient, client_options, command, fmt_time, write_fields, write_json, write_table
+from edge.cli.admin_client import AdminClient, client_options, command, fmt_time, write_fields, write_json, write_table
 
 _HEADERS = ["NUMBER", "STATE", "CUSTOMER", "RELEASED (UTC)", "DAYS", "RESIDUAL", "ELIGIBLE FROM (UTC)", "WHY NOT YET"]
 

@@ -1,4 +1,4 @@
-"""The `sip-edge` command: run the daemon, check configuration, and operate it."""
+"""`sip-edge` argument parsing and the run/check commands; command groups register from their modules."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ DEFAULT_DIALPLANS = "dialplans"
 
 def _run(args: argparse.Namespace) -> int:
     from edge.config import ConfigError
-    from edge.daemon.lifecycle import run_daemon
+    from edge.daemon.process import run_daemon
     from edge.dialplan.load import DialplanError
 
     try:
@@ -22,7 +22,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edge.check import check
+    from edge.cli.check import check
 
     errors = check(args.config, args.dialplans)
     for e in errors:
@@ -45,11 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default=DEFAULT_CONFIG)
     c.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
     c.set_defaults(func=_check)
-    from edge.lifecycle import commands as lifecycle_commands
-    from edge.stir import commands as stir_commands
-    from edge.store import commands as store_commands
+    from edge.cli import activities, numbers, stir
 
-    for module in (store_commands, lifecycle_commands, stir_commands):
+    for module in (activities, numbers, stir):
         module.register(sub)  # activities, flag, block, voicemail / numbers / stir
     return p
 

@@ -23,7 +23,6 @@ from edge.call.flood import FloodGuard
 from edge.call.peers import PeerDirectory
 from edge.call.proxy import Proxy
 from edge.call.routing import TargetPool
-from edge.check import prompt_names
 from edge.config import ConfigError, EdgeConfig, load_config, host_port
 from edge.daemon.logging import setup_logging
 from edge.daemon.metrics import EdgeCollector
@@ -31,6 +30,7 @@ from edge.daemon.shared_state import attach_shared_state
 from edge.daemon.sdnotify import Notifier
 from edge.dialplan.load import DialplanError, load_dialplans
 from edge.dialplan.plan import Plan
+from edge.io.rtp_udp import prompt_names
 from edge.io.sip_transport import SipHub
 from edge.io.tls import listener_errors
 from edge.lifecycle.manager import Lifecycle
@@ -74,7 +74,7 @@ class Daemon:
 
     def load(self) -> tuple[EdgeConfig, Plan, dict]:
         cfg = load_config(self.config_path, [listener_errors])
-        plan, files = load_dialplans(self.dialplan_dir, {p.name for p in cfg.pbx}, time.time(), prompt_names(cfg))
+        plan, files = load_dialplans(self.dialplan_dir, {p.name for p in cfg.pbx}, time.time(), prompt_names(cfg.media.prompts_dir))
         return cfg, plan, files
 
     # -- start -----------------------------------------------------------------------------------
