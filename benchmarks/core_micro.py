@@ -72,22 +72,20 @@ def run(calls: int, policy: bool) -> None:
     proxy.receive = receive  # type: ignore[method-assign]  # time the core only, not the byte building
     for i in range(calls):
         proxy.receive(invite(i), CARRIER, now)
-        fwd = proxy.outbox[-1][0]
-        proxy.outbox.clear()
+        fwd = proxy.datagrams_to_send()[-1][0]
         proxy.receive(response(fwd, "180 Ringing", f"t{i}"), PBX, now)
         proxy.receive(response(fwd, "200 OK", f"t{i}", "Contact: <sip:pbx@10.0.0.1:5070>"), PBX, now)
-        proxy.outbox.clear()
+        proxy.datagrams_to_send()
         ack = (f"ACK sip:pbx@10.0.0.1:5070 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.5:5080;branch=z9hG4bK-a{i}\r\n"
                f"Route: <sip:127.0.0.1:5060;lr>\r\nFrom: <sip:x@y>;tag=f{i}\r\nTo: <sip:12025550100@127.0.0.1>;tag=t{i}\r\n"
                f"Call-ID: call-{i}@192.0.2.5\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode()
         proxy.receive(ack, CARRIER, now)
         bye = ack.replace(b"ACK sip", b"BYE sip").replace(b"1 ACK", b"2 BYE").replace(b"-a", b"-b")
         proxy.receive(bye, CARRIER, now)
-        fwd_bye = proxy.outbox[-1][0]
-        proxy.outbox.clear()
+        fwd_bye = proxy.datagrams_to_send()[-1][0]
         proxy.receive(response(fwd_bye, "200 OK", f"t{i}"), PBX, now)
-        proxy.outbox.clear()
-        proxy.activities.clear()
+        proxy.datagrams_to_send()
+        proxy.activities_to_store()
         messages += 6
         now += 0.001
         if i % 1000 == 0:

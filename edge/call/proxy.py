@@ -1,8 +1,10 @@
 """The clean-call path: a transaction-stateful, record-routing proxy (RFC 3261 §16), sans-IO.
 
-`Proxy.receive(data, source, now)` and `Proxy.handle_timers(now)` queue `(bytes, Destination)`
-pairs in `outbox` and activity changes in `activities`; the asyncio adapters send them. Nothing
-here awaits or touches a socket or the clock.
+`Proxy.receive(data, source, now)` and `Proxy.handle_timers(now)` queue what must leave the core;
+the asyncio adapters drain it (`datagrams_to_send()`, `activities_to_store()`, `certificate_fetches()`,
+`released_hits()`). Nothing here awaits or touches a socket or the clock. The SIP plumbing (branches,
+Via, replies, client transactions, timers) is the public seam in edge/call/ua.py, which the
+screening B2BUA (edge/call/b2bua.py) uses too.
 
 Per initial INVITE: carrier ACL -> parse -> retransmission absorbed by the server transaction ->
 Max-Forwards -> dialplan lookup (404) -> policy decision (reject before answer) -> 100 Trying ->
@@ -13,9 +15,8 @@ Timer B. In-dialog requests follow the route set the edge recorded; ACKs for 2xx
 from __future__ import annotations
 
 import hashlib
-import os
 from bisect import bisect_left
-from typing import Callable
+from typing import Callable, Protocol
 
 import structlog
 
@@ -24,26 +25,37 @@ from edge.call.admission import Gatekeeper, apply_edits
 from edge.call.facts import CallerId, caller_id
 from edge.call.peers import Peer, PeerDirectory
 from edge.call.routing import Target, TargetPool
+from edge.call.ua import FAILOVER_STATUSES, TimerUser, UserAgent
 from edge.config import EdgeConfig, host_port
 from edge.dialplan.plan import NumberEntry, Plan
 from edge.numbers import parse_number
 from edge.policy.facts import Action, Decision
 from edge.stir.verifier import NeedCertificate
+from edge.sip.dialog import contact_uri
 from edge.sip.errors import SipParseError
 from edge.sip.message import MAGIC_COOKIE, SipMessage, Via, parse, split_list, uri_of
 from edge.sip.response import make_response
-from edge.sip.timers import TimerWheel
-from edge.sip.transaction import ClientTransaction, Destination, ServerTransaction, State, build_cancel
+from edge.sip.transaction import ClientTransaction, Destination, ServerTransaction, State
 from edge.sip.uri import parse_uri, uri_user
 from edge.units import parse_duration
 
 log = structlog.get_logger("edge.proxy")
 
-FAILOVER_STATUSES = frozenset({408, 500, 503})
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, REFER"
 
-#: screen(ctx, now): the media side takes over a contact the policy sent to captcha, menu or voicemail.
-ScreenHook = Callable[["InviteContext", float], None]
+
+class Screening(Protocol):
+    """The screening B2BUA (edge.call.b2bua.B2bua) as the proxy sees it."""
+
+    def screen(self, ctx: InviteContext, now: float) -> None:
+        """Take over a contact the policy sent to captcha, menu, voicemail or an intercept."""
+
+    def handle(self, msg: SipMessage, src: Destination, now: float) -> bool:
+        """An in-dialog request, ACK or CANCEL of a screened call: True when it was one."""
+
+    @property
+    def active(self) -> int:
+        """Screened calls in progress (draining waits for them)."""
 
 
 class Stats:
@@ -120,9 +132,11 @@ class Dialog:
         "answered_at",
         "caller_contact",
         "callee_contact",
+        "proxy",
     )
 
-    def __init__(self, call_id: str, caller: Destination, activity: Activity | None, now: float) -> None:
+    def __init__(self, call_id: str, caller: Destination, activity: Activity | None, now: float, proxy: Proxy) -> None:
+        self.proxy = proxy
         self.call_id = call_id
         self.confirmed = False
         self.caller = caller
@@ -133,6 +147,11 @@ class Dialog:
         self.answered_at = 0.0
         self.caller_contact = ""  # remote targets, for UAs that send in-dialog requests to the edge
         self.callee_contact = ""  # without a Route set (R-URI = edge)
+
+    def on_timer(self, name: str, now: float) -> None:
+        if name == "max_age":
+            log.warning("dialog_expired", call_id=self.call_id)
+            self.proxy.end_dialog(self, now)
 
 
 class InviteContext:
@@ -158,9 +177,11 @@ class InviteContext:
         "edits",
         "caller",
         "responded",
+        "proxy",
     )
 
-    def __init__(self, server: ServerTransaction, request: SipMessage) -> None:
+    def __init__(self, server: ServerTransaction, request: SipMessage, proxy: Proxy) -> None:
+        self.proxy = proxy
         self.server = server
         self.request = request
         self.targets: list[Target] = []
@@ -181,73 +202,87 @@ class InviteContext:
         self.caller: CallerId | None = None  # the caller's identity, read once
         self.responded = False  # first response (other than 100) seen, for the latency histogram
 
+    # The transaction user of the context's client transactions and of its Timer C.
+    def on_response(self, ct: ClientTransaction, resp: SipMessage, now: float) -> None:
+        self.proxy.context_response(self, ct, resp, now)
+
+    def on_failure(self, ct: ClientTransaction, now: float) -> None:
+        self.proxy.context_failed(self, ct, ct.failed_with or 408, now)
+
+    def on_timer(self, name: str, now: float) -> None:
+        if name == "C" and not self.done and self.client is not None:
+            if self.client.got_provisional:
+                self.cancelled = True
+                self.proxy.ua.cancel(self.client, now)
+            else:
+                self.client.terminate()
+                self.client.failed_with = 408
+                self.on_failure(self.client, now)
+
 
 class Proxy:
     def __init__(self, cfg: EdgeConfig, plan: Plan, gate: Gatekeeper | None = None) -> None:
         self.cfg = cfg
         self.plan = plan
         self.gate = gate
-        self.screen: ScreenHook | None = None  # hands captcha/menu/voicemail contacts to the media B2BUA
-        self.b2bua: object = None  # ScreeningService: in-dialog requests of screened calls go there
+        self.b2bua: Screening | None = None  # the screening B2BUA: captcha/menu/voicemail contacts and their dialogs
         self.is_released: Callable[[str], bool] | None = None  # number lifecycle: quarantined numbers
         self.released_status = 410
         self.released_intercept = False  # play the not-in-service intercept before the final response
-        self.released_hits: list[tuple[str, str]] = []  # (called, calling) for the lifecycle monitor
+        self._released_hits: list[tuple[str, str]] = []  # (called, calling) for the lifecycle monitor
         self.parked: dict[str, list[InviteContext]] = {}  # x5u URL -> contacts waiting for it
-        self.cert_fetches: list[str] = []  # URLs the adapter must fetch
+        self._cert_fetches: list[str] = []  # URLs the adapter must fetch
         self.tv = cfg.timers.values()
         self.limits = cfg.limits
         self.dialog_max_age = parse_duration(cfg.limits.dialog_max_age)
         self.peers = PeerDirectory(cfg)
-        self.wheel = TimerWheel()
-        self.outbox: list[tuple[bytes, Destination]] = []
-        self.activities: list[Activity] = []  # changed activity records to store
         self.server_txns: dict[tuple, ServerTransaction] = {}
         self.txns_by_source: dict[str, int] = {}  # server transactions awaiting a final answer, per source
-        self.client_txns: dict[tuple[str, str], ClientTransaction] = {}
         self.dialogs: dict[str, Dialog] = {}
         self.stats = Stats()
         self.latency = Histogram()
         self.draining = False
         self.node = cfg.daemon.node
-        self._branch_prefix = f"{MAGIC_COOKIE}{os.urandom(4).hex()}"
-        self._branch_n = 0
-        self.local: dict[str, tuple[str, int]] = {}
-        self._ours: set[tuple[str, int]] = set()
+        local: dict[str, tuple[str, int]] = {}
+        ours: set[tuple[str, int]] = set()
         for ls in cfg.listen:
             host, port = host_port(ls.advertise or ls.address)
-            self.local.setdefault(ls.transport, (host, port))
-            self._ours.add((host, port))
-            self._ours.add(host_port(ls.address))
+            local.setdefault(ls.transport, (host, port))
+            ours.add((host, port))
+            ours.add(host_port(ls.address))
+        self.ua = ua = UserAgent(local, ours, self.tv)
+        self.wheel = ua.wheel
+        self.client_txns = ua.client_txns
+        self.local = ua.local
+        self.stats.by_status = ua.by_status
+        # The shared plumbing under the names the proxy's hot path uses (bound once).
+        self._send = ua.send
+        self._new_branch = ua.new_branch
+        self._via = ua.via
+        self._record_route = ua.record_route
+        self._reply = ua.reply
+        self._count_status = ua.count_status
+        self._ours = ours
         self.pool = TargetPool(cfg, self.wheel, self.tv, self._send, self._new_branch, self.local)
 
-    # -- plumbing ------------------------------------------------------------------------
-    def _send(self, data: bytes, dest: Destination) -> None:
-        self.outbox.append((data, dest))
+    # -- what leaves the core (drained by the adapters) -------------------------------------------
+    def datagrams_to_send(self) -> list[tuple[bytes, Destination]]:
+        """SIP messages to send, in order, since the last call."""
+        return self.ua.datagrams_to_send()
 
-    def _new_branch(self) -> str:
-        self._branch_n += 1
-        return f"{self._branch_prefix}{self._branch_n:x}"
+    def activities_to_store(self) -> list[Activity]:
+        """Activity records created or changed since the last call."""
+        return self.ua.activities_to_store()
 
-    def _via(self, transport: str, branch: str) -> str:
-        host, port = self.local.get(transport) or next(iter(self.local.values()))
-        return f"SIP/2.0/{transport.upper()} {host}:{port};branch={branch};rport"
+    def certificate_fetches(self) -> list[str]:
+        """x5u URLs a parked contact waits for: fetch each, then call `certificate_fetched`."""
+        out, self._cert_fetches = self._cert_fetches, []
+        return out
 
-    def _record_route(self, transport: str) -> str:
-        host, port = self.local.get(transport) or next(iter(self.local.values()))
-        tp = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:{host}:{port}{tp};lr>"
-
-    def _reply(self, req: SipMessage, src: Destination, status: int, reason: str | None = None,
-               extra: list[tuple[str, str]] | None = None) -> bytes:
-        data = make_response(req, status, reason, extra).to_bytes()
-        self._count_status(status)
-        self._send(data, src)
-        return data
-
-    def _count_status(self, status: int) -> None:
-        bs = self.stats.by_status
-        bs[status] = bs.get(status, 0) + 1
+    def released_hits(self) -> list[tuple[str, str]]:
+        """(called, calling) of contacts to released numbers since the last call (lifecycle monitor)."""
+        out, self._released_hits = self._released_hits, []
+        return out
 
     def start(self, now: float) -> None:
         """Begin OPTIONS health probing of the PBX targets."""
@@ -256,6 +291,21 @@ class Proxy:
     def set_plan(self, plan: Plan) -> None:
         """Swap in a reloaded dialplan; calls in progress keep the entry they were routed with."""
         self.plan = plan
+
+    def reconfigure(self, cfg: EdgeConfig, plan: Plan, now: float) -> None:
+        """A reload (SIGHUP): new peers, PBX targets and dialplan. Targets that survive keep their
+        health state; probes of the old pool stop; calls in progress keep what they were routed with."""
+        self.cfg = cfg
+        self.peers = PeerDirectory(cfg)
+        self.set_plan(plan)
+        old = self.pool
+        old.stopped = True
+        self.pool = TargetPool(cfg, self.wheel, self.tv, self._send, self._new_branch, self.local)
+        for name, t in self.pool.by_name.items():
+            prev = old.by_name.get(name)
+            if prev is not None and prev.dest == t.dest:
+                t.up, t.failures = prev.up, prev.failures
+        self.pool.start(self.client_txns, now)
 
     def next_deadline(self) -> float | None:
         return self.wheel.next_deadline()
@@ -365,7 +415,7 @@ class Proxy:
         sent_by = (via.host, via.port)
         branch = self._branch_key(msg, via)
         b2bua = self.b2bua
-        if b2bua is not None and (msg.to_tag or method in ("ACK", "CANCEL")) and b2bua.handle(msg, src, now):  # type: ignore[attr-defined]
+        if b2bua is not None and (msg.to_tag or method in ("ACK", "CANCEL")) and b2bua.handle(msg, src, now):
             return
         if method == "ACK":
             st = self.server_txns.get((branch, sent_by, "INVITE"))
@@ -438,7 +488,7 @@ class Proxy:
             return None
         server = ServerTransaction(key, msg, src, self.wheel, self.tv, self._send, now)
         self._add_server_txn(key, server)
-        ctx = InviteContext(server, msg)
+        ctx = InviteContext(server, msg, self)
         server.owner = ctx
         if msg.method == "INVITE":
             server.respond(100, make_response(msg, 100).to_bytes(), now)
@@ -512,15 +562,15 @@ class Proxy:
         if self.is_released is not None and called and self.is_released(called):
             # Released numbers win over a stale dialplan entry (`sip-edge check` reports that conflict).
             st.released_hits += 1
-            self.released_hits.append((called, activity.calling_number))
+            self._released_hits.append((called, activity.calling_number))
             activity.decision = Action.INTERCEPT.value
             activity.rule_id = "lifecycle.released"
             activity.reason = "called number is released (in quarantine)"
             status = self.released_status
-            if self.released_intercept and self.screen is not None and msg.method == "INVITE":
+            if self.released_intercept and self.b2bua is not None and msg.method == "INVITE":
                 # SIT tones and the announcement as early media, then `status`: never answered.
                 ctx.decision = Decision(Action.INTERCEPT, "lifecycle.released", activity.reason, sip_status=status)
-                self.screen(ctx, now)
+                self.b2bua.screen(ctx, now)
                 return
             self._final_local(ctx, status, None, now, [("Reason", f'SIP;cause={status};text="number not in service"')])
             return
@@ -549,7 +599,7 @@ class Proxy:
         if isinstance(out, NeedCertificate):
             waiting = self.parked.setdefault(out.url, [])
             if not waiting:
-                self.cert_fetches.append(out.url)
+                self._cert_fetches.append(out.url)
             if len(waiting) < self.limits.max_parked:
                 waiting.append(ctx)
             else:
@@ -581,13 +631,13 @@ class Proxy:
             self._final_local(ctx, status, None, now, [("Reason", f'SIP;cause={status};text="{decision.rule_id}"')])
             return
         # captcha / menu / voicemail: the screening B2BUA answers the caller (media path).
-        if self.screen is None or ctx.request.method != "INVITE":
+        if self.b2bua is None or ctx.request.method != "INVITE":
             self.stats.rejected += 1
             activity.reason += "; screening unavailable"
             self._final_local(ctx, 480, "Temporarily Unavailable: screening unavailable", now)
             return
         ctx.edits = out.edits
-        self.screen(ctx, now)
+        self.b2bua.screen(ctx, now)
 
     def certificate_fetched(self, url: str, body: bytes | None, cache_control: str | None, error: str, now: float) -> None:
         """Feed an x5u fetch result and resume every contact parked on it."""
@@ -633,9 +683,8 @@ class Proxy:
         if ctx.request.method != "INVITE":
             return
         call_id = ctx.request.call_id
-        dlg = Dialog(call_id, src, ctx.activity, now)
-        contact = ctx.request.get("contact")
-        dlg.caller_contact = uri_of(split_list(contact)[0]) if contact else ""
+        dlg = Dialog(call_id, src, ctx.activity, now, self)
+        dlg.caller_contact = contact_uri(ctx.request)
         self.dialogs[call_id] = dlg
         ctx.dialog = dlg
         self.wheel.arm(dlg, "max_age", now + self.dialog_max_age)
@@ -681,7 +730,7 @@ class Proxy:
             if status >= 300 or (ctx.request.method == "MESSAGE"):
                 a.ended_at = now
                 a.billable = status < 300
-            self.activities.append(a)
+            self.ua.record(a)
             if self.cfg.logging.log_calls:
                 log.info(
                     "contact_decided",
@@ -811,16 +860,9 @@ class Proxy:
             self._final_local(ctx, 487, None, now)
             return
         if ct.got_provisional:
-            self._send_cancel(ct, now)
+            self.ua.cancel(ct, now)
         else:
             ct.cancel_pending = True  # RFC 3261 §9.1: CANCEL only after a provisional response
-
-    def _send_cancel(self, ct: ClientTransaction, now: float) -> None:
-        cancel = build_cancel(ct.request)
-        cc = ClientTransaction(ct.branch, cancel, ct.dest, self.wheel, self.tv, self._send)
-        cc.owner = None
-        self.client_txns[(ct.branch, "CANCEL")] = cc
-        cc.start(now)
 
     def _on_in_dialog(self, msg: SipMessage, src: Destination, key: tuple, now: float) -> None:
         dlg = self.dialogs.get(msg.call_id)
@@ -924,10 +966,7 @@ class Proxy:
         if not ct.on_response(msg, now):
             self.stats.retransmissions_absorbed += 1
             return
-        if isinstance(owner, InviteContext):
-            self._context_response(owner, ct, msg, now)
-        else:
-            owner.on_response(ct, msg, now)  # health probe
+        owner.on_response(ct, msg, now)  # a proxy context, a health probe or a screened call's leg
 
     def _forward_stateless_response(self, msg: SipMessage, via: Via) -> None:
         """A response no transaction knows (e.g. a late 2xx after Timer B): route it by its Via (§16.7)."""
@@ -943,7 +982,8 @@ class Proxy:
         host, port = vias[0].response_address()
         self._send(out.to_bytes(), Destination(vias[0].transport.lower(), host, port))
 
-    def _context_response(self, ctx: InviteContext, ct: ClientTransaction, resp: SipMessage, now: float) -> None:
+    def context_response(self, ctx: InviteContext, ct: ClientTransaction, resp: SipMessage, now: float) -> None:
+        """A response to a request the context forwarded: relay it, or fail over on a final one."""
         if ct is not ctx.client:
             # A response from a target we already moved on from (late): 2xx still goes upstream.
             if 200 <= resp.status < 300:
@@ -953,7 +993,7 @@ class Proxy:
         if status < 200:
             if ct.cancel_pending:
                 ct.cancel_pending = False
-                self._send_cancel(ct, now)
+                self.ua.cancel(ct, now)
             if ctx.initial and ct.method == "INVITE":
                 self.wheel.arm(ctx, "C", now + self.tv.timer_c)
             if status == 100:
@@ -973,7 +1013,7 @@ class Proxy:
             return
         self._relay_final(ctx, resp, now)
         if ctx.request.method == "BYE" and ctx.dialog is not None:
-            self._end_dialog(ctx.dialog, now)
+            self.end_dialog(ctx.dialog, now)
 
     def _first_response(self, ctx: InviteContext, now: float) -> None:
         if not ctx.responded and ctx.initial:
@@ -998,8 +1038,7 @@ class Proxy:
             self.stats.calls_answered += 1
             if dlg is not None:
                 dlg.answered_at = now
-                contact = resp.get("contact")
-                dlg.callee_contact = uri_of(split_list(contact)[0]) if contact else ""
+                dlg.callee_contact = contact_uri(resp)
             a = ctx.activity
             if a is not None:
                 a.answered_at = now
@@ -1008,10 +1047,11 @@ class Proxy:
         elif ctx.initial:
             self._finish(ctx, status, now)
         elif method == "BYE" and dlg is not None:
-            self._end_dialog(dlg, now)
+            self.end_dialog(dlg, now)
         self._release(ctx)
 
-    def _end_dialog(self, dlg: Dialog, now: float) -> None:
+    def end_dialog(self, dlg: Dialog, now: float) -> None:
+        """The call is over (BYE answered, or it outlived `dialog_max_age`): count it and store its activity."""
         if self.dialogs.get(dlg.call_id) is not dlg:
             return
         self._close_dialog(dlg)
@@ -1021,13 +1061,15 @@ class Proxy:
             a.ended_at = now
             if a.answered_at:
                 a.duration = round(now - a.answered_at, 3)
-            self.activities.append(a)
+            self.ua.record(a)
             if self.gate is not None and a.calling_number:
                 # Short-call history for Spam Detective (robocalls hang up within seconds of answer).
                 self.gate.engine.observe_call_end(a.calling_number, bool(a.answered_at), a.duration, now)
 
     # -- timers -------------------------------------------------------------------------------
-    def _on_timer(self, owner: object, name: str, now: float) -> None:
+    def _on_timer(self, owner: ServerTransaction | ClientTransaction | TimerUser, name: str, now: float) -> None:
+        """Transactions' RFC 3261 timers are followed up here (their tables); every other owner
+        (a context's Timer C, a dialog's age limit, a probe, a screened call) handles its own."""
         if isinstance(owner, ServerTransaction):
             owner.on_timer(name, now)
             if owner.terminated:
@@ -1040,38 +1082,15 @@ class Proxy:
                 k = (owner.branch, owner.method)
                 if self.client_txns.get(k) is owner:
                     del self.client_txns[k]
-            if event == "timeout":
-                self._client_failed(owner, 408, now)
+            if event == "timeout" and owner.owner is not None:
+                owner.owner.on_failure(owner, now)
             if owner.terminated:
                 owner.owner = None
             return
-        if isinstance(owner, InviteContext):
-            if name == "C" and not owner.done and owner.client is not None:
-                if owner.client.got_provisional:
-                    owner.cancelled = True
-                    self._send_cancel(owner.client, now)
-                else:
-                    owner.client.terminate()
-                    self._client_failed(owner.client, 408, now)
-            return
-        if isinstance(owner, Dialog):
-            if name == "max_age":
-                log.warning("dialog_expired", call_id=owner.call_id)
-                self._end_dialog(owner, now)
-            return
-        on_timer = getattr(owner, "on_timer", None)
-        if on_timer is not None:
-            on_timer(name, now)
+        owner.on_timer(name, now)
 
-    def _client_failed(self, ct: ClientTransaction, status: int, now: float) -> None:
-        """Timer B/F fired or the transport failed: fail over to the next target, or answer ourselves."""
-        owner = ct.owner
-        if owner is None:
-            return
-        if not isinstance(owner, InviteContext):
-            owner.on_failure(ct, now)
-            return
-        ctx = owner
+    def context_failed(self, ctx: InviteContext, ct: ClientTransaction, status: int, now: float) -> None:
+        """Timer B/F/C fired or the transport failed: fail over to the next target, or answer ourselves."""
         if ct is not ctx.client or ctx.done:
             return
         if ctx.initial and not ctx.cancelled and ctx.index + 1 < len(ctx.targets):
@@ -1083,7 +1102,7 @@ class Proxy:
         else:
             self._final_local(ctx, 487 if ctx.cancelled else status, None, now)
         if ctx.request.method == "BYE" and ctx.dialog is not None:
-            self._end_dialog(ctx.dialog, now)
+            self.end_dialog(ctx.dialog, now)
 
     def transport_error(self, dest: Destination, now: float) -> None:
         """The adapter could not deliver to `dest` (ICMP unreachable, connect refused): fail those transactions."""
@@ -1093,14 +1112,15 @@ class Proxy:
                 k = (ct.branch, ct.method)
                 if self.client_txns.get(k) is ct:
                     del self.client_txns[k]
-                self._client_failed(ct, 503, now)
+                if ct.owner is not None:
+                    ct.owner.on_failure(ct, now)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start_draining(self) -> None:
         self.draining = True
 
     def drained(self) -> bool:
-        if self.b2bua is not None and self.b2bua.calls:  # type: ignore[attr-defined]
+        if self.b2bua is not None and self.b2bua.active:
             return False
         return not self.dialogs and not any(
             isinstance(st.owner, InviteContext) and not st.owner.done for st in self.server_txns.values()

@@ -20,9 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from edge.call.admission import Gatekeeper
 from edge.call.flood import FloodGuard
-from edge.call.peers import PeerDirectory
 from edge.call.proxy import Proxy
-from edge.call.routing import TargetPool
 from edge.config import ConfigError, EdgeConfig, load_config, host_port
 from edge.daemon.logging import setup_logging
 from edge.daemon.metrics import EdgeCollector
@@ -162,7 +160,6 @@ class Daemon:
         prompts = await self.media.load_prompts()
         self.screening = ScreeningService(self.proxy, self.hub, self.media, on_rule=self._persist_rule,
                                           on_pass=self._persist_pass)
-        self.proxy.screen = self.screening.screen
         self.proxy.b2bua = self.screening
         log.info("media_started", prompts=len(prompts), rtp_ports=f"{cfg.media.rtp_port_min}-{cfg.media.rtp_port_max}")
 
@@ -245,16 +242,12 @@ class Daemon:
             store.queue_activity(a)
 
     def _after_flush(self, proxy: Proxy) -> None:
-        if proxy.cert_fetches:
-            urls, proxy.cert_fetches = proxy.cert_fetches, []
-            for url in urls:
-                task = asyncio.get_running_loop().create_task(self._fetch(url))
-                self._fetching.add(task)
-                task.add_done_callback(self._fetching.discard)
-        if proxy.released_hits:
-            hits, proxy.released_hits = proxy.released_hits, []
-            for called, calling in hits:
-                self._released_hit(called, calling)
+        for url in proxy.certificate_fetches():
+            task = asyncio.get_running_loop().create_task(self._fetch(url))
+            self._fetching.add(task)
+            task.add_done_callback(self._fetching.discard)
+        for called, calling in proxy.released_hits():
+            self._released_hit(called, calling)
 
     async def _fetch(self, url: str) -> None:
         assert self.fetcher is not None and self.proxy is not None and self.hub is not None
@@ -307,21 +300,10 @@ class Daemon:
         proxy = self.proxy
         assert proxy is not None and self.cfg is not None and self.engine is not None
         restart_needed = [ls.address for ls in cfg.listen] != [ls.address for ls in self.cfg.listen]
-        proxy.cfg = cfg
-        proxy.peers = PeerDirectory(cfg)
         if self.guard is not None:
             self.guard.configure(cfg.flood)
-        proxy.set_plan(plan)
+        proxy.reconfigure(cfg, plan, time.time())
         self.engine.replace_static_rules(plan.rules)
-        old_pool = proxy.pool
-        old_pool.stopped = True
-        proxy.pool = TargetPool(cfg, proxy.wheel, proxy.tv, proxy._send, proxy._new_branch, proxy.local)
-        # Keep health state of targets that survive the reload.
-        for name, t in proxy.pool.by_name.items():
-            old = old_pool.by_name.get(name)
-            if old is not None and old.dest == t.dest:
-                t.up, t.failures = old.up, old.failures
-        proxy.pool.start(proxy.client_txns, time.time())
         if self.hub is not None:
             self.hub.reload_tls(cfg)
         self.cfg = cfg

@@ -27,6 +27,7 @@ from edge.media.schema import ScreeningMode
 from edge.media.events import DtmfReceived, MediaTimedOut, PlaybackFinished, PlaybackProgress, RemoteLatched
 from edge.media.voicemail import VoicemailDeposit, VoicemailResult
 from edge.call.admission import apply_edits
+from edge.call.ua import FAILOVER_STATUSES
 from edge.io.rtp_udp import MediaEngine, MediaSessionProtocol, NotAcceptable
 from edge.policy.facts import Action
 from edge.policy.rules import BlockRule, RuleKind, Scope
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("edge.screening")
 
-FAILOVER = frozenset({408, 500, 503})
 SDP = "application/sdp"
 
 
@@ -74,6 +74,10 @@ class ScreeningService:
         call.on_request(msg, src, now)
         return True
 
+    @property
+    def active(self) -> int:
+        return len(self.calls)
+
     def forget(self, call: ScreenedCall) -> None:
         for cid in (call.a_call_id, call.b_call_id):
             if cid and self.calls.get(cid) is call:
@@ -86,6 +90,7 @@ class ScreenedCall:
     def __init__(self, svc: ScreeningService, ctx: InviteContext) -> None:
         self.svc = svc
         self.proxy = svc.proxy
+        self.ua = svc.proxy.ua
         self.ctx = ctx
         self.req = ctx.request
         self.a_call_id = self.req.call_id
@@ -340,7 +345,7 @@ class ScreenedCall:
         data = resp.to_bytes()
         self.ctx.server.respond(status, data, time.time())
         if status >= 200:
-            self.proxy._count_status(status)
+            self.ua.count_status(status)
             self._last_2xx = data
 
     def _answer_a(self, now: float) -> None:
@@ -353,7 +358,7 @@ class ScreenedCall:
             self.activity.answered_at = now
             self.activity.billable = True
             self.activity.final_status = 200
-        self._retransmit_2xx(self.proxy.tv.t1, now + 64 * self.proxy.tv.t1)
+        self._retransmit_2xx(self.ua.tv.t1, now + 64 * self.ua.tv.t1)
 
     def _retransmit_2xx(self, interval: float, give_up: float) -> None:
         """The UAS core retransmits its 2xx, T1 doubling up to T2, until the ACK arrives; after 64*T1
@@ -368,9 +373,9 @@ class ScreenedCall:
                 self._hangup("no ACK for 200 OK", time.time())
                 self.svc.hub.flush()
                 return
-            self.proxy._send(self._last_2xx, self.a_dest)
+            self.ua.send(self._last_2xx, self.a_dest)
             self.svc.hub.flush()
-            self._retransmit_2xx(min(interval * 2, self.proxy.tv.t2), give_up)
+            self._retransmit_2xx(min(interval * 2, self.ua.tv.t2), give_up)
 
         # Never sleep past the 64*T1 deadline: the give-up check must run on time.
         self._retx_timer = self.svc.engine.loop.call_later(min(interval, max(0.0, give_up - time.time())), again)
@@ -386,15 +391,13 @@ class ScreenedCall:
         self.svc.hub.flush()
 
     def _contact(self, transport: str) -> str:
-        host, port = self.proxy.local.get(transport) or next(iter(self.proxy.local.values()))
-        tp = "" if transport == "udp" else f";transport={transport}"
-        return f"<sip:edge@{host}:{port}{tp}>"
+        return self.ua.contact(transport)
 
     def _request_a(self, method: str, extra: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
         """An in-dialog request from the edge to the caller (BYE): UAS side of the dialog."""
         self.local_cseq += 1
-        branch = self.proxy._new_branch()
-        headers = [("Via", self.proxy._via(self.a_dest.transport, branch))]
+        branch = self.ua.new_branch()
+        headers = [("Via", self.ua.via(self.a_dest.transport, branch))]
         headers += [("Route", r) for r in self.a_routes]
         to = self.req.get("from") or ""
         frm = f"{self.req.get('to') or ''};tag={self.to_tag}"
@@ -402,9 +405,9 @@ class ScreenedCall:
                     ("CSeq", f"{self.local_cseq} {method}")]
         headers += extra or []
         msg = SipMessage.request(method, self.a_remote or self.req.uri, headers, body)
-        ct = ClientTransaction(branch, msg, self.a_dest, self.proxy.wheel, self.proxy.tv, self.proxy._send)
+        ct = ClientTransaction(branch, msg, self.a_dest, self.ua.wheel, self.ua.tv, self.ua.send)
         ct.owner = self
-        self.proxy.client_txns[(branch, method)] = ct
+        self.ua.client_txns[(branch, method)] = ct
         ct.start(time.time())
 
     def _hangup(self, reason: str, now: float) -> None:
@@ -441,7 +444,7 @@ class ScreenedCall:
             if a.answered_at:
                 a.duration = round(now - a.answered_at, 3)
             a.billable = a.answered_at is not None
-            self.proxy.activities.append(a)
+            self.ua.record(a)
             self.log.info("screening_ended", flows=self.flows_run, status=a.final_status, answered=bool(a.answered_at),
                           duration=a.duration, reason=a.reason)
         self.svc.forget(self)
@@ -467,7 +470,7 @@ class ScreenedCall:
                     self.ctx.server.on_ack(now)
             return
         if method == "CANCEL":
-            self.proxy._reply(msg, src, 200)
+            self.ua.reply(msg, src, 200)
             if not self.a_answered and not self.a_final:
                 self.ctx.cancelled = True
                 if self.activity is not None:
@@ -476,11 +479,11 @@ class ScreenedCall:
                 self.a_final = True
                 self._respond_a(487)
                 if self.b_client is not None and self.b_client.got_provisional:
-                    self.proxy._send_cancel(self.b_client, now)
+                    self.ua.cancel(self.b_client, now)
                 self._end(487, now)
             return
         if method == "BYE":
-            self.proxy._reply(msg, src, 200)
+            self.ua.reply(msg, src, 200)
             if from_b:
                 self.b_confirmed = False
                 self._hangup("PBX hung up", now)
@@ -496,16 +499,16 @@ class ScreenedCall:
             ctype = (msg.get("content-type") or "").lower()
             if self.a is not None and msg.body and "dtmf" in ctype:
                 self.a.feed_info_dtmf(msg.body, ctype)
-            self.proxy._reply(msg, src, 200)
+            self.ua.reply(msg, src, 200)
             return
         if method == "INVITE":
             # Session refresh / hold on either leg: keep our media, answer with our current SDP.
             sdp = self.answer_sdp if not from_b else ""
             resp = make_response(msg, 200, None, [("Contact", self._contact(src.transport))],
                                  sdp.encode() if sdp else b"", SDP if sdp else None)
-            self.proxy._send(resp.to_bytes(), src)
+            self.ua.send(resp.to_bytes(), src)
             return
-        self.proxy._reply(msg, src, 200 if method in ("OPTIONS", "UPDATE", "NOTIFY") else 405,
+        self.ua.reply(msg, src, 200 if method in ("OPTIONS", "UPDATE", "NOTIFY") else 405,
                           extra=None if method in ("OPTIONS", "UPDATE", "NOTIFY") else [("Allow", "INVITE, ACK, CANCEL, BYE, INFO, OPTIONS, UPDATE")])
 
     # -- B leg ------------------------------------------------------------------------------------------
@@ -541,19 +544,18 @@ class ScreenedCall:
         target = self.b_targets[self.b_index]
         src = self.req.copy()
         apply_edits(src, self.ctx.edits)
-        branch = self.proxy._new_branch()
-        host, port = self.proxy.local.get(target.dest.transport) or next(iter(self.proxy.local.values()))
+        branch = self.ua.new_branch()
         frm = src.get("from") or ""
         gt = frm.rfind(">")
         frm_base = frm if gt < 0 else frm[: gt + 1]
         headers = [
-            ("Via", self.proxy._via(target.dest.transport, branch)),
+            ("Via", self.ua.via(target.dest.transport, branch)),
             ("Max-Forwards", "70"),
             ("From", f"{frm_base};tag=b{self.to_tag}"),
             ("To", f"<{target.uri_for(self.ctx.called_user)}>"),
             ("Call-ID", self.b_call_id),
             ("CSeq", "1 INVITE"),
-            ("Contact", f"<sip:edge@{host}:{port}>"),
+            ("Contact", self.ua.contact(target.dest.transport)),
         ]
         for name in ("p-asserted-identity", "privacy", "reason"):
             for v in src.get_all(name) if name != "reason" else ([src.get("reason")] if src.get("reason") else []):
@@ -562,11 +564,11 @@ class ScreenedCall:
         msg = SipMessage.request("INVITE", target.uri_for(self.ctx.called_user), headers, self.b_offer.encode())
         msg.set("content-type", SDP)
         self.b_request = msg
-        ct = ClientTransaction(branch, msg, target.dest, self.proxy.wheel, self.proxy.tv, self.proxy._send)
+        ct = ClientTransaction(branch, msg, target.dest, self.ua.wheel, self.ua.tv, self.ua.send)
         ct.owner = self
         self.b_client = ct
         self.b_dest = target.dest
-        self.proxy.client_txns[(branch, "INVITE")] = ct
+        self.ua.client_txns[(branch, "INVITE")] = ct
         if self.activity is not None:
             self.activity.target = target.name
         ct.start(now)
@@ -606,7 +608,7 @@ class ScreenedCall:
                 self.activity.reason += "; bridged to PBX"
             self.log.info("screening_bridged", target=self.activity.target if self.activity else "")
             return
-        if status in FAILOVER and not self.ended:
+        if status in FAILOVER_STATUSES and not self.ended:
             self._try_b(now)
         elif not self.ended:
             self._fallback(f"PBX answered {status}", now)
@@ -617,28 +619,28 @@ class ScreenedCall:
 
     def _ack_b(self) -> None:
         assert self.b_request is not None and self.b_dest is not None
-        branch = self.proxy._new_branch()
-        headers = [("Via", self.proxy._via(self.b_dest.transport, branch))]
+        branch = self.ua.new_branch()
+        headers = [("Via", self.ua.via(self.b_dest.transport, branch))]
         headers += [("Route", r) for r in self.b_route]
         headers += [("Max-Forwards", "70"), ("From", self.b_request.get("from") or ""),
                     ("To", f"{self.b_request.get('to')};tag={self.b_to_tag}"), ("Call-ID", self.b_call_id),
                     ("CSeq", "1 ACK")]
         ack = SipMessage.request("ACK", self.b_remote, headers)
-        self.proxy._send(ack.to_bytes(), self.b_dest)
+        self.ua.send(ack.to_bytes(), self.b_dest)
 
     def _request_b(self, method: str) -> None:
         if self.b_request is None or self.b_dest is None:
             return
-        branch = self.proxy._new_branch()
-        headers = [("Via", self.proxy._via(self.b_dest.transport, branch))]
+        branch = self.ua.new_branch()
+        headers = [("Via", self.ua.via(self.b_dest.transport, branch))]
         headers += [("Route", r) for r in self.b_route]
         headers += [("Max-Forwards", "70"), ("From", self.b_request.get("from") or ""),
                     ("To", f"{self.b_request.get('to')};tag={self.b_to_tag}"), ("Call-ID", self.b_call_id),
                     ("CSeq", f"2 {method}")]
         msg = SipMessage.request(method, self.b_remote, headers)
-        ct = ClientTransaction(branch, msg, self.b_dest, self.proxy.wheel, self.proxy.tv, self.proxy._send)
+        ct = ClientTransaction(branch, msg, self.b_dest, self.ua.wheel, self.ua.tv, self.ua.send)
         ct.owner = self
-        self.proxy.client_txns[(branch, method)] = ct
+        self.ua.client_txns[(branch, method)] = ct
         ct.start(time.time())
 
     def _fallback(self, why: str, now: float) -> None:

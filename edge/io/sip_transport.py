@@ -64,22 +64,18 @@ class SipHub:
         self.flush()
 
     def _local(self, transport: str) -> tuple[str, int]:
-        return self.proxy.local.get(transport) or next(iter(self.proxy.local.values()))
+        return self.proxy.ua.local_address(transport)
 
     def flush(self) -> None:
+        """Carry out what the core queued: send its messages, store its activities, then the other
+        effects (`after_flush`: certificate fetches, lifecycle hits, media), and re-arm the timer."""
         proxy = self.proxy
-        if proxy.outbox:
-            out = proxy.outbox
-            proxy.outbox = []
-            for data, dest in out:
-                self.send(data, dest)
-        if proxy.activities and self.on_activities is not None:
-            acts = proxy.activities
-            proxy.activities = []
+        for data, dest in proxy.datagrams_to_send():
+            self.send(data, dest)
+        acts = proxy.activities_to_store()
+        if acts and self.on_activities is not None:
             self.on_activities(acts)
-        elif proxy.activities:
-            proxy.activities.clear()
-        if self.after_flush is not None and (proxy.cert_fetches or proxy.released_hits):
+        if self.after_flush is not None:
             self.after_flush(proxy)
         self._arm()
 

@@ -9,7 +9,7 @@ out and calls `on_timer(name, now)` for deadlines popped from the shared TimerWh
 from __future__ import annotations
 
 import enum
-from typing import Callable
+from typing import Callable, Protocol
 
 from edge.sip.message import SipMessage
 from edge.sip.timers import TimerValues, TimerWheel
@@ -44,6 +44,15 @@ class Destination(tuple):
     @property
     def reliable(self) -> bool:
         return self[0] != "udp"
+
+
+class TransactionUser(Protocol):
+    """The owner of a transaction (RFC 3261's TU): told of the responses that pass a client
+    transaction and of its failure (Timer B/F, transport error)."""
+
+    def on_response(self, ct: ClientTransaction, resp: SipMessage, now: float) -> None: ...
+
+    def on_failure(self, ct: ClientTransaction, now: float) -> None: ...
 
 
 class State(enum.Enum):
@@ -99,7 +108,7 @@ class ServerTransaction:
         self._tv = tv
         self._send = send
         self._g_interval = tv.t1
-        self.owner: object = None  # the proxy context that consumes this transaction
+        self.owner: TransactionUser | None = None  # the context that answers this request
         self.created = now
         self.on_final: Callable[[ServerTransaction], None] | None = None  # told once, at the first final response
 
@@ -204,6 +213,7 @@ class ClientTransaction:
         "got_provisional",
         "cancel_pending",
         "created",
+        "failed_with",
     )
 
     def __init__(
@@ -227,11 +237,12 @@ class ClientTransaction:
         self._send = send
         self._interval = tv.t1
         self.ack: bytes | None = None
-        self.owner: object = None
+        self.owner: TransactionUser | None = None
         self.index = 0  # position in the hunt list
         self.got_provisional = False
         self.cancel_pending = False
         self.created = 0.0
+        self.failed_with = 0  # 408 after Timer B/F, 503 after a transport error: the status a TU answers with
 
     @property
     def terminated(self) -> bool:
@@ -311,6 +322,7 @@ class ClientTransaction:
             self._wheel.arm(self, "E", now + self._interval)
         elif name in ("B", "F") and st in (State.CALLING, State.TRYING, State.PROCEEDING):
             self._terminate()
+            self.failed_with = 408
             return "timeout"
         elif name in ("D", "K", "M"):
             self._terminate()
@@ -318,6 +330,7 @@ class ClientTransaction:
 
     def on_transport_error(self) -> None:
         self._terminate()
+        self.failed_with = 503
 
     def _release(self) -> None:
         """After the final response only retransmissions are absorbed: the request is not needed

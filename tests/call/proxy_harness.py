@@ -62,10 +62,11 @@ class Harness:
         cfg = msgspec.convert(config_dict(**sections), EdgeConfig)
         self.proxy = proxy or Proxy(cfg, make_plan())
         self.now = 1000.0
+        self.activities: list = []  # every activity record the proxy handed out, in order
 
     def take(self) -> list[tuple[SipMessage, Destination]]:
-        out = [(parse(data), dest) for data, dest in self.proxy.outbox]
-        self.proxy.outbox.clear()
+        out = [(parse(data), dest) for data, dest in self.proxy.datagrams_to_send()]
+        self.activities += self.proxy.activities_to_store()
         return out
 
     def feed(self, data: bytes, src: Destination = CARRIER) -> list[tuple[SipMessage, Destination]]:

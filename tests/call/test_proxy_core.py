@@ -173,7 +173,7 @@ def test_proxy_bye_from_carrier_ends_dialog() -> None:
     assert only(out, CARRIER)[0].get_all("via")[0].startswith("SIP/2.0/UDP 192.0.2.5:5080;branch=z9hG4bKdlg1")
     assert "call-1@carrier" not in h.proxy.dialogs
     assert h.proxy.stats.calls_ended == 1
-    assert h.proxy.activities and h.proxy.activities[-1].ended_at == h.now
+    assert h.activities and h.activities[-1].ended_at == h.now
 
 
 def test_proxy_bye_from_pbx_through_record_route() -> None:
@@ -235,7 +235,7 @@ def test_proxy_unknown_number_404_then_ack_absorbed() -> None:
     assert statuses(out) == [100, 404]
     resp = only(out, CARRIER)[1]
     assert resp.to_tag
-    a = h.proxy.activities[-1]
+    a = h.activities[-1]
     assert (a.rule_id, a.final_status) == ("dialplan.unknown_number", 404)
     assert h.proxy.stats.not_found == 1
     ack = msg("ACK sip:+14155550000@127.0.0.1 SIP/2.0", f"Via: {CARRIER_VIA}", f"From: {resp.get('from')}",
@@ -339,7 +339,7 @@ def test_proxy_failover_on_503() -> None:
     assert h.proxy.stats.failovers == 1
     out = h.feed(answer(nxt[0], 200), PBX_B)
     assert statuses(out) == [200]
-    assert h.proxy.activities[-1].target == "pbx-b"
+    assert h.activities[-1].target == "pbx-b"
 
 
 def test_proxy_486_relayed_without_failover() -> None:
@@ -555,7 +555,7 @@ def test_proxy_response_with_only_our_via_not_forwarded() -> None:
     resp = msg("SIP/2.0 180 Ringing", f"Via: {fwd.get_all('via')[0]}", f"From: {fwd.get('from')}",
                "To: <sip:x@y>;tag=1", f"Call-ID: {fwd.call_id}", "CSeq: 1 INVITE")
     h.proxy.receive(resp, PBX_A, h.now)
-    assert h.proxy.outbox == []
+    assert h.proxy.datagrams_to_send() == []
 
 
 
