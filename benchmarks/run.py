@@ -1,6 +1,6 @@
 """End-to-end call-rate benchmark: sipp carrier -> proxy -> sipp PBX on loopback, stepped rates.
 
-The method is /work/shared/BENCHMARKING.md's: 4 MB socket buffers everywhere, 10 ms pauses between
+The method (benchmarks/README.md, "Method"): 4 MB socket buffers everywhere, 10 ms pauses between
 180/200 (UAS) and ACK/BYE (UAC), a fixed number of calls per rate step, stop at the first step with any
 failed call or retransmission on either sipp side, re-run the best passing step N times and quote
 medians, and measure a tuned Kamailio in the same run so ratios do not depend on the machine's drift.
@@ -1001,7 +1001,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--min-achieved", type=float, default=0.9,
                    help="a step also fails when calls complete below this share of the offered rate")
     p.add_argument("--edge-python-args", default="",
-                   help="inserted before '-m edge.cli' to profile the daemon, e.g. '-m cProfile -o /tmp/edge.prof'")
+                   help="inserted before '-m edge.cli' to profile the daemon, e.g. '-m cProfile -o var/edge.prof'")
     p.add_argument("--json", type=Path, help="write every step and the summary to this file")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, sipp traces)")
     args = p.parse_args(argv)
@@ -1098,6 +1098,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["checks"] = {k: v for k, v in checks.items() if v}
     out(render_summary(summary))
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"command": command, "machine": machine, "scenario": ",".join(args.scenario), "calls_per_step": args.calls,
                "steps": [asdict(r) | {"passed": r.passed} for rs in sweeps.values() for r in rs]
                + [asdict(r) | {"passed": r.passed} for rs in repeats.values() for r in rs],

@@ -361,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     best = max((r["sessions"] for r in results if r["passed"]), default=0)
     out(f"\nmax concurrent captcha sessions with zero misses and |D| p99 < {JITTER_LIMIT_MS:g} ms: {best or 'none'}\n")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"argv": argv, "results": results, "best": best}, indent=2, default=str))
     if args.keep:
         out(f"scratch directory kept: {workdir}\n")

@@ -191,3 +191,21 @@ def test_layering_every_core_package_is_checked() -> None:
 )
 def test_layering_detector(source: str, expected: list[str]) -> None:
     assert violations(source) == expected
+
+
+def test_layering_no_private_proxy_access_outside_call() -> None:
+    """The proxy's public seam (edge/call/ua.py and its public methods) is all that adapters, the
+    daemon, benchmarks and tests use: no `proxy._x` outside edge/call."""
+    import re
+
+    pattern = re.compile(r"\bproxy\._[A-Za-z]")
+    repo = ROOT.parent
+    offenders = []
+    for folder in ("edge", "tests", "benchmarks"):
+        for p in sorted((repo / folder).rglob("*.py")):
+            if p.is_relative_to(ROOT / "call") or p == Path(__file__).resolve():
+                continue
+            for n, line in enumerate(p.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    offenders.append(f"{p.relative_to(repo)}:{n}: {line.strip()}")
+    assert offenders == []

@@ -25,7 +25,9 @@ FAILOVER_STATUSES = frozenset({408, 500, 503})
 
 
 class TimerUser(Protocol):
-    """Owner of named timers on the shared wheel."""
+    """Owner of named timers on the shared wheel; `timers` is where the wheel keeps its handles."""
+
+    timers: dict[str, list]
 
     def on_timer(self, name: str, now: float) -> None: ...
 

@@ -65,7 +65,8 @@ class Daemon:
         self.reload_failures = 0
         self.started = time.time()
         self.media = None
-        self.screening = None
+        self.screening = None  # the screening B2BUA (sans-IO) and its media driver
+        self.media_driver = None
         self.shared = None  # redis shared state (other nodes' blocks, numbers, passes, rates)
         self.guard: FloodGuard | None = None
         self.hep = None
@@ -151,15 +152,17 @@ class Daemon:
 
     async def _start_media(self, cfg: EdgeConfig) -> None:
         """RTP engine and the screening B2BUA (captcha, menus, voicemail); prompts decoded once here."""
+        from edge.call.b2bua import B2bua
         from edge.io.rtp_udp import MediaEngine
-        from edge.io.screening import ScreeningService
+        from edge.io.screening import MediaDriver
 
         assert self.proxy is not None and self.hub is not None
         Path(cfg.media.voicemail_dir).mkdir(parents=True, exist_ok=True)
         self.media = MediaEngine(cfg.media, asyncio.get_running_loop())
         prompts = await self.media.load_prompts()
-        self.screening = ScreeningService(self.proxy, self.hub, self.media, on_rule=self._persist_rule,
-                                          on_pass=self._persist_pass)
+        self.screening = B2bua(self.proxy, cfg.media.voicemail_dir)
+        self.media_driver = MediaDriver(self.screening, self.media, self.hub.flush, on_rule=self._persist_rule,
+                                        on_pass=self._persist_pass)
         self.proxy.b2bua = self.screening
         log.info("media_started", prompts=len(prompts), rtp_ports=f"{cfg.media.rtp_port_min}-{cfg.media.rtp_port_max}")
 
@@ -227,9 +230,9 @@ class Daemon:
             for k, v in self.hep.stats().items():
                 out[k] = v
         if self.screening is not None and self.media is not None:
-            out["screening_calls_active"] = len({id(c) for c in self.screening.calls.values()})
+            out["screening_calls_active"] = self.screening.active
             out["screening_calls_started_total"] = self.screening.started
-            out["media_sessions_refused_total"] = self.screening.refused
+            out["media_sessions_refused_total"] = self.media_driver.refused if self.media_driver else 0
             for k, v in self.media.stats().items():
                 out[f"media_{k}"] = v
         return out
@@ -248,6 +251,8 @@ class Daemon:
             task.add_done_callback(self._fetching.discard)
         for called, calling in proxy.released_hits():
             self._released_hit(called, calling)
+        if self.media_driver is not None:
+            self.media_driver.run()
 
     async def _fetch(self, url: str) -> None:
         assert self.fetcher is not None and self.proxy is not None and self.hub is not None

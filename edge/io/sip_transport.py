@@ -70,13 +70,16 @@ class SipHub:
         """Carry out what the core queued: send its messages, store its activities, then the other
         effects (`after_flush`: certificate fetches, lifecycle hits, media), and re-arm the timer."""
         proxy = self.proxy
-        for data, dest in proxy.datagrams_to_send():
-            self.send(data, dest)
-        acts = proxy.activities_to_store()
-        if acts and self.on_activities is not None:
-            self.on_activities(acts)
-        if self.after_flush is not None:
-            self.after_flush(proxy)
+        for _ in range(8):  # the other effects may answer back into the core (a media result), bounded
+            for data, dest in proxy.datagrams_to_send():
+                self.send(data, dest)
+            acts = proxy.activities_to_store()
+            if acts and self.on_activities is not None:
+                self.on_activities(acts)
+            if self.after_flush is not None:
+                self.after_flush(proxy)
+            if not proxy.ua.pending:
+                break
         self._arm()
 
     def _arm(self) -> None:
