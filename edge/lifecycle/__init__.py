@@ -1,1 +1,5 @@
-"""Number lifecycle: release, quarantine, residual-traffic monitoring, reassignment (sans-IO)."""
+"""Number lifecycle (sans-IO): release, quarantine, residual-traffic monitoring, reassignment.
+
+Public surface: `manager.Lifecycle` (is_released, record_traffic, apply/load), `record.NumberRecord`
+and `NumberState`, `schema.LifecycleConfig` and `validate_lifecycle`.
+"""
