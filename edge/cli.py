@@ -22,9 +22,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edge.check import check
+    from edge.check import check, trust_report
 
     errors = check(args.config, args.dialplans)
+    for line in trust_report(args.config):
+        sys.stdout.write(line + "\n")
     for e in errors:
         sys.stderr.write(e + "\n")
     if errors:

@@ -29,6 +29,7 @@ from edge.dialplan.plan import NumberEntry, Plan
 from edge.numbers import parse_number
 from edge.policy.facts import Action, Decision
 from edge.stir.verifier import NeedCertificate
+from edge.stir.verstat import reject_response
 from edge.sip.errors import SipParseError
 from edge.sip.message import MAGIC_COOKIE, SipMessage, Via, parse, split_list, uri_of
 from edge.sip.response import make_response
@@ -578,7 +579,11 @@ class Proxy:
         if action in (Action.REJECT, Action.INTERCEPT):
             self.stats.rejected += 1
             status = decision.sip_status or 603
-            self._final_local(ctx, status, None, now, [("Reason", f'SIP;cause={status};text="{decision.rule_id}"')])
+            phrase: str | None = None
+            reason = f'SIP;cause={status};text="{decision.rule_id}"'
+            if decision.rule_id.startswith("stir."):  # RFC 8224 phrase and Reason; the detail stays in the log
+                phrase, reason = reject_response(out.stir, status, decision.reason)
+            self._final_local(ctx, status, phrase, now, [("Reason", reason)])
             return
         # captcha / menu / voicemail: the screening B2BUA answers the caller (media path).
         if self.screen is None or ctx.request.method != "INVITE":

@@ -323,6 +323,7 @@ class Daemon:
         proxy.pool.start(proxy.client_txns, time.time())
         if self.hub is not None:
             self.hub.reload_tls(cfg)
+        self._reload_stir_trust(cfg)
         self.cfg = cfg
         self.reloads += 1
         log.info("reloaded", numbers=len(plan), dialplan_files=len(files), rules=len(self.engine.rules),
@@ -330,6 +331,20 @@ class Daemon:
         self.notifier.ready(f"serving {len(plan)} numbers")
         if self.hub is not None:
             self.hub.flush()
+
+    def _reload_stir_trust(self, cfg: EdgeConfig) -> None:
+        """STI-CA anchors and CRLs are re-read on every reload; a bad file keeps the previous ones."""
+        from edge.io.cert_fetch import reload_trust
+
+        gate = self.proxy.gate if self.proxy is not None else None
+        if gate is None or gate.verifier is None or not cfg.stir.enabled:
+            return
+        try:
+            trust = reload_trust(gate.verifier, cfg.stir)
+        except (OSError, ValueError) as exc:
+            log.error("stir_trust_reload_failed", error=str(exc), detail="the previous anchors and CRLs stay in force")
+            return
+        log.info("stir_trust_reloaded", anchors=len(trust.anchors), chain=len(trust.intermediates), crls=trust.crl_count)
 
     # -- stop -----------------------------------------------------------------------------------
     async def _drain(self) -> None:
