@@ -159,6 +159,9 @@ class InviteContext:
         "edits",
         "caller",
         "responded",
+        "from_edited",
+        "cancel_sent",
+        "cancel_final",
     )
 
     def __init__(self, server: ServerTransaction, request: SipMessage) -> None:
@@ -181,6 +184,9 @@ class InviteContext:
         self.edits: list[tuple[str, str | None]] = []  # header edits on every forwarded copy (verstat, Identity)
         self.caller: CallerId | None = None  # the caller's identity, read once
         self.responded = False  # first response (other than 100) seen, for the latency histogram
+        self.from_edited = False  # verstat written into From: responses upstream get the original back
+        self.cancel_sent = False  # a CANCEL went to the current target (once: Timer C does not repeat it)
+        self.cancel_final = 487  # our answer if that target never answers the CANCEL: 487, or 408 after Timer C
 
 
 class Proxy:
@@ -574,6 +580,7 @@ class Proxy:
         action = decision.action
         if action is Action.ALLOW:
             ctx.edits = out.edits
+            ctx.from_edited = any(name == "from" for name, _ in out.edits)
             self._forward_initial(ctx, now)
             return
         if action in (Action.REJECT, Action.INTERCEPT):
@@ -677,6 +684,8 @@ class Proxy:
         ctx.server.owner = None
         if ctx.client is not None:
             ctx.client.owner = None
+        if ctx.timers:
+            self.wheel.clear(ctx)  # Timer C, cancel_wait
 
     def _finish(self, ctx: InviteContext, status: int, now: float) -> None:
         self._first_response(ctx, now)
@@ -739,7 +748,7 @@ class Proxy:
         if ctx.done:
             return
         if ctx.cancelled:
-            self._final_local(ctx, 487, None, now)
+            self._final_local(ctx, ctx.cancel_final, None, now)
         elif ctx.best is not None:
             self._relay_final(ctx, ctx.best, now)
         else:
@@ -760,10 +769,12 @@ class Proxy:
         mf = req.max_forwards
         out: list[list] = [["via", "Via", self._via(dest.transport, branch or self._new_branch()), None]]
         if record_route:
-            if dest.transport != src.transport:
-                # RFC 5658 double Record-Route: one entry per side when the transports differ.
-                out.append(["record-route", "Record-Route", self._record_route(src.transport), None])
+            # RFC 5658 double Record-Route when the transports differ: the entry facing the next hop on top
+            # (the callee's route set starts there), the entry facing the previous hop below it (the
+            # caller's reversed route set reaches the edge through it).
             out.append(["record-route", "Record-Route", self._record_route(dest.transport), None])
+            if dest.transport != src.transport:
+                out.append(["record-route", "Record-Route", self._record_route(src.transport), None])
         elif routes:
             out.extend(["route", "Route", r, None] for r in routes)
         first_via = True
@@ -791,8 +802,18 @@ class Proxy:
             fwd.set_uri(new_uri)
         return fwd
 
+    def _upstream(self, ctx: InviteContext, resp: SipMessage) -> bytes:
+        """A response as relayed upstream (RFC 3261 §16.7 step 3). When the edge wrote verstat into From
+        (no PAI), the caller gets the From it sent back (§8.2.6.2: a response copies the request's From)."""
+        if not ctx.from_edited:
+            return resp.bytes_without_top_via()
+        out = resp.copy()
+        out.pop_first_value("via")
+        out.set("from", ctx.request.get("from") or "")
+        return out.to_bytes()
+
     def _relay_final(self, ctx: InviteContext, resp: SipMessage, now: float) -> None:
-        ctx.server.respond(resp.status, resp.bytes_without_top_via(), now)
+        ctx.server.respond(resp.status, self._upstream(ctx, resp), now)
         self._count_status(resp.status)
         ctx.done = True
         self._finish(ctx, resp.status, now)
@@ -821,6 +842,14 @@ class Proxy:
             ct.cancel_pending = True  # RFC 3261 §9.1: CANCEL only after a provisional response
 
     def _send_cancel(self, ct: ClientTransaction, now: float) -> None:
+        ctx = ct.owner
+        if isinstance(ctx, InviteContext):
+            if ctx.cancel_sent:
+                return
+            ctx.cancel_sent = True
+            # RFC 3261 §9.1: with no final response 64*T1 after the CANCEL, the INVITE transaction is
+            # considered cancelled and destroyed; the caller then gets our own final response.
+            self.wheel.arm(ctx, "cancel_wait", now + 64 * self.tv.t1)
         cancel = build_cancel(ct.request)
         cc = ClientTransaction(ct.branch, cancel, ct.dest, self.wheel, self.tv, self._send)
         cc.owner = None
@@ -989,7 +1018,7 @@ class Proxy:
         self._first_response(ctx, now)
         status = resp.status
         first_final = status >= 200 and not ctx.done
-        ctx.server.respond(status, resp.bytes_without_top_via(), now)
+        ctx.server.respond(status, self._upstream(ctx, resp), now)
         if status < 200:
             return
         if first_final:
@@ -1053,11 +1082,17 @@ class Proxy:
         if isinstance(owner, InviteContext):
             if name == "C" and not owner.done and owner.client is not None:
                 if owner.client.got_provisional:
+                    # RFC 3261 §16.8: CANCEL the ringing target; if it never answers, 408 (§16.7 step 6:
+                    # no final response in the context), not 487: the caller asked for nothing.
+                    if not owner.cancelled:
+                        owner.cancel_final = 408
                     owner.cancelled = True
                     self._send_cancel(owner.client, now)
                 else:
                     owner.client.terminate()
                     self._client_failed(owner.client, 408, now)
+            elif name == "cancel_wait" and not owner.done and owner.client is not None:
+                self._cancel_unanswered(owner, now)
             return
         if isinstance(owner, Dialog):
             if name == "max_age":
@@ -1067,6 +1102,20 @@ class Proxy:
         on_timer = getattr(owner, "on_timer", None)
         if on_timer is not None:
             on_timer(name, now)
+
+    def _cancel_unanswered(self, ctx: InviteContext, now: float) -> None:
+        """64*T1 after our CANCEL the target still sent no final response: destroy the INVITE client
+        transaction (§9.1) and answer the caller ourselves."""
+        ct = ctx.client
+        assert ct is not None
+        log.warning("cancel_unanswered", call_id=ctx.request.call_id, status=ctx.cancel_final,
+                    target=ctx.targets[ctx.index].name if 0 <= ctx.index < len(ctx.targets) else "")
+        ct.terminate()
+        k = (ct.branch, ct.method)
+        if self.client_txns.get(k) is ct:
+            del self.client_txns[k]
+        ct.owner = None
+        self._final_local(ctx, ctx.cancel_final, None, now)
 
     def _client_failed(self, ct: ClientTransaction, status: int, now: float) -> None:
         """Timer B/F fired or the transport failed: fail over to the next target, or answer ourselves."""
@@ -1086,7 +1135,7 @@ class Proxy:
         if ctx.best is not None and not ctx.cancelled:
             self._relay_final(ctx, ctx.best, now)
         else:
-            self._final_local(ctx, 487 if ctx.cancelled else status, None, now)
+            self._final_local(ctx, ctx.cancel_final if ctx.cancelled else status, None, now)
         if ctx.request.method == "BYE" and ctx.dialog is not None:
             self._end_dialog(ctx.dialog, now)
 
