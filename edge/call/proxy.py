@@ -19,7 +19,7 @@ from typing import Callable
 
 import structlog
 
-from edge.call.activity import Activity, new_activity_id
+from edge.call.activity import Activity, log_contact_decided, new_activity_id
 from edge.call.admission import Gatekeeper, apply_edits
 from edge.call.facts import CallerId, caller_id
 from edge.call.peers import Peer, PeerDirectory
@@ -627,19 +627,41 @@ class Proxy:
         self._try_next(ctx, now)
 
     def _route_outbound(self, ctx: InviteContext, now: float) -> None:
-        """A call the PBX sends out: to the carriers' outbound targets in order."""
+        """A call or message the PBX sends out: to the carriers' outbound targets in order, recorded as an
+        outbound activity (attestation signed or why none, carrier chosen, failovers, final status)."""
         msg = ctx.request
         ctx.called_user = uri_user(msg.uri)
+        ctx.caller = caller_id(msg)
+        assert ctx.peer is not None
+        a = ctx.activity = self._outbound_activity(ctx, now)
         ctx.targets = self.pool.outbound_list()
         if not ctx.targets:
+            a.decision, a.rule_id, a.reason = Action.REJECT.value, "outbound.no_carrier", "no outbound carrier"
             self._final_local(ctx, 403, "Forbidden: no outbound carrier", now)
             return
-        if self.gate is not None and ctx.peer is not None:
-            identity = self.gate.sign_outbound(msg, ctx.peer, self.plan, now)
-            if identity:
-                ctx.edits = [("identity", identity)]  # replaces any Identity the PBX sent
+        a.decision, a.rule_id = Action.ALLOW.value, "outbound"
+        if self.gate is not None:
+            signing = self.gate.sign_outbound_request(msg, ctx.peer, self.plan, now)
+            if signing.identity:
+                ctx.edits = [("identity", signing.identity)]  # replaces any Identity the PBX sent
+            a.stir_status = "signed" if signing.identity else "unsigned"
+            a.stir_attestation = signing.attestation
+            a.stir_code = signing.unsigned_reason
+        else:
+            a.stir_status, a.stir_code = "unsigned", "signing disabled"
         self._open_dialog(ctx, ctx.server.source, now)
         self._try_next(ctx, now)
+
+    def _outbound_activity(self, ctx: InviteContext, now: float) -> Activity:
+        """The activity of an outbound contact: calling is the PBX's caller, called the Request-URI user."""
+        assert ctx.peer is not None and ctx.caller is not None
+        msg = ctx.request
+        called = parse_number(ctx.called_user).e164 if ctx.called_user else ""
+        a = self._new_activity(msg, ctx.server.source, ctx.peer, called or ctx.called_user, ctx.caller, now)
+        a.direction = "outbound"
+        owner = self.plan.lookup(ctx.caller.e164) if ctx.caller.e164 else None
+        a.customer = owner.customer if owner is not None else ""
+        return a
 
     def _open_dialog(self, ctx: InviteContext, src: Destination, now: float) -> None:
         if ctx.request.method != "INVITE":
@@ -697,17 +719,7 @@ class Proxy:
                 a.billable = status < 300
             self.activities.append(a)
             if self.cfg.logging.log_calls:
-                log.info(
-                    "contact_decided",
-                    call_id=a.call_id,
-                    kind=a.kind,
-                    calling=a.calling_number,
-                    called=a.called_number,
-                    status=status,
-                    decision=a.decision,
-                    rule_id=a.rule_id,
-                    target=a.target,
-                )
+                log_contact_decided(log, a, status)
         if status >= 300 and ctx.dialog is not None and not ctx.dialog.confirmed:
             self._close_dialog(ctx.dialog)
 
@@ -728,6 +740,8 @@ class Proxy:
             target = ctx.targets[ctx.index]
             if ctx.index > 0:
                 self.stats.failovers += 1
+                if ctx.activity is not None:
+                    ctx.activity.failovers += 1
             fwd = self._prepare_forward(ctx.request, ctx.server.source, target.uri_for(ctx.called_user), target.dest, True,
                                         ctx.edits)
             branch = fwd.branch
@@ -740,6 +754,8 @@ class Proxy:
                 ctx.dialog.callee = target.dest
             if ctx.activity is not None:
                 ctx.activity.target = target.name
+                if ctx.activity.direction == "outbound":
+                    ctx.activity.carrier = target.name.split("#", 1)[0]
             ct.start(now)
             return
 
@@ -1056,7 +1072,7 @@ class Proxy:
             if a.answered_at:
                 a.duration = round(now - a.answered_at, 3)
             self.activities.append(a)
-            if self.gate is not None and a.calling_number:
+            if self.gate is not None and a.calling_number and a.direction == "inbound":
                 # Short-call history for Spam Detective (robocalls hang up within seconds of answer).
                 self.gate.engine.observe_call_end(a.calling_number, bool(a.answered_at), a.duration, now)
 
