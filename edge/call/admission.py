@@ -28,7 +28,7 @@ from edge.stir.schema import StirAction, StirConfig
 from edge.stir.schema import decide as stir_decide
 from edge.stir.signer import Signer, attestation_for, origid_for
 from edge.stir.verifier import NeedCertificate, Verifier
-from edge.stir.verstat import from_with_verstat, pai_with_verstat, reason_header, strip_verstat
+from edge.stir.verstat import from_with_verstat, pai_from, pai_with_verstat, reason_header, strip_verstat
 
 log = structlog.get_logger("edge.admission")
 
@@ -156,9 +156,12 @@ class Gatekeeper:
         pai = msg.get("p-asserted-identity")
         frm = msg.get("from") or ""
         verified = self.verifier is not None
+        add_pai = verified and not pai and self.stir_cfg.verstat_without_pai == "pai"
         if pai:
             edits.append(("p-asserted-identity", pai_with_verstat(pai, result.verstat) if verified else strip_verstat(pai, pai=True)))
-        if verified and (self.stir_cfg.verstat_in_from or not pai):
+        elif add_pai:
+            edits.append(("p-asserted-identity", pai_from(frm, result.verstat)))
+        if verified and (self.stir_cfg.verstat_in_from or not (pai or add_pai)):
             edits.append(("from", from_with_verstat(frm, result.verstat)))
         elif "verstat" in frm.lower():
             edits.append(("from", strip_verstat(frm)))

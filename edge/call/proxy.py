@@ -69,6 +69,8 @@ class Stats:
         "calls_ended",
         "released_hits",
         "source_limited",
+        "cancels_unanswered",
+        "outbound",
         "by_status",
     )
 
@@ -634,6 +636,7 @@ class Proxy:
         ctx.caller = caller_id(msg)
         assert ctx.peer is not None
         a = ctx.activity = self._outbound_activity(ctx, now)
+        self.stats.outbound += 1
         ctx.targets = self.pool.outbound_list()
         if not ctx.targets:
             a.decision, a.rule_id, a.reason = Action.REJECT.value, "outbound.no_carrier", "no outbound carrier"
@@ -1126,6 +1129,7 @@ class Proxy:
         assert ct is not None
         log.warning("cancel_unanswered", call_id=ctx.request.call_id, status=ctx.cancel_final,
                     target=ctx.targets[ctx.index].name if 0 <= ctx.index < len(ctx.targets) else "")
+        self.stats.cancels_unanswered += 1
         ct.terminate()
         k = (ct.branch, ct.method)
         if self.client_txns.get(k) is ct:

@@ -132,6 +132,15 @@ def from_with_verstat(header_value: str, verstat: str) -> str:
     return with_verstat(header_value, verstat, addr_spec_params_in_uri=False)
 
 
+def pai_from(from_value: str, verstat: str) -> str:
+    """A P-Asserted-Identity made from the caller's From (display name and URI, no tag) carrying verstat:
+    used instead of rewriting From when `verstat_without_pai = "pai"`."""
+    value = from_value.strip()
+    lt, gt = _find_angle(value)
+    ident = value[: gt + 1] if lt >= 0 else value.split(";", 1)[0]
+    return with_verstat(ident, verstat, addr_spec_params_in_uri=True)
+
+
 def strip_verstat(header_value: str, *, pai: bool = False) -> str:
     """Remove any inbound verstat without adding one (e.g. on headers verstat is not configured for)."""
     parts = split_top(header_value, ",") if pai else [header_value]

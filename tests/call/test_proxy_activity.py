@@ -58,6 +58,7 @@ def test_activity_outbound_call_recorded_with_carrier_and_final_status() -> None
     assert (a.direction, a.kind, a.calling_number, a.called_number) == ("outbound", "call", CALLED, "+13035550177")
     assert (a.carrier, a.target, a.final_status, a.failovers) == ("carrier-a", "carrier-a#0", 486, 0)
     assert (a.stir_status, a.stir_code, a.customer) == ("unsigned", "signing disabled", "acme")
+    assert h.proxy.stats.outbound == 1
     decided = [e for e in logs if e["event"] == "contact_decided"]
     assert len(decided) == 1
     assert (decided[0]["direction"], decided[0]["status"], decided[0]["carrier"]) == ("outbound", 486, "carrier-a")

@@ -74,6 +74,7 @@ def test_interop_cancel_ignored_by_pbx_487_after_64_t1() -> None:
     assert {m.method for m in only(out, PBX_A)} <= {"CANCEL"}
     out = h.advance(0.2)
     assert statuses(out) == [487]
+    assert h.proxy.stats.cancels_unanswered == 1
     assert h.proxy.dialogs == {}
     assert not any(k[1] == "INVITE" for k in h.proxy.client_txns)
     # Nothing is sent toward the PBX any more once the CANCEL transaction has timed out too.
@@ -145,3 +146,16 @@ def test_interop_from_restored_on_final_error_too(pki) -> None:
     fwd = only(h.feed(carrier_invite(EDGE_URI, body=SDP)), PBX_A)[0]
     busy = only(h.feed(answer(fwd, 486), PBX_A), CARRIER)
     assert [(m.status, m.get("from")) for m in busy] == [(486, '"Alice" <sip:+12025550111@carrier.example>;tag=c1')]
+
+
+def test_interop_verstat_without_pai_as_added_pai(pki) -> None:
+    from tests.stir.pki import pem
+
+    cfg = msgspec.convert(config_dict(stir={"verstat_without_pai": "pai"}), EdgeConfig)
+    gate = Gatekeeper(PolicyEngine(), cfg.stir, Verifier(TrustStore.from_blobs([pem(pki.root)])))
+    h = Harness(Proxy(cfg, make_plan(), gate))
+    fwd = only(h.feed(carrier_invite(EDGE_URI, body=SDP)), PBX_A)[0]
+    assert fwd.get("from") == '"Alice" <sip:+12025550111@carrier.example>;tag=c1'
+    assert fwd.get("p-asserted-identity") == '"Alice" <sip:+12025550111;verstat=No-TN-Validation@carrier.example;user=phone>'
+    ringing = only(h.feed(answer(fwd, 180), PBX_A), CARRIER)[0]
+    assert ringing.get("from") == '"Alice" <sip:+12025550111@carrier.example>;tag=c1'

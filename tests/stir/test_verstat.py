@@ -8,6 +8,7 @@ import pytest
 from edge.stir.result import ABSENT, StirResult, StirStatus
 from edge.stir.verstat import (
     from_with_verstat,
+    pai_from,
     pai_with_verstat,
     reason_header,
     reject_response,
@@ -115,3 +116,16 @@ def test_verstat_strip_from_user_part() -> None:
 def test_verstat_reject_response(result: StirResult, status: int, phrase: str | None, reason: str) -> None:
     detail = "attestation C below minimum A" if result.status is StirStatus.PASSED else "detail"
     assert reject_response(result, status, detail) == (phrase, reason)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"Alice" <sip:+12025550123@c.net>;tag=1', f'"Alice" <sip:+12025550123;verstat={P}@c.net;user=phone>'),
+        ("sip:+12025550123@c.net;tag=1", f"<sip:+12025550123;verstat={P}@c.net;user=phone>"),
+        ("<tel:+12025550123;verstat=TN-Validation-Passed>;tag=1", f"<tel:+12025550123;verstat={P}>"),
+    ],
+    ids=["name-addr", "addr-spec-tag-dropped", "tel-inbound-verstat-replaced"],
+)
+def test_verstat_pai_from_caller_from(value: str, expected: str) -> None:
+    assert pai_from(value, P) == expected
