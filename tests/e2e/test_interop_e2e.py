@@ -119,3 +119,25 @@ def test_interop_tls_carrier_udp_pbx_route_sets_and_in_dialog_transports(edge, t
     bye = msgs.split("BYE sip:", 1)[1].split("\n\n", 1)[0]
     route_lines = [ln.split(":", 1)[1].strip() for ln in bye.splitlines() if ln.startswith("Route:")]
     assert ", ".join(route_lines).split(", ") == [udp_entry, tls_entry]
+
+
+def test_interop_screened_call_logs_contact_decided(edge, tmp_path):
+    """A captcha-screened call (here failed) writes its activity and one contact_decided line."""
+    from tests.e2e.harness import media_call_scenario
+    from tests.e2e.test_media_e2e import CAPTCHA_WAIT_MS, CODE, MEDIA_PLAN, media_extra
+
+    d = edge.start(dialplan=MEDIA_PLAN, extra=media_extra(tmp_path), health_interval="")
+    wrong = "".join(str((int(c) + 1) % 10) for c in CODE)
+    wrong = wrong if len(set(wrong)) == len(wrong) else "9876"
+    pbx = uas(tmp_path, edge.pbx_a)
+    car = uac(tmp_path, edge.port, "12025550100",
+              media_call_scenario(tmp_path, "+13035550101", wrong, CAPTCHA_WAIT_MS, edge_hangs_up_within=15000),
+              timeout=40)
+    assert car.wait(45) == 0, car.errors() + car.messages()[-3000:]
+    pbx.stop()
+    d.wait_event("screening_ended")
+    decided = d.events("contact_decided")
+    assert len(decided) == 1  # one per contact: the screening B2BUA's, none from the proxy path
+    e = decided[0]
+    assert (e["decision"], e["screening"], e["called"], e["direction"]) == ("captcha", "answer", "+12025550100", "inbound")
+    assert (e["status"], e["calling"]) == (200, "+13035550101")  # answered by the edge for the captcha

@@ -8,6 +8,7 @@ import http.server
 import json
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -163,7 +164,7 @@ def test_stir_tampered_identity_marked_failed_or_rejected(edge, tmp_path, cert_u
 
 def test_stir_outbound_call_from_pbx_is_signed_and_verifies_in_secsipidx(edge, tmp_path):
     carrier_in = free_port()
-    edge.start(dialplan=STIR_PLAN, extra=stir_extra(signing=True), health_interval="",
+    d = edge.start(dialplan=STIR_PLAN, extra=stir_extra(signing=True), health_interval="",
                outbound=[f"sip:127.0.0.1:{carrier_in}"])
     carrier = uas(tmp_path, carrier_in, name="carrier-uas")
     pbx = uac(tmp_path, edge.port, "13035550177", call_scenario(tmp_path, "+12025550100"), port=edge.pbx_a,
@@ -185,6 +186,33 @@ def test_stir_outbound_call_from_pbx_is_signed_and_verifies_in_secsipidx(edge, t
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["attest"] == "A"
     assert claims["orig"]["tn"] == "12025550100" and claims["dest"]["tn"] == ["13035550177"]
+    # The outbound call is in the log: direction, what was signed, the carrier chosen, the final status.
+    e = d.wait_event("contact_decided")[0]
+    assert (e["direction"], e["stir_status"], e["stir_attestation"]) == ("outbound", "signed", "A")
+    assert (e["carrier"], e["target"], e["status"], e["failovers"]) == ("carrier-a", "carrier-a#0", 200, 0)
+
+
+def test_stir_sighup_reloads_trust_anchors(edge, tmp_path, cert_url):
+    """Anchors and chain material are re-read on SIGHUP; calls keep verifying against the new set."""
+    trust = tmp_path / "sti-ca"
+    trust.mkdir()
+    (trust / "root.pem").write_bytes((STI / "root.pem").read_bytes())
+    d = edge.start(dialplan=STIR_PLAN, extra=stir_extra().replace(f'trust_dir = "{STI}"', f'trust_dir = "{trust}"'),
+                   health_interval="")
+    intermediate = x509.load_pem_x509_certificates(BUNDLE.read_bytes())[1]
+    (trust / "intermediate.pem").write_bytes(intermediate.public_bytes(serialization.Encoding.PEM))
+    d.signal(signal.SIGHUP)
+    reloaded = d.wait_event("stir_trust_reloaded")[0]
+    assert (reloaded["anchors"], reloaded["chain"], reloaded["crls"]) == (1, 1, 0)
+    (trust / "broken.crl").write_bytes(b"not a CRL")
+    d.signal(signal.SIGHUP)
+    assert "broken.crl" in d.wait_event("stir_trust_reload_failed")[0]["error"]
+    pbx = uas(tmp_path, edge.pbx_a)
+    car = uac(tmp_path, edge.port, "12025550100", call_scenario(
+        tmp_path, "+12025550199", extra_headers=f"Identity: {secsipidx_sign('12025550199', '12025550100', cert_url)}"))
+    assert car.wait(20) == 0, car.errors()
+    pbx.stop()
+    assert d.wait_event("contact_decided")[0]["stir_status"] == "passed"
 
 
 def test_stir_pbx_reads_verstat_in_user_part_for_passed_failed_unverifiable(edge, tmp_path, cert_url):
