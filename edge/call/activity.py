@@ -26,6 +26,7 @@ class Activity(msgspec.Struct):
     stir_status: str = ""  # inbound: 'passed' | 'failed' | 'absent'; outbound: 'signed' | 'unsigned'
     stir_attestation: str = ""  # inbound: verified attestation; outbound: the attestation we signed
     stir_code: str = ""  # inbound: failure code; outbound: why the call was not signed
+    stir_reason: str = ""  # inbound: what failed, in words (e.g. 'ES256 signature does not verify ...')
     evidence: list[Evidence] = msgspec.field(default_factory=list)
     score: float = 0.0
     decision: str = ""  # Action value
@@ -78,5 +79,6 @@ def log_contact_decided(log: Any, a: Activity, status: int) -> None:
         stir_status=a.stir_status,
         stir_attestation=a.stir_attestation,
         stir_code=a.stir_code,
+        stir_reason=a.stir_reason,
         screening=a.screening_mode,
     )

@@ -572,6 +572,7 @@ class Proxy:
         activity.stir_status = out.stir.status.value
         activity.stir_attestation = out.stir.attestation or ""
         activity.stir_code = out.stir.code
+        activity.stir_reason = out.stir.reason
         activity.decision = decision.action.value
         activity.rule_id = decision.rule_id
         activity.reason = decision.reason

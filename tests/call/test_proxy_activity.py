@@ -172,4 +172,6 @@ def test_activity_message_with_failing_identity_forwarded_marked_failed(pki) -> 
     assert "verstat=No-TN-Validation@" in (fwd.get("from") or "")
     assert fwd.get("reason") == 'SIP;cause=438;text="Invalid Identity Header"'
     assert statuses(h.feed(answer(fwd, 200), PBX_A)) == [200]
-    assert h.proxy.activities[-1].stir_code == "malformed"
+    a = h.proxy.activities[-1]
+    assert (a.stir_code, a.decision) == ("malformed", "allow")
+    assert "segments" in a.stir_reason  # the detail, also when the policy lets the message through

@@ -242,8 +242,10 @@ def test_stir_pbx_reads_verstat_in_user_part_for_passed_failed_unverifiable(edge
     assert "Reason:" not in invites[0]
     assert 'Reason: SIP;cause=438;text="Invalid Identity Header"' in invites[1]
     assert 'Reason: SIP;cause=436;text="Bad Identity Info"' in invites[2]
-    decided = d.wait_event("contact_decided", count=3)
-    assert sorted(e["stir_code"] for e in decided) == ["", "bad_signature", "fetch_failed"]
+    decided = {e["stir_code"]: e for e in d.wait_event("contact_decided", count=3)}
+    assert sorted(decided) == ["", "bad_signature", "fetch_failed"]
+    assert "signature does not verify" in decided["bad_signature"]["stir_reason"]
+    assert decided["fetch_failed"]["stir_reason"].startswith("fetch failed")
 
 
 def test_stir_stale_token_rejected_403_stale_date(edge, tmp_path, cert_url):
