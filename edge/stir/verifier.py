@@ -237,12 +237,15 @@ class Verifier:
             except StirFailure as failure:
                 note(step, False, f"{failure.code}: {failure.reason}")
                 raise
+            # The signer must hold the number it vouches for: orig.tn for SHAKEN, the diverting number for
+            # div (RFC 8946 §5). A certificate with an SPC covers any number.
             tnal = cert.tnauthlist
-            if not tnal.covers(pp.orig_tn):
-                detail = f"TNAuthList {list(tnal.tns) + [f'{s}+{n}' for s, n in tnal.ranges]} lacks orig.tn {pp.orig_tn}"
+            tn, claim = (p.div_tn, "div.tn") if p.ppt == "div" else (pp.orig_tn, "orig.tn")
+            if not tnal.covers(tn):
+                detail = f"TNAuthList {list(tnal.tns) + [f'{s}+{n}' for s, n in tnal.ranges]} lacks {claim} {tn}"
                 note(step, False, f"tn_not_authorized: {detail}")
                 raise StirFailure("tn_not_authorized", detail)
-            covered = f"spc={','.join(tnal.spcs)}" if tnal.spcs else f"tn {pp.orig_tn} in TNAuthList"
+            covered = f"spc={','.join(tnal.spcs)}" if tnal.spcs else f"{claim} {tn} in TNAuthList"
             note(step, True, f"{cert.subject} {covered}")
             try:
                 passport.verify_signature(p, cert.public_key)
