@@ -257,3 +257,50 @@ def test_stir_stale_token_rejected_403_stale_date(edge, tmp_path, cert_url):
     r403 = final_response(rej, 403)
     assert r403.startswith("SIP/2.0 403 Stale Date\n"), r403
     assert 'Reason: SIP;cause=403;text="Stale Date"' in r403
+
+
+_MESSAGE_WITH_IDENTITY = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uac message with Identity">
+  <send retrans="500"><![CDATA[
+MESSAGE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:+12025550199@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 MESSAGE
+Max-Forwards: 70
+Identity: {identity}
+Content-Type: text/plain
+Content-Length: [len]
+
+Your appointment is tomorrow at 10
+]]></send>
+  <recv response="{code}"/>
+</scenario>
+"""
+
+
+def test_stir_message_identity_verified_like_invite(edge, tmp_path, cert_url):
+    """RFC 8224 covers any request: a MESSAGE's Identity is verified, marked with verstat toward the PBX, and
+    a failing one is rejected where the number's policy says so."""
+    from tests.e2e.harness import uas_message_scenario
+
+    d = edge.start(dialplan=STIR_PLAN, extra=stir_extra(), health_interval="")
+    pbx = uas(tmp_path, edge.pbx_a, uas_message_scenario(tmp_path), calls=1)
+    good = secsipidx_sign("12025550199", "12025550100", cert_url)
+    ok = tmp_path / "msg_ok.xml"
+    ok.write_text(_MESSAGE_WITH_IDENTITY.format(identity=good, code=200))
+    sender = uac(tmp_path, edge.port, "12025550100", str(ok), name="msg-ok")
+    assert sender.wait(20) == 0, sender.errors()
+    assert pbx.wait(10) == 0, pbx.errors()
+    message = pbx.messages().replace("\r\n", "\n").split("MESSAGE sip:", 1)[1].split("\n\n", 1)[0]
+    assert "<sip:+12025550199;verstat=TN-Validation-Passed@" in message
+    bad = tmp_path / "msg_bad.xml"
+    bad.write_text(_MESSAGE_WITH_IDENTITY.format(
+        identity=tamper(secsipidx_sign("12025550199", "12025550101", cert_url)), code=438))
+    rejected = uac(tmp_path, edge.port, "12025550101", str(bad), name="msg-bad")
+    assert rejected.wait(20) == 0, rejected.errors()
+    assert final_response(rejected, 438).startswith("SIP/2.0 438 Invalid Identity Header\n")
+    decided = {e["called"]: e for e in d.wait_event("contact_decided", count=2)}
+    assert (decided["+12025550100"]["kind"], decided["+12025550100"]["stir_status"]) == ("message", "passed")
+    assert (decided["+12025550101"]["stir_code"], decided["+12025550101"]["status"]) == ("bad_signature", 438)
