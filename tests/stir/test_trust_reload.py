@@ -55,3 +55,14 @@ def test_trust_reload_failure_keeps_previous_store(tmp_path: Path, pki: Pki) -> 
     with pytest.raises(ValueError, match="broken.crl"):
         reload_trust(verifier, cfg)
     assert verifier.trust is before
+
+
+def test_trust_check_refuses_a_directory_with_only_chain_material(tmp_path: Path, pki: Pki) -> None:
+    from edge.io.cert_fetch import validate_stir
+
+    ca = tmp_path / "ca"
+    ca.mkdir()
+    (ca / "intermediate.pem").write_bytes(pem(pki.inter))
+    errors = dict(validate_stir(StirConfig(trust_dir=str(ca))))
+    assert "no STI-CA trust anchors (self-signed CA certificates)" in errors["$.stir.trust_dir"]
+    assert trust_lines(StirConfig(trust_dir=str(ca)))[0].endswith(f"chain material (issued by {pki.root.subject.rfc4514_string()}): {pki.inter.subject.rfc4514_string()}")
