@@ -825,11 +825,21 @@ class Proxy:
     def _upstream(self, ctx: InviteContext, resp: SipMessage) -> bytes:
         """A response as relayed upstream (RFC 3261 §16.7 step 3). When the edge wrote verstat into From
         (no PAI), the caller gets the From it sent back (§8.2.6.2: a response copies the request's From)."""
+        data = resp.bytes_without_top_via()
         if not ctx.from_edited:
-            return resp.bytes_without_top_via()
+            return data
+        got = resp.get("from") or ""
+        original = ctx.request.get("from") or ""
+        if got == original:
+            return data
+        # Splice the value in the header bytes (the hot path); re-serialise only if the PBX reformatted it.
+        needle = got.encode("utf-8", "surrogateescape")
+        i = data.find(needle, 0, data.find(b"\r\n\r\n"))
+        if needle and i >= 0:
+            return data[:i] + original.encode("utf-8", "surrogateescape") + data[i + len(needle):]
         out = resp.copy()
         out.pop_first_value("via")
-        out.set("from", ctx.request.get("from") or "")
+        out.set("from", original)
         return out.to_bytes()
 
     def _relay_final(self, ctx: InviteContext, resp: SipMessage, now: float) -> None:

@@ -159,3 +159,14 @@ def test_interop_verstat_without_pai_as_added_pai(pki) -> None:
     assert fwd.get("p-asserted-identity") == '"Alice" <sip:+12025550111;verstat=No-TN-Validation@carrier.example;user=phone>'
     ringing = only(h.feed(answer(fwd, 180), PBX_A), CARRIER)[0]
     assert ringing.get("from") == '"Alice" <sip:+12025550111@carrier.example>;tag=c1'
+
+
+def test_interop_from_restored_when_pbx_reformats_it(pki) -> None:
+    from tests.stir.pki import pem
+
+    h = _stir_proxy(pem(pki.root))
+    fwd = only(h.feed(carrier_invite(EDGE_URI, body=SDP)), PBX_A)[0]
+    reformatted = answer(fwd, 180).replace(f"From: {fwd.get('from')}".encode(),
+                                           b"f:   " + (fwd.get("from") or "").replace(";tag=", "; tag=").encode())
+    ringing = only(h.feed(reformatted, PBX_A), CARRIER)[0]
+    assert ringing.get("from") == '"Alice" <sip:+12025550111@carrier.example>;tag=c1'
