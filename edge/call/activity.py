@@ -41,6 +41,8 @@ class Activity(msgspec.Struct):
     voicemail_path: str = ""
     flagged: bool = False
     node: str = ""
+    direction: str = "inbound"  # 'inbound' (carrier -> PBX) | 'outbound' (PBX -> carrier)
+    campaign: str = ""  # A2P 10DLC campaign of a text message
 
 
 _counter = 0
