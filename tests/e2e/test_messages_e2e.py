@@ -183,3 +183,128 @@ def test_messages_outbound_burst_shaped_to_the_derived_rate(msg_edge, tmp_path):
     acts = admin.activities(decision="queued")
     assert len(acts) == n - 1 and all(a["campaign"] == "CACME01" and a["direction"] == "outbound" for a in acts)
     print(f"outbound burst: {n} messages, measured {rate:.2f}/min against the derived {PER_MINUTE}/min")
+
+
+def test_messages_help_reply_then_stop_refuses_outbound(msg_edge, tmp_path):
+    edge, d, admin = msg_edge
+    consumer = "+13035550111"
+    carrier = uas(tmp_path, edge.carrier_in, uas_message_scenario(tmp_path), name="carrier-in")
+    pbx = uas(tmp_path, edge.pbx_a, uas_message_scenario(tmp_path))
+    for word in ("HELP", "STOP"):
+        s = _sender(tmp_path, edge.port, f"kw-{word}", _message_scenario(tmp_path, f"kw-{word}", word, frm=consumer,
+                                                                        to=CAMPAIGN_NUMBER, expect=(200,)), calls=1)
+        assert s.wait(20) == 0, s.errors()
+    out = _sender(tmp_path, edge.port, "after-stop", _message_scenario(tmp_path, "after-stop", "Weekly offers inside",
+                                                                      frm=CAMPAIGN_NUMBER, to=consumer, expect=(403,)),
+                  calls=1, port=edge.pbx_b)
+    assert out.wait(20) == 0, out.errors()
+    d.wait_event("optout_recorded")
+    carrier.stop()
+    pbx.stop()
+    replies = [(line, body) for _, line, body in _received(carrier) if line.startswith("MESSAGE")]
+    assert len(replies) == 2  # the help text and one opt-out confirmation; the refused offer never left
+    assert replies[0][0].startswith(f"MESSAGE sip:{consumer}@") and replies[0][1] == HELP_TEXT
+    assert "unsubscribed" in replies[1][1]
+    assert sorted(b for _, _, b in _received(pbx)) == ["HELP", "STOP"]  # the business still sees them
+    refused = admin.activities(decision="refuse")
+    assert len(refused) == 1 and refused[0]["rule_id"] == "a2p.opted_out" and refused[0]["final_status"] == 403
+    status, body = admin.call("GET", "/optouts")
+    assert status == 200 and [(o["campaign"], o["recipient"]) for o in body["optouts"]] == [("CACME01", consumer)]
+
+
+def _post(port: int, body: bytes, key: str | None = API_KEY) -> tuple[int, dict, float]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/screen", data=body, method="POST")
+    req.add_header("Content-Type", "application/json")
+    if key is not None:
+        req.add_header("Authorization", f"Bearer {key}")
+    t0 = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    return status, json.loads(raw), time.perf_counter() - t0
+
+
+def _forms(admin: Admin) -> list[dict]:
+    status, body = admin.call("GET", "/activities?limit=1000")
+    assert status == 200
+    return [a for a in body["items"] if a["kind"] in ("form", "chat")]
+
+
+def test_screening_api_bad_requests_refused_and_nothing_stored(msg_edge):
+    edge, d, admin = msg_edge
+    port = edge.api_port
+    cases = [
+        (b'{"channel": "form", "phone": "+12025550123"', API_KEY, 400, "invalid JSON"),
+        (json.dumps({"channel": "form", "text": "x" * 4000}).encode(), API_KEY, 413, "body larger than 2048 bytes"),
+        (b'{"channel": "form", "phone": "+12025550123", "fax": "1"}', API_KEY, 422, "unknown field"),
+        (b'{"channel": "sms", "phone": "+12025550123"}', API_KEY, 422, "Invalid enum value 'sms'"),
+        (b'{"channel": "form"}', API_KEY, 422, "nothing to screen"),
+        (b'{"channel": "form", "phone": "+12025550123"}', "wrong-key", 401, "missing or unknown API key"),
+        (b'{"channel": "form", "phone": "+12025550123"}', None, 401, "missing or unknown API key"),
+    ]
+    for body, key, status, reason in cases:
+        got, answer, _ = _post(port, body, key)
+        assert (got, reason in answer["error"]) == (status, True), (got, answer)
+    time.sleep(0.3)  # activity writes are batched every 20 ms
+    assert _forms(admin) == []
+    # The admin listener does not serve the screening route, and the screening listener no admin route.
+    assert admin.call("POST", "/v1/screen", {"channel": "form"})[0] == 404
+
+
+def test_screening_api_load_p99_and_flag_blocks_next_submission(msg_edge):
+    edge, d, admin = msg_edge
+    port = edge.api_port
+    total, workers = 400, 4
+    lat: list[float] = []
+    decisions: list[str] = []
+    lock = threading.Lock()
+
+    def worker(w: int) -> None:
+        for i in range(total // workers):
+            form = {"channel": "form", "phone": f"+1202555{(1000 + (w * 100 + i) % 900):04d}", "name": f"Visitor {i}",
+                    "email": f"v{w}-{i}@example.com", "ip": f"198.51.100.{1 + w}", "text": "Please call me back",
+                    "page": "/contact"}
+            status, answer, seconds = _post(port, json.dumps(form).encode())
+            with lock:
+                assert status == 200, answer
+                lat.append(seconds)
+                decisions.append(answer["decision"])
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    wall = time.perf_counter() - t0
+    assert len(lat) == total
+    lat.sort()
+    p50, p99 = lat[total // 2], lat[int(total * 0.99) - 1]
+    # 100 submissions per IP inside the window: past 20 each IP is challenged (rate.ip), never rejected.
+    assert decisions.count("allow") == 4 * 20 and set(decisions) == {"allow", "challenge"}
+    print(f"screening API: {total} requests, {workers} clients, {total / wall:.0f}/s, p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms")
+
+    form = {"channel": "form", "phone": "+12025550188", "name": "Mallory", "email": "mallory@example.org",
+            "ip": "192.0.2.77", "text": "Great deals on your website traffic", "page": "/quote"}
+    status, first, _ = _post(port, json.dumps(form).encode())
+    assert status == 200 and first["decision"] == "allow"
+    deadline = time.monotonic() + 5
+    while admin.call("GET", f"/activities/{first['activity_id']}")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status, flagged = admin.call("POST", f"/activities/{first['activity_id']}/flag", {"by": "email", "scope": "customer"})
+    assert status in (200, 201), flagged
+    rule_id = flagged["rule"]["id"]
+    # The next submission with that address (another phone, IP and name) is rejected by the new rule.
+    again = dict(form, phone="+12025550177", ip="192.0.2.78", name="M.")
+    status, second, _ = _post(port, json.dumps(again).encode())
+    assert (status, second["decision"]) == (200, "reject")
+    time.sleep(0.2)
+    status, act = admin.call("GET", f"/activities/{second['activity_id']}")
+    assert status == 200 and act["rule_id"] == rule_id and act["kind"] == "form"
+    # Flag by IP works the same way.
+    status, flagged_ip = admin.call("POST", f"/activities/{second['activity_id']}/flag", {"by": "ip"})
+    assert status in (200, 201) and flagged_ip["rule"]["kind"] == "ip", flagged_ip
+    status, third, _ = _post(port, json.dumps(dict(form, email="other@example.net", ip="192.0.2.78")).encode())
+    assert third["decision"] == "reject"
