@@ -202,7 +202,9 @@ class Shaper:
             ahead = math.ceil(wait / interval - 1e-9) if wait > 0 else 0
             if wait > s.max_wait or ahead > s.queue_size:
                 self.refused += 1
-                return Shaped(ShapeVerdict.REFUSE, status=503, retry_after=max(1, math.ceil(wait - s.max_wait + interval)),
+                # When this message would fit both bounds again (the queue drains one per interval).
+                later = max(wait - s.max_wait, (ahead - s.queue_size) * interval)
+                return Shaped(ShapeVerdict.REFUSE, status=503, retry_after=max(1, math.ceil(later - 1e-9)),
                               throughput=tp,
                               reason=f"campaign {campaign.id} over its {tp.per_minute}/min at {carrier}; queue full")
             b.tat = tat + interval

@@ -134,3 +134,14 @@ def test_outbound_unregistered_sender_refused() -> None:
     h, _ = _harness()
     got = h.feed(_pbx_message(1, frm="+12025550177"), PBX_A)
     assert [(x.status, x.reason) for x, _ in got] == [(403, "Forbidden: sending number not registered to an A2P campaign")]
+
+
+def test_outbound_beyond_the_queue_refused_with_retry_after() -> None:
+    h, m = _harness(per_minute=12)  # one per 5 s; queue of 10, 30 s wait at most
+    answers = []
+    for i in range(9):
+        answers += [(x.status, x.get("retry-after"), x.reason) for x, d in h.feed(_pbx_message(i), PBX_A) if d == PBX_A]
+    # 1 at once, 6 queued (waits 5..30 s), then refused: 35 s would exceed the 30 s wait.
+    assert answers == [(503, "5", "Service Unavailable: campaign throughput exceeded")] * 2
+    acts = [a for a in h.proxy.activities if a.decision == "refuse"]
+    assert len(acts) == 2 and acts[0].rule_id == "a2p.rate" and "12/min" in acts[0].reason
