@@ -275,3 +275,13 @@ def test_outbound_unregistered_number_refused() -> None:
     m, _ = _messaging()
     out = m.outbound("+12025550199", "+13035550111", T0)
     assert (out.action, out.status, out.rule_id) == (OutboundAction.REFUSE, 403, "a2p.unregistered")
+
+
+@pytest.mark.parametrize("body", ["a." * 8000, "www." + "a." * 8000 + "!", ("a" * 60 + ".") * 260],
+                         ids=["dots", "www-dots", "long-labels"])
+def test_links_linear_on_crafted_bodies(body: str) -> None:
+    """Bodies that make a backtracking URL regex take tens of seconds cost a few milliseconds here."""
+    t = _t.process_time()
+    for _ in range(10):
+        extract_domains(body)
+    assert _t.process_time() - t < 1.0
