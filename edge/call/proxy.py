@@ -727,7 +727,15 @@ class Proxy:
         if v.dry_run:
             a.dry_run, a.would = True, v.would
         if res.reply is not None:
-            self.originate_message(res.reply.sender, res.reply.recipient, res.reply.body, now)
+            r = res.reply
+            sent = self.originate_message(r.sender, r.recipient, r.body, now)
+            # The automatic reply is an outbound message too: its own activity.
+            self.activities.append(Activity(
+                id=new_activity_id(now, self.node), call_id="", kind="message", received_at=now,
+                calling_number=r.sender, called_number=r.recipient, customer=a.customer, node=self.node,
+                direction="outbound", campaign=r.campaign, decision="send" if sent else "refuse",
+                rule_id=f"{v.rule_id}.reply", reason=f"automatic reply to {res.keyword.upper()}"
+                + ("" if sent else ": no outbound carrier"), ended_at=now))
         if v.action is MessageAction.DELIVER:
             return True
         if v.action is MessageAction.HOLD:

@@ -536,11 +536,20 @@ async def list_held(request: web.Request) -> web.Response:
     return _json({"held": _held(request).list(request.query.get("customer", ""))})
 
 
+async def _reviewed(ctx: AdminContext, activity_id: str, decision: str, rule_id: str, reason: str) -> None:
+    """The held message's activity records the review's outcome."""
+    a = await ctx.store.get_activity(activity_id)
+    if a is not None:
+        a.decision, a.rule_id, a.reason = decision, rule_id, reason
+        await ctx.store.update_activity(a)
+
+
 async def release_held(request: web.Request) -> web.Response:
     """Deliver a held message to its number's PBX."""
     held_id = request.match_info["id"]
     if not _held(request).release(held_id):
         raise NotFound(f"no held message {held_id} (or no PBX target in rotation)")
+    await _reviewed(request.app[CTX], held_id, "deliver", "review.released", "released by an operator after review")
     return _json({"released": held_id})
 
 
@@ -548,6 +557,7 @@ async def drop_held(request: web.Request) -> web.Response:
     held_id = request.match_info["id"]
     if not _held(request).drop(held_id):
         raise NotFound(f"no held message {held_id}")
+    await _reviewed(request.app[CTX], held_id, "reject", "review.dropped", "dropped by an operator after review")
     return _json({"dropped": held_id})
 
 

@@ -46,6 +46,7 @@ campaign_senders = 4
 campaign_recipients = 4
 hold_score = 50
 reject_score = 60
+hold = ["*verify your account*"]
 """
 
 
@@ -161,6 +162,32 @@ def test_messages_inbound_campaign_across_senders_detected(msg_edge, tmp_path):
     assert {e["decision"] for e in d.events("contact_decided") if e.get("kind") == "message"} == {"deliver", "reject"}
     status, text = admin.call("GET", "/metrics")
     assert status == 200 and 'edge_messages_inbound_total{decision="reject"} 5.0' in text
+
+
+def test_messages_held_for_review_then_released_to_pbx(msg_edge, tmp_path):
+    edge, d, admin = msg_edge
+    pbx = uas(tmp_path, edge.pbx_a, uas_message_scenario(tmp_path))
+    body = "Bank notice: please VERIFY your  account today"
+    s = _sender(tmp_path, edge.port, "held", _message_scenario(tmp_path, "held", body, frm="+13035550144",
+                                                              to="+12025550150", expect=(202,)), calls=1)
+    assert s.wait(20) == 0, s.errors()
+    status, held = admin.call("GET", "/messages/held")
+    assert status == 200 and [(m["sender"], m["body"].strip()) for m in held["held"]] == [("+13035550144", body)]
+    time.sleep(0.5)
+    assert not [r for r in _received(pbx) if r[1].startswith("MESSAGE")]  # nothing reached the PBX while held
+    held_id = held["held"][0]["id"]
+    assert admin.call("GET", f"/activities/{held_id}")[1]["decision"] == "hold"
+    status, _ = admin.call("POST", f"/messages/held/{held_id}/release")
+    assert status == 200
+    d.wait_event("held_message_released")
+    deadline = time.monotonic() + 5
+    while not [r for r in _received(pbx) if r[1].startswith("MESSAGE")] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pbx.stop()
+    assert [b for _, line, b in _received(pbx) if line.startswith("MESSAGE")] == [body]
+    act = admin.call("GET", f"/activities/{held_id}")[1]
+    assert (act["decision"], act["rule_id"]) == ("deliver", "review.released")
+    assert admin.call("GET", "/messages/held")[1]["held"] == []
 
 
 def test_messages_outbound_burst_shaped_to_the_derived_rate(msg_edge, tmp_path):

@@ -83,6 +83,8 @@ def test_help_gets_campaign_text_and_stop_refuses_outbound() -> None:
     replies = [x for x, d in out if x.method == "MESSAGE" and d == CARRIER]
     assert len(replies) == 1 and replies[0].body == b"Acme: help text"
     assert "+13035550111" in replies[0].uri
+    reply = [x for x in h.proxy.activities if x.direction == "outbound"][0]
+    assert (reply.decision, reply.rule_id, reply.campaign, reply.called_number) == ("send", "keyword.help.reply", "C1", "+13035550111")
     h.feed(message("STOP", branch="z9hG4bKm2", call_id="m2@carrier"))
     assert [c.op for c in m.optout_changes] == ["add"]
     pbx_out = msg(
