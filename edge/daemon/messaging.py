@@ -23,6 +23,7 @@ from edge.call.proxy import Histogram
 from edge.config import EdgeConfig, host_port
 from edge.dialplan.load import DialplanError
 from edge.messaging.optout import OptOut
+from edge.messaging.rules import ContentRules
 from edge.messaging.schema import MessagingPlan, compile_messaging
 from edge.messaging.screen import ScreenRequest, Screener, request_problem
 from edge.messaging.service import Messaging, OptOutChange
@@ -39,9 +40,13 @@ def compile_plan(cfg: EdgeConfig, files: dict[str, Any]) -> MessagingPlan:
     return plan
 
 
-async def start_messaging(daemon: Any, plan: MessagingPlan) -> Messaging:
-    """Create the messaging core, load the stored opt-outs and hand it to the proxy."""
+async def start_messaging(daemon: Any, plan: MessagingPlan) -> Messaging | None:
+    """Create the messaging core, load the stored opt-outs and hand it to the proxy
+    (`[messaging] enabled = false`: texts get the call pipeline only, as before)."""
     cfg: EdgeConfig = daemon.cfg
+    if not cfg.messaging.enabled:
+        log.info("messaging_disabled")
+        return None
     m = Messaging(cfg.messaging, plan, daemon.engine.rules)
     m.load_optouts(await daemon.store.list_optouts())
     daemon.proxy.messaging = m
@@ -183,8 +188,7 @@ async def start_screen_api(daemon: Any) -> tuple[web.AppRunner, ScreenApi] | Non
     api_cfg = cfg.messaging.screening_api
     if not api_cfg.enabled:
         return None
-    m: Messaging = daemon.proxy.messaging
-    screener = Screener(api_cfg, daemon.engine.rules, m.rules, frozenset(blocklist),
+    screener = Screener(api_cfg, daemon.engine.rules, ContentRules(daemon.engine.rules), frozenset(blocklist),
                         frozenset(d.lower() for d in cfg.messaging.shorteners), cfg.daemon.node)
     api = ScreenApi(daemon, screener)
     runner = web.AppRunner(api.app(), access_log=None)

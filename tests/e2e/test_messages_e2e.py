@@ -335,3 +335,53 @@ def test_screening_api_load_p99_and_flag_blocks_next_submission(msg_edge):
     assert status in (200, 201) and flagged_ip["rule"]["kind"] == "ip", flagged_ip
     status, third, _ = _post(port, json.dumps(dict(form, email="other@example.net", ip="192.0.2.78")).encode())
     assert third["decision"] == "reject"
+
+
+def test_messages_optout_on_one_node_refuses_on_the_other(tmp_path):
+    """Two daemons sharing one real redis-server: STOP received by node A, the campaign's next text to
+    that recipient refused by node B."""
+    import socket
+    import uuid
+
+    from tests.e2e.harness import Daemon, write_config, write_dialplan
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}"
+    pbx_a, pbx_b, carrier_in = free_port(), free_port(), free_port()
+    nodes: list[tuple[Daemon, int]] = []
+    try:
+        for name in ("a", "b"):
+            home = tmp_path / name
+            home.mkdir()
+            port = free_port()
+            extra = "\n".join([
+                "[store]", 'backend = "redis"', f'path = "{home / "var" / "edge.db"}"', 'batch_interval = "20ms"',
+                f'redis_url = "{server.url}"', f'redis_prefix = "{prefix}"', 'redis_timeout = "300ms"',
+            ]) + _extra(free_port(socket.SOCK_STREAM, None))
+            cfg = write_config(home, port, ["127.0.0.1/32"], [("pbx-a", pbx_a), ("pbx-b", pbx_b)], extra=extra,
+                               health_interval="", outbound=[f"sip:127.0.0.1:{carrier_in}"])
+            nodes.append((Daemon(cfg, write_dialplan(home, DIALPLAN), home / "daemon.log"), port))
+        for d, _ in nodes:
+            d.wait_ready()
+        (node_a, port_a), (node_b, port_b) = nodes
+        carrier = uas(tmp_path, carrier_in, uas_message_scenario(tmp_path), name="carrier-in")
+        pbx = uas(tmp_path, pbx_a, uas_message_scenario(tmp_path))
+        consumer = "+13035550166"
+        stop = _sender(tmp_path, port_a, "stop-a", _message_scenario(tmp_path, "stop-a", "Stop", frm=consumer,
+                                                                    to=CAMPAIGN_NUMBER, expect=(200,)), calls=1)
+        assert stop.wait(20) == 0, stop.errors()
+        node_a.wait_event("optout_recorded")
+        node_b.wait_event("optout_shared")
+        offer = _sender(tmp_path, port_b, "offer-b", _message_scenario(tmp_path, "offer-b", "New offers", frm=CAMPAIGN_NUMBER,
+                                                                      to=consumer, expect=(403,)), calls=1, port=pbx_b)
+        assert offer.wait(20) == 0, offer.errors()
+        carrier.stop()
+        pbx.stop()
+        refused = [e for e in node_b.events("contact_decided") if e.get("rule_id") == "a2p.opted_out"]
+        assert len(refused) == 1 and refused[0]["status"] == 403
+    finally:
+        for d, _ in nodes:
+            d.stop()
+        server.stop()
