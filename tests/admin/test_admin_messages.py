@@ -96,3 +96,37 @@ async def test_admin_flag_form_activity_by_email_ip_and_name() -> None:
         assert resp.status == 422
     finally:
         await client.close()
+
+
+async def test_cli_messages_held_release_and_optouts(tmp_path, monkeypatch, capsys):
+    import asyncio
+
+    import structlog
+
+    from admin_harness import TOKEN
+    from edge.cli import build_parser
+    from edge.daemon.admin import bound_port, start_admin
+
+    h = Harness()
+    held = FakeHeld()
+    held.items["h1"].update(received_at=T0, sender="+13035550111", recipient="+12025550100", reason="hold pattern")
+    with structlog.testing.capture_logs():
+        runner = await start_admin(make_admin_app(dataclasses.replace(h.ctx, held=held)), "127.0.0.1", 0)
+        (tmp_path / "t").write_text(TOKEN)
+        monkeypatch.setenv("SIP_EDGE_ADMIN_URL", f"http://127.0.0.1:{bound_port(runner)}")
+        monkeypatch.setenv("SIP_EDGE_TOKEN_FILE", str(tmp_path / "t"))
+        try:
+            async def cli(*argv: str) -> tuple[int, str]:
+                args = build_parser().parse_args(list(argv))
+                code = await asyncio.wait_for(asyncio.to_thread(args.func, args), timeout=20)
+                return code, capsys.readouterr().out
+
+            code, out = await cli("messages", "held")
+            assert code == 0 and out.splitlines()[1].split()[0] == "h1" and "verify your account" in out
+            assert await cli("messages", "release", "h1") == (0, "h1 released to the PBX\n")
+            code, _ = await cli("messages", "drop", "h1")
+            assert code == 1  # already released: the API's 404 becomes exit code 1
+            code, out = await cli("optouts")
+            assert code == 0 and "+13035550111" in out and "C1" in out
+        finally:
+            await runner.cleanup()
