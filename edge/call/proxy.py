@@ -28,6 +28,7 @@ from edge.config import EdgeConfig, host_port
 from edge.dialplan.plan import NumberEntry, Plan
 from edge.messaging.inbound import HeldMessage, MessageAction
 from edge.messaging.service import Messaging, OutboundAction
+from edge.messaging.text import message_text
 from edge.numbers import parse_number
 from edge.policy.facts import Action, Decision
 from edge.stir.verifier import NeedCertificate
@@ -715,7 +716,7 @@ class Proxy:
         assert self.messaging is not None and ctx.activity is not None
         a = ctx.activity
         msg = ctx.request
-        body = msg.body.decode("utf-8", "replace")
+        body = message_text(msg.body, msg.get("content-type") or "")
         res = self.messaging.inbound(body, a.calling_number, a.called_number, a.customer, now)
         v = res.verdict
         a.direction = "inbound"
@@ -816,7 +817,7 @@ class Proxy:
         t = targets[0]
         via = req.top_via
         src = Destination(via.transport.lower(), via.host, via.port or 5060)  # as received: no Via fix-up
-        fwd = self._prepare_forward(req, src, t.uri_for(uri_user(req.uri)), t.dest, False)
+        fwd = self._prepare_forward(req, src, t.uri_for(uri_user(req.uri)), t.dest, False, routes=[])
         ct = ClientTransaction(fwd.branch, fwd, t.dest, self.wheel, self.tv, self._send)
         ct.owner = None
         self.client_txns[(fwd.branch, "MESSAGE")] = ct

@@ -151,12 +151,20 @@ class ScreenApi:
             return self._refuse(401, "missing or unknown API key", "unauthorized")
         if request.content_length is not None and request.content_length > self.max_body:
             return self._refuse(413, f"body larger than {self.max_body} bytes", "too_large")
+        chunks: list[bytes] = []
+        size = 0
         try:
-            raw = await request.content.read(self.max_body + 1)
+            while True:  # read() may return part of the body: loop to the end, never past the cap
+                chunk = await request.content.read(self.max_body + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > self.max_body:
+                    return self._refuse(413, f"body larger than {self.max_body} bytes", "too_large")
         except (asyncio.IncompleteReadError, ConnectionError):
             return self._refuse(400, "body could not be read", "bad_body")
-        if len(raw) > self.max_body:
-            return self._refuse(413, f"body larger than {self.max_body} bytes", "too_large")
+        raw = b"".join(chunks)
         try:
             req = msgspec.json.decode(raw, type=ScreenRequest)
         except msgspec.ValidationError as exc:

@@ -22,6 +22,25 @@ MAX_PATTERN = 256
 _DROP = {ord(c): None for c in " \t\r\n\v\f\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u200b\u200c\u200d\u2028\u2029\u202f\u205f\u2060\u3000\ufeff"}
 
 
+def message_text(body: bytes, content_type: str) -> str:
+    """The text a person reads in a MESSAGE body: text/* in its charset (UTF-8 by default), the
+    content of a message/cpim wrapper (RFC 3862: headers, blank line, MIME headers, blank line, text)."""
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    data = body[: MAX_TEXT * 4]
+    if ctype == "message/cpim":
+        parts = data.replace(b"\r\n", b"\n").split(b"\n\n", 2)
+        data = parts[2] if len(parts) == 3 else data
+    charset = "utf-8"
+    for param in content_type.split(";")[1:]:
+        k, _, v = param.partition("=")
+        if k.strip().lower() == "charset" and v.strip().strip('"'):
+            charset = v.strip().strip('"')
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
 def normalise_text(text: str) -> str:
     """NFKC, case-folded, without whitespace or zero-width characters."""
     return unicodedata.normalize("NFKC", text[:MAX_TEXT]).casefold().translate(_DROP)

@@ -285,3 +285,15 @@ def test_links_linear_on_crafted_bodies(body: str) -> None:
     for _ in range(10):
         extract_domains(body)
     assert _t.process_time() - t < 1.0
+
+
+def test_message_text_of_plain_charset_and_cpim() -> None:
+    from edge.messaging.text import message_text
+
+    assert message_text("café".encode("latin-1"), "text/plain; charset=ISO-8859-1") == "café"
+    assert message_text(b"STOP\r\n", "text/plain") == "STOP\r\n"
+    cpim = (b"From: <sip:+13035550111@carrier>\r\nTo: <sip:+12025550100@edge>\r\nDateTime: 2026-01-01T00:00:00Z\r\n\r\n"
+            b"Content-Type: text/plain\r\n\r\nStop")
+    assert message_text(cpim, "message/CPIM") == "Stop"
+    assert keyword(message_text(cpim, "message/cpim")) is Keyword.STOP
+    assert message_text(b"x", "text/plain; charset=no-such") == "x"
