@@ -756,7 +756,8 @@ class Proxy:
         called = parse_number(ctx.called_user).e164 or ctx.called_user
         peer = ctx.peer
         a = ctx.activity = self._new_activity(msg, ctx.server.source, peer, called, caller, now) if peer else None
-        out = self.messaging.outbound(caller.e164 or caller.user, called, now)
+        out = self.messaging.outbound(caller.e164 or caller.user, called, now,
+                                      message_text(msg.body, msg.get("content-type") or ""))
         if a is not None:
             a.direction = "outbound"
             a.campaign = out.campaign

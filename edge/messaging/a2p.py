@@ -24,6 +24,23 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 
+_GSM7 = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXT = frozenset("^{}\\[~]|€\f")  # two septets each (escape + character)
+
+
+def segments(text: str) -> int:
+    """SMS segments a text needs (carriers count per-minute throughput per segment): GSM 03.38
+    7-bit text 160 septets in one, 153 per part when concatenated; anything else UCS-2, 70 / 67."""
+    if all(c in _GSM7 or c in _GSM7_EXT for c in text):
+        units, single, part = sum(2 if c in _GSM7_EXT else 1 for c in text), 160, 153
+    else:
+        units, single, part = len(text.encode("utf-16-le")) // 2, 70, 67
+    return 1 if units <= single else math.ceil(units / part)
+
+
 class UseCaseKind(str, enum.Enum):
     DECLARED = "declared"  # one standard use case (2FA, account notifications, customer care, ...)
     MIXED = "mixed"  # mixed or marketing
@@ -174,8 +191,9 @@ class Shaper:
         nxt = _dt.datetime.combine(local.date() + _dt.timedelta(days=1), _dt.time(), self._tz)
         return local.date().toordinal(), max(1.0, nxt.timestamp() - now)
 
-    def admit(self, campaign: Campaign, recipient: str, now: float) -> Shaped:
-        """Decide one outbound message of `campaign` to `recipient` at `now` (counts it when sent)."""
+    def admit(self, campaign: Campaign, recipient: str, now: float, cost: int = 1) -> Shaped:
+        """Decide one outbound message of `campaign` to `recipient` at `now` (counts it when sent);
+        `cost`: its SMS segments, each one unit of the per-minute rate."""
         carrier = self.carrier_for(recipient)
         tp = self.throughput(campaign, carrier)
         s = self.settings
@@ -207,7 +225,7 @@ class Shaper:
                 return Shaped(ShapeVerdict.REFUSE, status=503, retry_after=max(1, math.ceil(later - 1e-9)),
                               throughput=tp,
                               reason=f"campaign {campaign.id} over its {tp.per_minute}/min at {carrier}; queue full")
-            b.tat = tat + interval
+            b.tat = tat + interval * max(1, cost)
         if tp.daily_cap:
             day, _ = self._day(now)
             d, count = self._daily.get(daily_key, (day, 0))

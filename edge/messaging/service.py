@@ -13,7 +13,7 @@ import enum
 
 import msgspec
 
-from edge.messaging.a2p import Campaign, CampaignRegistry, Shaper, ShaperSettings, ShapeVerdict, Throughput
+from edge.messaging.a2p import Campaign, CampaignRegistry, Shaper, ShaperSettings, ShapeVerdict, Throughput, segments
 from edge.messaging.campaign import CampaignSketch
 from edge.messaging.inbound import HeldMessages, MessageAction, MessageInspector, MessageVerdict
 from edge.messaging.links import DomainMemory, LinkInspector
@@ -141,7 +141,7 @@ class Messaging:
                                                                   text, campaign.id))
 
     # -- outbound ----------------------------------------------------------------------------------
-    def outbound(self, sender: str, recipient: str, now: float) -> Outbound:
+    def outbound(self, sender: str, recipient: str, now: float, text: str = "") -> Outbound:
         campaign = self.registry.for_number(sender)
         if campaign is None:
             self.outbound_by_action["refuse"] += 1
@@ -154,9 +154,12 @@ class Messaging:
                             f"recipient opted out of campaign {campaign.id} ({o.keyword})", campaign.id, status=403,
                             evidence=(Evidence("message.opted_out", 0.0, f"{o.keyword} at {o.at:.0f}", campaign.id),))
         carrier = self.shaper.carrier_for(recipient)
-        s = self.shaper.admit(campaign, recipient, now)
+        parts = segments(text) if text else 1
+        s = self.shaper.admit(campaign, recipient, now, parts)
         tp = s.throughput
         detail = f"class {campaign.tier.message_class}: {tp.per_minute}/min, {tp.daily_cap}/day at {carrier}" if tp else ""
+        if parts > 1:
+            detail += f"; {parts} segments"
         ev = (Evidence("a2p.throughput", 0.0, detail, campaign.id),)
         if s.verdict is ShapeVerdict.REFUSE:
             self.outbound_by_action["refuse"] += 1

@@ -297,3 +297,40 @@ def test_message_text_of_plain_charset_and_cpim() -> None:
     assert message_text(cpim, "message/CPIM") == "Stop"
     assert keyword(message_text(cpim, "message/cpim")) is Keyword.STOP
     assert message_text(b"x", "text/plain; charset=no-such") == "x"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=400, deadline=None)
+@given(patterns=st.lists(st.text(alphabet="ab*", min_size=1, max_size=7), min_size=1, max_size=5),
+       text=st.text(alphabet="abc", max_size=14))
+def test_text_rules_agree_with_a_regex_oracle(patterns: list[str], text: str) -> None:
+    """The automaton's greedy in-order matching says what a (backtracking) full-match regex says."""
+    import re
+
+    patterns = [p for p in patterns if p.replace("*", "")]
+    rules = TextRuleSet([TextRule(str(i), normalise_text_pattern(p)) for i, p in enumerate(patterns)])
+    got = {r.id for r in rules.match(text)}
+    want = {str(i) for i, p in enumerate(patterns)
+            if re.fullmatch(".*".join(re.escape(seg) for seg in normalise_text_pattern(p).split("*")), text, re.S)}
+    assert got == want
+
+
+@pytest.mark.parametrize(
+    "text,parts",
+    [("a" * 160, 1), ("a" * 161, 2), ("a" * 306, 2), ("a" * 307, 3), ("€" * 80, 1), ("€" * 81, 2),
+     ("é" * 160, 1), ("ş" * 70, 1), ("ş" * 71, 2), ("😀" * 35, 1), ("😀" * 36, 2)],
+)
+def test_sms_segments(text: str, parts: int) -> None:
+    from edge.messaging.a2p import segments
+
+    assert segments(text) == parts
+
+
+def test_shaper_counts_segments_against_the_per_minute_rate() -> None:
+    sh = Shaper([CarrierModel("att")], ShaperSettings(burst=1, queue_size=100, max_wait=60.0))
+    c = _campaign(per_minute=60)
+    assert sh.admit(c, "+13035550100", T0, cost=3).send_at == T0
+    assert sh.admit(c, "+13035550100", T0, cost=1).send_at == T0 + 3  # waited for the three segments
