@@ -73,3 +73,26 @@ reject_status = 200
         f"{bad}: $.campaigns[0].message_class: 'Z' is not in [[messaging.tier]]",
         f"{bad}: $.messages.reject_status: 200 is not a SIP rejection code (400-699)",
     ]
+
+
+def test_daemon_load_refuses_a_dialplan_with_bad_messaging_sections(tmp_path, monkeypatch):
+    """SIGHUP reload goes through Daemon.load: a broken campaign keeps the running plan in force."""
+    import pytest
+
+    from edge.daemon.lifecycle import Daemon
+    from edge.dialplan.load import DialplanError
+
+    monkeypatch.chdir(ROOT)
+    plans = tmp_path / "dialplans"
+    plans.mkdir()
+    good = (ROOT / "dialplans" / "acme.toml").read_text()
+    (plans / "acme.toml").write_text(good)
+    d = Daemon(str(_config(tmp_path)), str(plans))
+    d.load()
+    assert [c.id for c in d.messaging_plan.campaigns] == ["CACME01"]
+    (plans / "acme.toml").write_text(good.replace('use_case = "account_notification"\nnumbers = ["+12025550101"]',
+                                                  'use_case = "account_notification"\nnumbers = ["+1202"]'))
+    with pytest.raises(DialplanError) as exc:
+        d.load()
+    assert exc.value.errors == [f"{plans / 'acme.toml'}: $.campaigns[0].numbers[0]: '+1202' is not a valid E.164 number"]
+    assert [c.id for c in d.messaging_plan.campaigns] == ["CACME01"]  # the previous plan stays
