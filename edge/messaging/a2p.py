@@ -236,16 +236,6 @@ class Shaper:
         self.sent += 1
         return Shaped(ShapeVerdict.SEND, send_at=send_at, queued=queued, throughput=tp)
 
-    def queue_depth(self, campaign: Campaign, carrier: str, now: float) -> int:
-        """Scheduled sends still waiting (for metrics and the admin view)."""
-        tp = self.throughput(campaign, carrier)
-        b = self._buckets.get((campaign.id, carrier))
-        if b is None or not tp.per_minute:
-            return 0
-        interval = 60.0 / tp.per_minute
-        tau = (self.settings.burst - 1) * interval
-        return max(0, math.ceil((b.tat - tau - now) / interval - 1e-9) - 1)
-
 
 class CampaignRegistry:
     """Sending number -> campaign, from every dialplan's `[[campaigns]]` (built at load, immutable)."""

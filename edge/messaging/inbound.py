@@ -88,17 +88,17 @@ class MessageInspector:
             if m.would is not None:
                 r = m.would
                 dry = True
-                would = MessageAction.DELIVER.value if r.allow else MessageAction.REJECT.value  # type: ignore[attr-defined]
-                evidence.append(Evidence("text.dry_run", 0.0, f"text rule {r.value!r}", r.id))  # type: ignore[attr-defined]
+                would = MessageAction.DELIVER.value if r.allow else MessageAction.REJECT.value
+                evidence.append(Evidence("text.dry_run", 0.0, f"text rule {r.value!r}", r.id))
             r = m.rule
             if r is not None:
-                if r.allow:  # type: ignore[attr-defined]
-                    evidence.append(Evidence("allow", 0.0, f"text rule {r.value!r}", r.id))  # type: ignore[attr-defined]
-                    return MessageVerdict(MessageAction.DELIVER, r.id, "allowed by text rule", 0, score,  # type: ignore[attr-defined]
+                if r.allow:
+                    evidence.append(Evidence("allow", 0.0, f"text rule {r.value!r}", r.id))
+                    return MessageVerdict(MessageAction.DELIVER, r.id, "allowed by text rule", 0, score,
                                           tuple(evidence), dry, would)
-                evidence.append(Evidence("block", 0.0, f"text rule {r.value!r}", r.id))  # type: ignore[attr-defined]
-                return MessageVerdict(MessageAction.REJECT, r.id, r.reason or f"blocked by text {r.value}",  # type: ignore[attr-defined]
-                                      r.sip_status or policy.reject_status, score, tuple(evidence), dry, would)  # type: ignore[attr-defined]
+                evidence.append(Evidence("block", 0.0, f"text rule {r.value!r}", r.id))
+                return MessageVerdict(MessageAction.REJECT, r.id, r.reason or f"blocked by text {r.value}",
+                                      r.sip_status or policy.reject_status, score, tuple(evidence), dry, would)
         if score >= policy.reject_score:
             return MessageVerdict(MessageAction.REJECT, "messages.reject_score",
                                   f"message score {score:g} >= {policy.reject_score:g}", policy.reject_status, score,

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import msgspec
 
 from edge.messaging.text import TextRule, TextRuleSet, normalise_text, normalise_text_pattern, pattern_problem
+from edge.policy.rules import BlockRule
 
 _MAX_EMAIL = 254
 
@@ -58,26 +59,26 @@ def normalise_email(email: str) -> str:
 class ContentMatch(msgspec.Struct, frozen=True):
     """`rule` decided (None when only dry-run rules matched); `would` a dry-run rule that would have."""
 
-    rule: object | None  # BlockRule
-    would: object | None = None
+    rule: BlockRule | None
+    would: BlockRule | None = None
     field: str = ""  # 'text' | 'email' | 'ip'
 
 
 class _Group:
     __slots__ = ("text", "email", "ips", "ip_lens")
 
-    def __init__(self, rules: list) -> None:
+    def __init__(self, rules: list[BlockRule]) -> None:
         self.text = TextRuleSet([TextRule(r.id, r.value, r) for r in rules if r.kind.value == "text"])
         self.email = TextRuleSet([TextRule(r.id, r.value, r) for r in rules if r.kind.value == "email"])
-        self.ips: dict[str, list] = {}
+        self.ips: dict[str, list[BlockRule]] = {}
         for r in rules:
             if r.kind.value == "ip":
                 self.ips.setdefault(r.value, []).append(r)
         self.ip_lens = sorted({(ipaddress.ip_network(k).version, ipaddress.ip_network(k).prefixlen) for k in self.ips},
                               key=lambda x: -x[1])
 
-    def candidates(self, text: str, email: str, ip: str) -> list[tuple[str, object]]:
-        out: list[tuple[str, object]] = []
+    def candidates(self, text: str, email: str, ip: str) -> list[tuple[str, BlockRule]]:
+        out: list[tuple[str, BlockRule]] = []
         if email and len(self.email):
             out += [("email", t.ref) for t in self.email.match(email, normalised=True)]
         if ip and self.ips:
@@ -100,7 +101,7 @@ class _Group:
 class ContentRules:
     """Compiled view of the content rules of a rule index (anything iterable with a `version`)."""
 
-    def __init__(self, index: object) -> None:
+    def __init__(self, index: Iterable[BlockRule]) -> None:
         self.index = index
         self._version = -1
         self._groups: dict[tuple[str, str], _Group] = {}
@@ -109,8 +110,8 @@ class ContentRules:
         version = getattr(self.index, "version", 0)
         if version == self._version:
             return
-        by_scope: dict[tuple[str, str], list] = {}
-        for r in self.index:  # type: ignore[attr-defined]
+        by_scope: dict[tuple[str, str], list[BlockRule]] = {}
+        for r in self.index:
             if r.kind.value in ("text", "email", "ip"):
                 by_scope.setdefault((r.scope.value, r.scope_value), []).append(r)
         self._groups = {k: _Group(v) for k, v in by_scope.items()}
@@ -127,7 +128,7 @@ class ContentRules:
             return None
         t = normalise_text(text) if text else ""
         e = normalise_email(email) if email else ""
-        would = None
+        would: BlockRule | None = None
         would_field = ""
         for key in (("number", called), ("customer", customer), ("global", "")):
             if not key[1] and key[0] != "global":
@@ -135,15 +136,16 @@ class ContentRules:
             g = self._groups.get(key)
             if g is None:
                 continue
-            allow = block = None
+            allow: tuple[str, BlockRule] | None = None
+            block: tuple[str, BlockRule] | None = None
             for fld, r in g.candidates(t, e, ip):
-                if r.expires_at is not None and r.expires_at <= now:  # type: ignore[attr-defined]
+                if r.expires_at is not None and r.expires_at <= now:
                     continue
-                if r.dry_run:  # type: ignore[attr-defined]
+                if r.dry_run:
                     if would is None:
                         would, would_field = r, fld
                     continue
-                if r.allow:  # type: ignore[attr-defined]
+                if r.allow:
                     allow = allow or (fld, r)
                 else:
                     block = block or (fld, r)
@@ -154,6 +156,3 @@ class ContentRules:
             return ContentMatch(None, would, would_field)
         return None
 
-
-def iter_content(rules: Iterable) -> list:
-    return [r for r in rules if r.kind.value in ("text", "email", "ip")]

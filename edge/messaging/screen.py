@@ -21,6 +21,7 @@ from edge.messaging.links import extract_domains
 from edge.messaging.rules import ContentRules
 from edge.messaging.schema import ScreeningApiConfig
 from edge.numbers import parse_number
+from edge.policy.blocking import RuleIndex
 from edge.policy.facts import CallFacts, ContactKind, Evidence
 from edge.policy.rates import SlidingWindowCounter
 from edge.units import parse_rate
@@ -78,10 +79,10 @@ def _email_parts(email: str) -> tuple[str, str] | None:
 
 
 class Screener:
-    def __init__(self, cfg: ScreeningApiConfig, rules: object, content: ContentRules, disposable: frozenset[str],
+    def __init__(self, cfg: ScreeningApiConfig, rules: RuleIndex, content: ContentRules, disposable: frozenset[str],
                  shorteners: frozenset[str], node: str = "") -> None:
         self.cfg = cfg
-        self.rules = rules  # edge.policy.blocking.RuleIndex
+        self.rules = rules
         self.content = content
         self.disposable = disposable
         self.shorteners = shorteners
@@ -146,15 +147,15 @@ class Screener:
         m = self.content.match(now, customer=customer, text=req.text, email=email, ip=req.ip)
         if m is not None and m.rule is not None:
             r = m.rule
-            evidence.append(Evidence("allow" if r.allow else "block", 0.0, f"{m.field} rule {r.value!r}", r.id))  # type: ignore[attr-defined]
-            if not r.allow:  # type: ignore[attr-defined]
-                return "reject", r.id, r.reason or f"blocked by {m.field} {r.value}"  # type: ignore[attr-defined]
-            return "allow", r.id, r.reason or f"allowed by {m.field} {r.value}"  # type: ignore[attr-defined]
+            evidence.append(Evidence("allow" if r.allow else "block", 0.0, f"{m.field} rule {r.value!r}", r.id))
+            if not r.allow:
+                return "reject", r.id, r.reason or f"blocked by {m.field} {r.value}"
+            return "allow", r.id, r.reason or f"allowed by {m.field} {r.value}"
         if e164 or req.name:
             facts = CallFacts(call_id="", kind=ContactKind.MESSAGE, received_at=now, source_ip=req.ip, source_port=0,
                               transport="https", carrier=None, calling_raw=req.phone, calling_number=e164,
                               called_raw="", called_number="", cnam=req.name, anonymous=False, customer=customer or None)
-            hit = self.rules.match(facts, now)  # type: ignore[attr-defined]
+            hit = self.rules.match(facts, now)
             usable = hit is not None and hit.rule is not None and hit.rule.kind.value != "anonymous"
             if usable and hit.rule.kind.value == "invalid" and not e164:
                 usable = False  # no phone given: nothing to call invalid
