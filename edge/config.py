@@ -259,6 +259,8 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
     errs += validate_flood(cfg.flood)
     errs += validate_hep(cfg.hep)
     errs += validate_messaging(cfg.messaging)
+    if cfg.messaging.screening_api.enabled and cfg.admin.enabled and cfg.messaging.screening_api.listen == cfg.admin.listen:
+        errs.append(("$.messaging.screening_api.listen", "must not be the admin API's listener"))
     return errs
 
 

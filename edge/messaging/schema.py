@@ -135,6 +135,11 @@ def validate_messaging(cfg: MessagingConfig, path: str = "$.messaging") -> list[
             errs.append((f"{path}.screening_api.{f}", str(exc)))
     if not 0 < api.challenge_score <= api.reject_score:
         errs.append((f"{path}.screening_api.challenge_score", "need 0 < challenge_score <= reject_score"))
+    if api.enabled and not api.clients:
+        errs.append((f"{path}.screening_api.clients", "the screening API is enabled but has no API keys (every request would get 401)"))
+    host, _, port = api.listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        errs.append((f"{path}.screening_api.listen", f"invalid address {api.listen!r}: expected host:port"))
     if api.max_body < 256:
         errs.append((f"{path}.screening_api.max_body", "must be at least 256 bytes"))
     for i, c in enumerate(api.clients):

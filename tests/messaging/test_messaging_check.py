@@ -96,3 +96,14 @@ def test_daemon_load_refuses_a_dialplan_with_bad_messaging_sections(tmp_path, mo
         d.load()
     assert exc.value.errors == [f"{plans / 'acme.toml'}: $.campaigns[0].numbers[0]: '+1202' is not a valid E.164 number"]
     assert [c.id for c in d.messaging_plan.campaigns] == ["CACME01"]  # the previous plan stays
+
+
+def test_check_screening_api_needs_keys_and_its_own_listener(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    cfg = _config(tmp_path, ("[messaging.screening_api]\nenabled = false\nlisten = \"127.0.0.1:8082\"",
+                             "[messaging.screening_api]\nenabled = true\nlisten = \"127.0.0.1:8081\""))
+    errors = check(str(cfg), str(ROOT / "dialplans"))
+    assert errors == [
+        f"{cfg}: $.messaging.screening_api.clients: the screening API is enabled but has no API keys (every request would get 401)",
+        f"{cfg}: $.messaging.screening_api.listen: must not be the admin API's listener",
+    ]
