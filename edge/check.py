@@ -37,9 +37,12 @@ def check(config_path: str, dialplan_dir: str) -> list[str]:
     if not Path(cfg.media.prompts_dir).is_dir():
         errors.append(f"{config_path}: $.media.prompts_dir: not a directory: {cfg.media.prompts_dir}")
     try:
-        plan, _ = load_dialplans(dialplan_dir, {p.name for p in cfg.pbx}, prompts=prompt_names(cfg))
+        plan, files = load_dialplans(dialplan_dir, {p.name for p in cfg.pbx}, prompts=prompt_names(cfg))
     except DialplanError as exc:
         return errors + exc.errors
+    from edge.messaging.schema import compile_messaging
+
+    errors += compile_messaging(files, cfg.messaging)[1]
     errors += asyncio.run(_lifecycle_conflicts(cfg, plan, dialplan_dir))
     return errors
 

@@ -14,7 +14,7 @@ class Activity(msgspec.Struct):
 
     id: str  # time-ordered unique id (sortable), see new_activity_id()
     call_id: str
-    kind: str  # 'call' | 'message' | 'fax'
+    kind: str  # 'call' | 'message' | 'fax' | 'form' | 'chat'
     received_at: float
     calling_number: str
     called_number: str
@@ -46,6 +46,9 @@ class Activity(msgspec.Struct):
     node: str = ""
     direction: str = "inbound"  # 'inbound' (carrier -> PBX) | 'outbound' (PBX -> carrier)
     failovers: int = 0  # next hops tried after the first (PBX targets inbound, carriers outbound)
+    campaign: str = ""  # A2P 10DLC campaign of a text message
+    email: str = ""  # chats and forms: the address the visitor gave
+    page: str = ""  # chats and forms: the page the visitor submitted from
 
 
 _counter = 0

@@ -26,6 +26,9 @@ from edge.call.peers import Peer, PeerDirectory
 from edge.call.routing import Target, TargetPool
 from edge.config import EdgeConfig, host_port
 from edge.dialplan.plan import NumberEntry, Plan
+from edge.messaging.inbound import HeldMessage, MessageAction
+from edge.messaging.service import Messaging, OutboundAction
+from edge.messaging.text import message_text
 from edge.numbers import parse_number
 from edge.policy.facts import Action, Decision
 from edge.stir.verifier import NeedCertificate
@@ -198,6 +201,7 @@ class Proxy:
         self.gate = gate
         self.screen: ScreenHook | None = None  # hands captcha/menu/voicemail contacts to the media B2BUA
         self.b2bua: object = None  # ScreeningService: in-dialog requests of screened calls go there
+        self.messaging: Messaging | None = None  # texts: content screening, A2P shaping, opt-outs
         self.is_released: Callable[[str], bool] | None = None  # number lifecycle: quarantined numbers
         self.released_status = 410
         self.released_intercept = False  # play the not-in-service intercept before the final response
@@ -620,6 +624,8 @@ class Proxy:
     def _forward_initial(self, ctx: InviteContext, now: float) -> None:
         entry = ctx.entry
         assert entry is not None
+        if self.messaging is not None and ctx.request.method == "MESSAGE" and not self._message_inbound(ctx, now):
+            return  # rejected or held
         ctx.targets = self.pool.hunt_list(entry.targets)
         if not ctx.targets:
             if ctx.activity is not None:
@@ -653,6 +659,8 @@ class Proxy:
             a.stir_code = signing.unsigned_reason
         else:
             a.stir_status, a.stir_code = "unsigned", "signing disabled"
+        if self.messaging is not None and msg.method == "MESSAGE" and not self._message_outbound(ctx, now):
+            return
         self._open_dialog(ctx, ctx.server.source, now)
         self._try_next(ctx, now)
 
@@ -731,6 +739,123 @@ class Proxy:
         if self.dialogs.get(dlg.call_id) is dlg:
             del self.dialogs[dlg.call_id]
         self.wheel.clear(dlg)
+
+    # -- messages (edge.messaging decides; the proxy does the SIP) ------------------------------
+    def _message_inbound(self, ctx: InviteContext, now: float) -> bool:
+        """Content screening of a MESSAGE the contact pipeline allowed; True: forward it now."""
+        assert self.messaging is not None and ctx.activity is not None
+        a = ctx.activity
+        msg = ctx.request
+        body = message_text(msg.body, msg.get("content-type") or "")
+        res = self.messaging.inbound(body, a.calling_number, a.called_number, a.customer, now)
+        v = res.verdict
+        a.direction = "inbound"
+        a.campaign = res.campaign
+        a.decision = v.action.value
+        a.rule_id, a.reason = v.rule_id, v.reason
+        a.score = max(a.score, v.score)
+        a.evidence = list(a.evidence) + list(v.evidence)
+        if v.dry_run:
+            a.dry_run, a.would = True, v.would
+        if res.reply is not None:
+            r = res.reply
+            sent = self.originate_message(r.sender, r.recipient, r.body, now)
+            # The automatic reply is an outbound message too: its own activity.
+            self.activities.append(Activity(
+                id=new_activity_id(now, self.node), call_id="", kind="message", received_at=now,
+                calling_number=r.sender, called_number=r.recipient, customer=a.customer, node=self.node,
+                direction="outbound", campaign=r.campaign, decision="send" if sent else "refuse",
+                rule_id=f"{v.rule_id}.reply", reason=f"automatic reply to {res.keyword.upper()}"
+                + ("" if sent else ": no outbound carrier"), ended_at=now))
+        if v.action is MessageAction.DELIVER:
+            return True
+        if v.action is MessageAction.HOLD:
+            self.messaging.held.add(HeldMessage(a.id, a.customer, a.calling_number, a.called_number, now, v.reason,
+                                                body[:1000], msg.to_bytes()))
+            self._final_local(ctx, 202, "Accepted: held for review", now)
+            return False
+        self.stats.rejected += 1
+        self._final_local(ctx, v.status, None, now, [("Reason", f'SIP;cause={v.status};text="{v.rule_id}"')])
+        return False
+
+    def _message_outbound(self, ctx: InviteContext, now: float) -> bool:
+        """A2P 10DLC checks and shaping of a MESSAGE the PBX sends out; True: send it now."""
+        assert self.messaging is not None
+        msg = ctx.request
+        caller = caller_id(msg)
+        called = parse_number(ctx.called_user).e164 or ctx.called_user
+        peer = ctx.peer
+        a = ctx.activity  # the outbound activity _route_outbound opened (signing, carrier, final status)
+        if a is None and peer is not None:
+            a = ctx.activity = self._new_activity(msg, ctx.server.source, peer, called, caller, now)
+        out = self.messaging.outbound(caller.e164 or caller.user, called, now,
+                                      message_text(msg.body, msg.get("content-type") or ""))
+        if a is not None:
+            a.direction = "outbound"
+            a.campaign = out.campaign
+            a.decision = "send" if out.action is OutboundAction.SEND else "refuse"
+            a.rule_id, a.reason = out.rule_id, out.reason
+            a.evidence = list(out.evidence)
+        if out.action is OutboundAction.REFUSE:
+            self.stats.rejected += 1
+            extra = [("Reason", f'SIP;cause={out.status};text="{out.rule_id}"')]
+            if out.retry_after:
+                extra.append(("Retry-After", str(out.retry_after)))
+            self._final_local(ctx, out.status, _REFUSAL_PHRASE.get(out.rule_id), now, extra)
+            return False
+        if out.queued:
+            if a is not None:
+                a.decision = "queued"
+            self.wheel.arm(ctx, "a2p", out.send_at)
+            return False
+        return True
+
+    def originate_message(self, sender: str, recipient: str, body: str, now: float) -> bool:
+        """A MESSAGE from the edge itself (HELP text, opt-out confirmation) to the first outbound carrier."""
+        targets = self.pool.outbound_list()
+        if not targets or not recipient:
+            return False
+        t = targets[0]
+        branch = self._new_branch()
+        host, port = self.local.get(t.dest.transport) or next(iter(self.local.values()))
+        headers = [
+            ("Via", self._via(t.dest.transport, branch)),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:{sender}@{host}:{port}>;tag={os.urandom(6).hex()}"),
+            ("To", f"<sip:{recipient}@{t.dest.host}>"),
+            ("Call-ID", f"{os.urandom(10).hex()}@{host}"),
+            ("CSeq", "1 MESSAGE"),
+            ("Content-Type", "text/plain;charset=UTF-8"),
+        ]
+        req = SipMessage.request("MESSAGE", t.uri_for(recipient), headers, body.encode("utf-8"))
+        ct = ClientTransaction(branch, req, t.dest, self.wheel, self.tv, self._send)
+        ct.owner = None  # fire and forget: the response is absorbed
+        self.client_txns[(branch, "MESSAGE")] = ct
+        ct.start(now)
+        return True
+
+    def release_held(self, held_id: str, now: float) -> bool:
+        """Deliver a held message to its number's PBX (operator release); False when unknown or no target."""
+        if self.messaging is None:
+            return False
+        h = self.messaging.held.get(held_id)
+        if h is None:
+            return False
+        entry = self.plan.lookup(h.recipient)
+        targets = self.pool.hunt_list(entry.targets) if entry is not None else []
+        if not targets:
+            return False
+        self.messaging.held.take(held_id)
+        req = parse(h.raw)
+        t = targets[0]
+        via = req.top_via
+        src = Destination(via.transport.lower(), via.host, via.port or 5060)  # as received: no Via fix-up
+        fwd = self._prepare_forward(req, src, t.uri_for(uri_user(req.uri)), t.dest, False, routes=[])
+        ct = ClientTransaction(fwd.branch, fwd, t.dest, self.wheel, self.tv, self._send)
+        ct.owner = None
+        self.client_txns[(fwd.branch, "MESSAGE")] = ct
+        ct.start(now)
+        return True
 
     # -- forwarding ---------------------------------------------------------------------------
     def _try_next(self, ctx: InviteContext, now: float) -> None:
@@ -1110,6 +1235,10 @@ class Proxy:
                 owner.owner = None
             return
         if isinstance(owner, InviteContext):
+            if name == "a2p":
+                if not owner.done:
+                    self._try_next(owner, now)  # a shaped outbound MESSAGE whose turn has come
+                return
             if name == "C" and not owner.done and owner.client is not None:
                 if owner.client.got_provisional:
                     # RFC 3261 §16.8: CANCEL the ringing target; if it never answers, 408 (§16.7 step 6:
@@ -1190,6 +1319,14 @@ class Proxy:
         return not self.dialogs and not any(
             isinstance(st.owner, InviteContext) and not st.owner.done for st in self.server_txns.values()
         )
+
+
+_REFUSAL_PHRASE = {
+    "a2p.unregistered": "Forbidden: sending number not registered to an A2P campaign",
+    "a2p.opted_out": "Forbidden: recipient opted out",
+    "a2p.rate": "Service Unavailable: campaign throughput exceeded",
+    "a2p.daily_cap": "Service Unavailable: daily cap reached",
+}
 
 
 def _better(a: int, b: int) -> bool:
