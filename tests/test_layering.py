@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "edge"
-CORE_PACKAGES = ("sip", "policy", "dialplan", "call", "stir", "media", "lifecycle")
+CORE_PACKAGES = ("sip", "policy", "dialplan", "call", "stir", "media", "lifecycle", "messaging")
 
 
 FORBIDDEN_MODULES = frozenset({"asyncio", "socket", "sqlite3", "redis", "aiohttp", "uvloop", "selectors", "ssl"})

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Union
 import msgspec
 import structlog
 
+from edge.call.activity import log_contact_decided
 from edge.call.admission import apply_edits
 from edge.call.ua import FAILOVER_STATUSES, UserAgent
 from edge.media import flow as fl
@@ -520,6 +521,8 @@ class ScreenedCall:
                 a.duration = round(now - a.answered_at, 3)
             a.billable = a.answered_at is not None
             self.ua.record(a)
+            if self.svc.proxy.cfg.logging.log_calls:
+                log_contact_decided(self.log, a, a.final_status)
             self.log.info("screening_ended", flows=self.flows_run, status=a.final_status, answered=bool(a.answered_at),
                           duration=a.duration, reason=a.reason)
         self.svc.forget(self)

@@ -22,9 +22,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edge.cli.check import check
+    from edge.cli.check import check, trust_report
 
     errors = check(args.config, args.dialplans)
+    for line in trust_report(args.config):
+        sys.stdout.write(line + "\n")
     for e in errors:
         sys.stderr.write(e + "\n")
     if errors:
@@ -45,10 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default=DEFAULT_CONFIG)
     c.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
     c.set_defaults(func=_check)
-    from edge.cli import activities, numbers, stir
+    from edge.cli import activities, messages, numbers, stir
 
-    for module in (activities, numbers, stir):
-        module.register(sub)  # activities, flag, block, voicemail / numbers / stir
+    for module in (activities, numbers, stir, messages):
+        module.register(sub)  # activities, flag, block, voicemail / numbers / stir / messages, optouts
     return p
 
 

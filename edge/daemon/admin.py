@@ -53,10 +53,11 @@ class AdminContext:
     registry: CollectorRegistry | None = None
     clock: Callable[[], float] = time.time
     region: str = "US"  # default region for numbers typed without a country code
+    held: Any = None  # edge.daemon.messaging.HeldView: messages held for review, opt-outs
 
 
 class FlagRequest(msgspec.Struct, forbid_unknown_fields=True):
-    by: Literal["number", "cnam"]
+    by: Literal["number", "cnam", "name", "email", "ip"]  # name = cnam (chats and forms)
     scope: Scope = Scope.GLOBAL
     action: Action = Action.REJECT
     sip_status: int = 603
@@ -112,6 +113,8 @@ class InvalidInput(ApiError):
 
 
 CTX = web.AppKey("ctx", AdminContext)
+#: Decisions of texts (deliver/hold; outbound send/queued/refuse) and of chats and forms (challenge).
+CONTENT_DECISIONS = ("deliver", "hold", "send", "queued", "refuse", "challenge")
 _enc = msgspec.json.Encoder()
 
 
@@ -230,8 +233,9 @@ def _activity_query(request: web.Request, ctx: AdminContext, limit_default: int 
         flagged = q["flagged"] in ("true", "1")
     voicemail = q.get("voicemail", "") in ("true", "1")
     decision = q.get("decision", "")
-    if decision and decision not in {a.value for a in Action}:
-        raise InvalidInput(f"invalid decision {decision!r}: expected one of {', '.join(a.value for a in Action)}")
+    decisions = [a.value for a in Action] + list(CONTENT_DECISIONS)
+    if decision and decision not in decisions:
+        raise InvalidInput(f"invalid decision {decision!r}: expected one of {', '.join(decisions)}")
     cursor = q.get("cursor", "")
     if cursor:
         try:
@@ -365,6 +369,15 @@ async def flag_activity(request: web.Request) -> web.Response:
         if not activity.calling_number:
             raise InvalidInput(f"activity {activity_id} has no calling number (anonymous): block kind 'anonymous' instead")
         kind, value = RuleKind.NUMBER, activity.calling_number
+    elif req.by == "email":
+        if not activity.email:
+            raise InvalidInput(f"activity {activity_id} has no e-mail address to block")
+        kind, value = RuleKind.EMAIL, activity.email
+    elif req.by == "ip":
+        ip = activity.source.rsplit(":", 1)[0] if activity.kind not in ("form", "chat") else activity.source
+        if not ip:
+            raise InvalidInput(f"activity {activity_id} has no IP address to block")
+        kind, value = RuleKind.IP, ip.strip("[]")
     else:
         if not activity.cnam:
             raise InvalidInput(f"activity {activity_id} has no caller name to block")
@@ -511,6 +524,48 @@ async def assign_number(request: web.Request) -> web.Response:
     return _json(ctx.lifecycle.status(number, now))
 
 
+def _held(request: web.Request) -> Any:
+    held = request.app[CTX].held
+    if held is None:
+        raise NotFound("messaging is not running")
+    return held
+
+
+async def list_held(request: web.Request) -> web.Response:
+    """Messages held for review, oldest first (`?customer=` narrows)."""
+    return _json({"held": _held(request).list(request.query.get("customer", ""))})
+
+
+async def _reviewed(ctx: AdminContext, activity_id: str, decision: str, rule_id: str, reason: str) -> None:
+    """The held message's activity records the review's outcome."""
+    a = await ctx.store.get_activity(activity_id)
+    if a is not None:
+        a.decision, a.rule_id, a.reason = decision, rule_id, reason
+        await ctx.store.update_activity(a)
+
+
+async def release_held(request: web.Request) -> web.Response:
+    """Deliver a held message to its number's PBX."""
+    held_id = request.match_info["id"]
+    if not _held(request).release(held_id):
+        raise NotFound(f"no held message {held_id} (or no PBX target in rotation)")
+    await _reviewed(request.app[CTX], held_id, "deliver", "review.released", "released by an operator after review")
+    return _json({"released": held_id})
+
+
+async def drop_held(request: web.Request) -> web.Response:
+    held_id = request.match_info["id"]
+    if not _held(request).drop(held_id):
+        raise NotFound(f"no held message {held_id}")
+    await _reviewed(request.app[CTX], held_id, "reject", "review.dropped", "dropped by an operator after review")
+    return _json({"dropped": held_id})
+
+
+async def list_optouts(request: web.Request) -> web.Response:
+    """Recipients who opted out, per campaign (this node's view, shared through the store)."""
+    return _json({"optouts": _held(request).optouts()})
+
+
 def make_admin_app(ctx: AdminContext) -> web.Application:
     app = web.Application(middlewares=[_errors, _auth], client_max_size=1 << 20)
     app[CTX] = ctx
@@ -531,6 +586,10 @@ def make_admin_app(ctx: AdminContext) -> web.Application:
     r.add_get("/numbers/{number}", get_number)
     r.add_post("/numbers/{number}/release", release_number)
     r.add_post("/numbers/{number}/assign", assign_number)
+    r.add_get("/messages/held", list_held)
+    r.add_post("/messages/held/{id}/release", release_held)
+    r.add_delete("/messages/held/{id}", drop_held)
+    r.add_get("/optouts", list_optouts)
     return app
 
 

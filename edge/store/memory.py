@@ -8,6 +8,7 @@ import msgspec
 
 from edge.call.activity import Activity
 from edge.lifecycle.record import NumberRecord
+from edge.messaging.optout import OptOut
 from edge.policy.rules import BlockRule
 from edge.store.protocol import (
     ActivityPage,
@@ -41,6 +42,7 @@ class MemoryStore:
         self._blocks: OrderedDict[str, BlockRule] = OrderedDict()
         self._numbers: OrderedDict[str, NumberRecord] = OrderedDict()
         self._captcha: dict[tuple[str, str], float] = {}
+        self._optouts: dict[tuple[str, str], OptOut] = {}
         self._health = StoreHealth(backend="memory")
 
     # --- activities ----------------------------------------------------------------------------
@@ -146,6 +148,15 @@ class MemoryStore:
             del self._captcha[(calling, scope)]
             return False
         return True
+
+    async def add_optout(self, optout: OptOut) -> None:
+        self._optouts[(optout.campaign, optout.recipient)] = optout
+
+    async def remove_optout(self, campaign: str, recipient: str) -> bool:
+        return self._optouts.pop((campaign, recipient), None) is not None
+
+    async def list_optouts(self) -> list[OptOut]:
+        return sorted(self._optouts.values(), key=lambda o: (o.at, o.campaign, o.recipient))
 
     async def flush(self) -> None:
         return None

@@ -26,6 +26,7 @@ import structlog
 
 from edge.call.activity import Activity
 from edge.lifecycle.record import NumberRecord
+from edge.messaging.optout import OptOut
 from edge.policy.rules import BlockRule
 from edge.store.protocol import ActivityPage, ActivityQuery, StoreHealth, clamp_limit, make_cursor, parse_cursor
 
@@ -70,6 +71,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX captcha_until ON captcha_passes (until);
     """,
+    # 2: text-message opt-outs
+    """
+    CREATE TABLE optouts (
+        campaign TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        at REAL NOT NULL,
+        doc BLOB NOT NULL,
+        PRIMARY KEY (campaign, recipient)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -82,6 +93,8 @@ _enc = msgspec.json.Encoder()
 _dec_activity = msgspec.json.Decoder(Activity)
 _dec_block = msgspec.json.Decoder(BlockRule)
 _dec_number = msgspec.json.Decoder(NumberRecord)
+_dec_optout = msgspec.json.Decoder(OptOut)
+_UPSERT_OPTOUT = "INSERT OR REPLACE INTO optouts (campaign, recipient, at, doc) VALUES (?, ?, ?, ?)"
 
 
 class StoreError(Exception):
@@ -386,6 +399,21 @@ class SqliteStore:
         if purged:
             log.info("store_activities_purged", count=purged, before=before)
         return purged
+
+    # --- opt-outs -------------------------------------------------------------------------------
+    async def add_optout(self, optout: OptOut) -> None:
+        await self._write([(_UPSERT_OPTOUT, [(optout.campaign, optout.recipient, optout.at, _enc.encode(optout))])])
+
+    async def remove_optout(self, campaign: str, recipient: str) -> bool:
+        rows = await self._read("SELECT 1 FROM optouts WHERE campaign = ? AND recipient = ?", (campaign, recipient))
+        if not rows:
+            return False
+        await self._write([("DELETE FROM optouts WHERE campaign = ? AND recipient = ?", [(campaign, recipient)])])
+        return True
+
+    async def list_optouts(self) -> list[OptOut]:
+        rows = await self._read("SELECT doc FROM optouts ORDER BY at, campaign, recipient")
+        return [_dec_optout.decode(r[0]) for r in rows]
 
     # --- blocks ----------------------------------------------------------------------------------
     async def list_blocks(self) -> list[BlockRule]:

@@ -88,7 +88,7 @@ async def test_admin_activities_filters_and_pages(admin):
         ({"number": "123"}, "invalid number '123': not a valid telephone number"),
         ({"since": "yesterday"}, "invalid since 'yesterday': expected unix seconds, ISO 8601 or a duration like '1h'"),
         ({"flagged": "maybe"}, "invalid flagged 'maybe': expected true or false"),
-        ({"decision": "nuke"}, "invalid decision 'nuke': expected one of allow, reject, captcha, menu, voicemail, intercept"),
+        ({"decision": "nuke"}, "invalid decision 'nuke': expected one of allow, reject, captcha, menu, voicemail, intercept, deliver, hold, send, queued, refuse, challenge"),
         ({"cursor": "abc"}, "invalid cursor 'abc'"),
         ({"colour": "red"}, "unknown filter 'colour'"),
     ],

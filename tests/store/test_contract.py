@@ -228,3 +228,17 @@ async def test_health_reports_not_degraded_after_writes(store, make_activity):
     assert h.degraded is False and h.write_errors == 0 and h.dropped_writes == 0
     assert h.flushed >= 1
     assert msgspec.json.decode(msgspec.json.encode(h))["backend"] == h.backend
+
+
+async def test_optouts_add_list_remove(store):
+    from edge.messaging.optout import OptOut
+
+    a = OptOut("C1", "+13035550111", 100.0, "stop")
+    b = OptOut("C2", "+13035550111", 101.0, "stopall")
+    await store.add_optout(a)
+    await store.add_optout(b)
+    await store.add_optout(a)  # idempotent
+    assert await store.list_optouts() == [a, b]
+    assert await store.remove_optout("C1", "+13035550111") is True
+    assert await store.remove_optout("C1", "+13035550111") is False
+    assert await store.list_optouts() == [b]
