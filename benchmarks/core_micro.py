@@ -56,7 +56,7 @@ def run(calls: int, policy: bool) -> None:
     cfg = msgspec.convert(CFG, EdgeConfig)
     plan = Plan([NumberEntry("+12025550100", True, "acme", ("pbx-a",), "acme.toml")])
     gate = Gatekeeper(PolicyEngine(), StirConfig(enabled=False)) if policy else None
-    proxy = Proxy(cfg, plan, gate)
+    proxy = Proxy(cfg.call_settings(), plan, gate)
     now = 1000.0
     messages = 0
     spent = 0.0

@@ -14,13 +14,13 @@ from typing import Callable, Literal, Sequence
 import msgspec
 
 from edge.call.flood import FloodConfig, validate_flood
+from edge.call.settings import Acl, CallSettings, Carrier, Limits, Listen, Pbx, Timers, host_port
 from edge.capture import HepConfig, validate_hep
 from edge.lifecycle.schema import LifecycleConfig, validate_lifecycle
 from edge.media.engine_config import MediaConfig
 from edge.media.engine_config import validate as validate_media_config
 from edge.messaging.schema import MessagingConfig, validate_messaging
 from edge.policy.schema import PolicySettings, validate_settings
-from edge.sip.timers import TimerValues
 from edge.stir.schema import StirConfig
 from edge.stir.schema import validate as validate_stir_config
 from edge.store.schema import AdminConfig, StoreConfig, validate_admin, validate_store
@@ -33,80 +33,6 @@ class ConfigError(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
-
-
-class Listen(msgspec.Struct, forbid_unknown_fields=True):
-    transport: Literal["udp", "tcp", "tls"] = "udp"
-    address: str = "127.0.0.1:5060"
-    advertise: str = ""  # host[:port] written in Via/Record-Route when behind NAT; default: address
-    # TLS (RFC 3261 §26.2, RFC 5630): the edge's certificate chain and key (PEM), reloaded on SIGHUP.
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_ca: str = ""  # CA bundle for verifying peers: carriers' client certificates, PBX/carrier servers
-    tls_verify_client: bool = False  # require and verify a client certificate from carriers
-
-
-class Carrier(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    sources: list[str]  # CIDRs ('203.0.113.0/24'), addresses, or 'ip:port' for an exact peer
-    outbound: list[str] = []  # SIP URIs for calls the PBX sends out through this carrier (failover order)
-
-
-class Pbx(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    uri: str  # 'sip:10.0.0.5:5060;transport=udp'
-    sources: list[str] = []  # default: the URI's host and port
-    health_check: bool = True
-    health_interval: str = "10s"
-    health_timeout: str = "2s"
-    down_after: int = 2  # consecutive failed pings before the target leaves rotation
-
-
-class Timers(msgspec.Struct, forbid_unknown_fields=True):
-    t1: str = "500ms"
-    t2: str = "4s"
-    t4: str = "5s"
-    timer_b: str = ""  # default 64*T1; shorter fails over to the next PBX target sooner
-    timer_c: str = "180s"
-    timer_d: str = "32s"
-    timer_f: str = ""
-    timer_h: str = ""
-    timer_j: str = ""
-
-    def values(self) -> TimerValues:
-        def d(v: str) -> float:
-            return parse_duration(v) if v else 0.0
-
-        return TimerValues(
-            t1=d(self.t1),
-            t2=d(self.t2),
-            t4=d(self.t4),
-            timer_b=d(self.timer_b),
-            timer_c=d(self.timer_c),
-            timer_d=d(self.timer_d),
-            timer_f=d(self.timer_f),
-            timer_h=d(self.timer_h),
-            timer_j=d(self.timer_j),
-        )
-
-
-class Limits(msgspec.Struct, forbid_unknown_fields=True):
-    max_udp_message: int = 16384
-    max_tcp_message: int = 65536
-    max_headers: int = 100
-    max_header_length: int = 4096
-    max_via: int = 16
-    max_transactions: int = 200_000
-    max_transactions_per_source: int = 5_000  # requests from one source still awaiting a final answer
-    max_dialogs: int = 200_000
-    max_tcp_connections: int = 4096
-    max_parked: int = 1000  # INVITEs waiting for one STIR certificate fetch
-    dialog_max_age: str = "12h"  # a dialog with no BYE is forgotten after this
-    udp_buffer: int = 4 * 1024 * 1024
-
-
-class Acl(msgspec.Struct, forbid_unknown_fields=True):
-    unknown_source: Literal["reject", "drop"] = "reject"  # 403 or silence for non-carrier, non-PBX INVITEs
 
 
 class Logging(msgspec.Struct, forbid_unknown_fields=True):
@@ -143,15 +69,11 @@ class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
     messaging: MessagingConfig = MessagingConfig()
     path: str = ""  # where it was loaded from (set by load_config)
 
-
-def host_port(text: str, default_port: int = 5060) -> tuple[str, int]:
-    if text.startswith("["):
-        end = text.index("]")
-        host = text[1:end]
-        rest = text[end + 1 :]
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
-    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
-    return host, int(port) if port else default_port
+    def call_settings(self) -> CallSettings:
+        """The slice the call layer reads (edge/call never imports this module)."""
+        return CallSettings(listen=self.listen, carriers=self.carriers, pbx=self.pbx, timers=self.timers,
+                            limits=self.limits, acl=self.acl, node=self.daemon.node,
+                            retry_after=self.daemon.retry_after, log_calls=self.logging.log_calls)
 
 
 def _check_source(src: str) -> str | None:

@@ -77,9 +77,14 @@ def edge_imports(name: str) -> frozenset[str]:
     return frozenset(found)
 
 
+#: Edge modules a core module may not import (at any depth): adapters, the CLI, and the config loader
+#: (the core gets its slice of the settings handed in).
+NOT_CORE = ("edge.io", "edge.daemon", "edge.store", "edge.cli", "edge.config")
+
+
 def transitive_violations(name: str) -> list[str]:
-    """Forbidden imports and clock reads anywhere in the chain of edge modules `name` imports,
-    each as 'chain: line: what'."""
+    """Forbidden imports and clock reads anywhere in the chain of edge modules `name` imports, and
+    imports of a non-core edge module, each as 'chain: line: what' or 'chain: imports module'."""
     seen = {name: [name]}
     queue = [name]
     out: list[str] = []
@@ -90,6 +95,9 @@ def transitive_violations(name: str) -> list[str]:
         for dep in sorted(edge_imports(current)):
             if dep not in seen:
                 seen[dep] = seen[current] + [dep]
+                if name.split(".")[1] in CORE_PACKAGES and any(dep == m or dep.startswith(m + ".") for m in NOT_CORE):
+                    out.append(f"{' -> '.join(seen[dep])}: imports a non-core module")
+                    continue
                 queue.append(dep)
     return out
 

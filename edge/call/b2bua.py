@@ -521,7 +521,7 @@ class ScreenedCall:
                 a.duration = round(now - a.answered_at, 3)
             a.billable = a.answered_at is not None
             self.ua.record(a)
-            if self.svc.proxy.cfg.logging.log_calls:
+            if self.svc.proxy.cfg.log_calls:
                 log_contact_decided(self.log, a, a.final_status)
             self.log.info("screening_ended", flows=self.flows_run, status=a.final_status, answered=bool(a.answered_at),
                           duration=a.duration, reason=a.reason)

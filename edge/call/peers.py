@@ -11,7 +11,7 @@ import ipaddress
 
 import msgspec
 
-from edge.config import EdgeConfig, host_port
+from edge.call.settings import CallSettings, host_port
 from edge.sip.uri import parse_uri
 
 
@@ -23,7 +23,7 @@ class Peer(msgspec.Struct, frozen=True):
 class PeerDirectory:
     __slots__ = ("_exact", "_nets", "_cache", "_cap")
 
-    def __init__(self, cfg: EdgeConfig, cache_size: int = 65536) -> None:
+    def __init__(self, cfg: CallSettings, cache_size: int = 65536) -> None:
         self._exact: dict[tuple[str, int], Peer] = {}
         # Ordered: PBX networks before carrier networks, longer prefixes first.
         nets: list[tuple[int, int, ipaddress.IPv4Network | ipaddress.IPv6Network, Peer]] = []

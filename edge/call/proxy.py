@@ -26,8 +26,8 @@ from edge.call.admission import Gatekeeper, apply_edits
 from edge.call.facts import CallerId, caller_id
 from edge.call.peers import Peer, PeerDirectory
 from edge.call.routing import Target, TargetPool
+from edge.call.settings import CallSettings, host_port
 from edge.call.ua import FAILOVER_STATUSES, TimerUser, UserAgent
-from edge.config import EdgeConfig, host_port
 from edge.dialplan.plan import NumberEntry, Plan
 from edge.messaging.inbound import HeldMessage, MessageAction
 from edge.messaging.service import Messaging, OutboundAction
@@ -227,8 +227,8 @@ class InviteContext:
 
 
 class Proxy:
-    def __init__(self, cfg: EdgeConfig, plan: Plan, gate: Gatekeeper | None = None) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: CallSettings, plan: Plan, gate: Gatekeeper | None = None) -> None:
+        self.cfg = cfg  # the call layer's slice of config/edge.toml (EdgeConfig.call_settings())
         self.plan = plan
         self.gate = gate
         self.b2bua: Screening | None = None  # the screening B2BUA: captcha/menu/voicemail contacts and their dialogs
@@ -249,7 +249,7 @@ class Proxy:
         self.stats = Stats()
         self.latency = Histogram()
         self.draining = False
-        self.node = cfg.daemon.node
+        self.node = cfg.node
         local: dict[str, tuple[str, int]] = {}
         ours: set[tuple[str, int]] = set()
         for ls in cfg.listen:
@@ -299,7 +299,7 @@ class Proxy:
         """Swap in a reloaded dialplan; calls in progress keep the entry they were routed with."""
         self.plan = plan
 
-    def reconfigure(self, cfg: EdgeConfig, plan: Plan, now: float) -> None:
+    def reconfigure(self, cfg: CallSettings, plan: Plan, now: float) -> None:
         """A reload (SIGHUP): new peers, PBX targets and dialplan. Targets that survive keep their
         health state; probes of the old pool stop; calls in progress keep what they were routed with."""
         self.cfg = cfg
@@ -546,7 +546,7 @@ class Proxy:
             st.invites += 1
         if self.draining:
             st.draining_rejected += 1
-            self._reply(msg, src, 503, "Service Unavailable: draining", [("Retry-After", str(self.cfg.daemon.retry_after))])
+            self._reply(msg, src, 503, "Service Unavailable: draining", [("Retry-After", str(self.cfg.retry_after))])
             return
         if len(self.server_txns) >= self.limits.max_transactions or len(self.dialogs) >= self.limits.max_dialogs:
             self._reply(msg, src, 503, "Service Unavailable: overloaded", [("Retry-After", "5")])
@@ -773,7 +773,7 @@ class Proxy:
                 a.ended_at = now
                 a.billable = status < 300
             self.ua.record(a)
-            if self.cfg.logging.log_calls:
+            if self.cfg.log_calls:
                 log_contact_decided(log, a, status)
         if status >= 300 and ctx.dialog is not None and not ctx.dialog.confirmed:
             self._close_dialog(ctx.dialog)

@@ -11,7 +11,7 @@ from typing import Callable
 
 import structlog
 
-from edge.config import EdgeConfig
+from edge.call.settings import CallSettings
 from edge.sip.message import SipMessage
 from edge.sip.timers import TimerValues, TimerWheel
 from edge.sip.transaction import ClientTransaction, Destination
@@ -69,7 +69,7 @@ class TargetPool:
 
     def __init__(
         self,
-        cfg: EdgeConfig,
+        cfg: CallSettings,
         wheel: TimerWheel,
         tv: TimerValues,
         send: Callable[[bytes, Destination], None],

@@ -99,7 +99,7 @@ class Daemon:
         lifecycle.load(await store.list_numbers())
         engine.is_released = lifecycle.is_released
         gate = Gatekeeper(engine, cfg.stir, *self._stir(cfg))
-        self.proxy = proxy = Proxy(cfg, plan, gate)
+        self.proxy = proxy = Proxy(cfg.call_settings(), plan, gate)
         proxy.is_released = lifecycle.is_released
         proxy.released_status = RELEASED_STATUS[cfg.lifecycle.released_action]
         proxy.released_intercept = cfg.lifecycle.released_action == "intercept"
@@ -339,7 +339,7 @@ class Daemon:
         restart_needed = [ls.address for ls in cfg.listen] != [ls.address for ls in self.cfg.listen]
         if self.guard is not None:
             self.guard.configure(cfg.flood)
-        proxy.reconfigure(cfg, plan, time.time())
+        proxy.reconfigure(cfg.call_settings(), plan, time.time())
         if proxy.messaging is not None and self.messaging_plan is not None:
             proxy.messaging.set_plan(self.messaging_plan)
         self.engine.replace_static_rules(plan.rules)

@@ -60,7 +60,7 @@ class Harness:
 
     def __init__(self, proxy: Proxy | None = None, **sections: Any) -> None:
         cfg = msgspec.convert(config_dict(**sections), EdgeConfig)
-        self.proxy = proxy or Proxy(cfg, make_plan())
+        self.proxy = proxy or Proxy(cfg.call_settings(), make_plan())
         self.now = 1000.0
         self.activities: list = []  # every activity record the proxy handed out, in order
 

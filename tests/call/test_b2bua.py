@@ -75,7 +75,7 @@ class ScreeningHarness(Harness):
         (tmp_path / "acme.toml").write_text(PLAN)
         plan, _ = load_dialplans(tmp_path, {"pbx-a", "pbx-b"})
         cfg = msgspec.convert(config_dict(), EdgeConfig)
-        proxy = Proxy(cfg, plan, Gatekeeper(PolicyEngine(), StirConfig()))
+        proxy = Proxy(cfg.call_settings(), plan, Gatekeeper(PolicyEngine(), StirConfig()))
         self.b2bua = b2.B2bua(proxy, "vm")
         proxy.b2bua = self.b2bua
         self.effects: list[b2.MediaEffect] = []

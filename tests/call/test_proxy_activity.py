@@ -45,7 +45,7 @@ def outbound_harness(gate: Gatekeeper | None = None, carriers: list[str] | None 
     cfg_dict = config_dict(**sections)
     cfg_dict["carriers"][0]["outbound"] = carriers or ["sip:192.0.2.5:5080"]
     cfg = msgspec.convert(cfg_dict, EdgeConfig)
-    return Harness(Proxy(cfg, make_plan(), gate))
+    return Harness(Proxy(cfg.call_settings(), make_plan(), gate))
 
 
 def test_activity_outbound_call_recorded_with_carrier_and_final_status() -> None:
@@ -117,7 +117,7 @@ def test_activity_outbound_message_recorded() -> None:
 def test_activity_no_outbound_carrier_recorded_403() -> None:
     cfg_dict = config_dict(logging={"log_calls": True})
     cfg_dict["carriers"][0]["outbound"] = []
-    h = Harness(Proxy(msgspec.convert(cfg_dict, EdgeConfig), make_plan()))
+    h = Harness(Proxy(msgspec.convert(cfg_dict, EdgeConfig).call_settings(), make_plan()))
     assert [m.status for m in only(h.feed(pbx_invite(), PBX_A), PBX_A) if m.status] == [100, 403]
     a = h.activities[-1]
     assert (a.direction, a.decision, a.rule_id, a.final_status) == ("outbound", "reject", "outbound.no_carrier", 403)
@@ -133,7 +133,7 @@ def stir_harness(pki, policy: StirPolicy) -> Harness:
     plan = Plan([NumberEntry(key=CALLED, exact=True, customer="acme", targets=("pbx-a",), file="acme.toml",
                              stir=policy)])
     gate = Gatekeeper(PolicyEngine(), cfg.stir, Verifier(TrustStore.from_blobs([pem(pki.root)])))
-    return Harness(Proxy(cfg, plan, gate))
+    return Harness(Proxy(cfg.call_settings(), plan, gate))
 
 
 def carrier_message(identity: str = "") -> bytes:

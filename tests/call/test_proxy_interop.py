@@ -121,7 +121,7 @@ def pki():
 def _stir_proxy(pki_root_pem: bytes) -> Harness:
     cfg = msgspec.convert(config_dict(), EdgeConfig)
     gate = Gatekeeper(PolicyEngine(), cfg.stir, Verifier(TrustStore.from_blobs([pki_root_pem])))
-    return Harness(Proxy(cfg, make_plan(), gate))
+    return Harness(Proxy(cfg.call_settings(), make_plan(), gate))
 
 
 def test_interop_from_with_verstat_not_relayed_upstream(pki) -> None:
@@ -153,7 +153,7 @@ def test_interop_verstat_without_pai_as_added_pai(pki) -> None:
 
     cfg = msgspec.convert(config_dict(stir={"verstat_without_pai": "pai"}), EdgeConfig)
     gate = Gatekeeper(PolicyEngine(), cfg.stir, Verifier(TrustStore.from_blobs([pem(pki.root)])))
-    h = Harness(Proxy(cfg, make_plan(), gate))
+    h = Harness(Proxy(cfg.call_settings(), make_plan(), gate))
     fwd = only(h.feed(carrier_invite(EDGE_URI, body=SDP)), PBX_A)[0]
     assert fwd.get("from") == '"Alice" <sip:+12025550111@carrier.example>;tag=c1'
     assert fwd.get("p-asserted-identity") == '"Alice" <sip:+12025550111;verstat=No-TN-Validation@carrier.example;user=phone>'
