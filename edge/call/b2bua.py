@@ -243,7 +243,7 @@ class ScreenedCall:
         self.ended = False
         self.flow: fl.Flow | None = None
         self.flows_run: list[str] = []
-        self.gate: fl.ScreeningGate | None = None
+        self.answer_gate: fl.ScreeningGate | None = None  # when the caller is answered (early media)
         self.last_2xx = b""
         self.retx_interval = 0.0
         self.retx_give_up = 0.0
@@ -276,10 +276,10 @@ class ScreenedCall:
         media = self.entry.media if self.entry is not None else None
         mode = self.entry.screening if self.entry is not None else ScreeningMode.ANSWER
         fallback = parse_duration(media.early_media_fallback) if media is not None else 3.0
-        self.gate = fl.ScreeningGate(mode, fallback)
+        self.answer_gate = fl.ScreeningGate(mode, fallback)
         if self.activity is not None:
             self.activity.screening_mode = mode.value
-        self.run(self.gate.start(now), now)
+        self.run(self.answer_gate.start(now), now)
         self.start_flow(self.first_flow(), now)
 
     def first_flow(self) -> fl.Flow | None:
@@ -318,8 +318,8 @@ class ScreenedCall:
             if isinstance(effect, fl.CancelTimer):
                 self.ua.disarm(self, FLOW + effect.name)
                 continue
-            if self.gate is not None and isinstance(effect, fl.StartRecording):
-                self.run(self.gate.admit(effect, now), now)
+            if self.answer_gate is not None and isinstance(effect, fl.StartRecording):
+                self.run(self.answer_gate.admit(effect, now), now)
             self.effect(effect, now)
 
     def effect(self, e: fl.Effect, now: float) -> None:
@@ -368,8 +368,8 @@ class ScreenedCall:
             self.retransmit_2xx(now)
         elif name.startswith(FLOW):
             fired = fl.TimerFired(name[len(FLOW):])
-            if self.gate is not None:
-                self.run(self.gate.handle(fired, now), now)
+            if self.answer_gate is not None:
+                self.run(self.answer_gate.handle(fired, now), now)
             self.deliver(fired, now)
 
     def deliver(self, event: fl.Event, now: float) -> None:
@@ -386,8 +386,8 @@ class ScreenedCall:
             if not ev.interrupted:  # a flow hears only of playlists that played out
                 self.deliver(ev, now)
         elif isinstance(ev, RemoteLatched):
-            if self.gate is not None:
-                self.run(self.gate.handle(fl.CallerMediaStarted(now), now), now)
+            if self.answer_gate is not None:
+                self.run(self.answer_gate.handle(fl.CallerMediaStarted(now), now), now)
         elif isinstance(ev, MediaTimedOut):
             if self.activity is not None:
                 self.activity.reason += "; media timeout"
@@ -673,8 +673,8 @@ class ScreenedCall:
     def bridged(self, now: float) -> None:
         """The driver applied the PBX's answer and bridged the legs."""
         self.b_confirmed = True
-        if self.gate is not None:
-            self.run(self.gate.bridged(now), now)
+        if self.answer_gate is not None:
+            self.run(self.answer_gate.bridged(now), now)
         if self.activity is not None:
             self.activity.reason += "; bridged to PBX"
         self.log.info("screening_bridged", target=self.activity.target if self.activity else "")

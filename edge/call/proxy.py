@@ -860,7 +860,7 @@ class Proxy:
             return False
         t = targets[0]
         branch = self._new_branch()
-        host, port = self.local.get(t.dest.transport) or next(iter(self.local.values()))
+        host, port = self.ua.local_address(t.dest.transport)
         headers = [
             ("Via", self._via(t.dest.transport, branch)),
             ("Max-Forwards", "70"),

@@ -12,6 +12,7 @@ from typing import Callable
 import structlog
 
 from edge.call.settings import CallSettings
+from edge.call.ua import local_address
 from edge.sip.message import SipMessage
 from edge.sip.timers import TimerValues, TimerWheel
 from edge.sip.transaction import ClientTransaction, Destination
@@ -151,7 +152,7 @@ class _Probe:
             return  # previous ping still pending
         t._seq += 1
         branch = pool.new_branch()
-        host, port = pool.local.get(t.dest.transport) or next(iter(pool.local.values()))
+        host, port = local_address(pool.local, t.dest.transport)
         tag = f"hc{branch[-8:]}"
         msg = SipMessage.request(
             "OPTIONS",

@@ -24,6 +24,11 @@ from edge.sip.transaction import ClientTransaction, Destination, TransactionUser
 FAILOVER_STATUSES = frozenset({408, 500, 503})
 
 
+def local_address(local: dict[str, tuple[str, int]], transport: str) -> tuple[str, int]:
+    """Where the edge is reached over `transport`: its advertised address, or the first listener's."""
+    return local.get(transport) or next(iter(local.values()))
+
+
 class TimerUser(Protocol):
     """Owner of named timers on the shared wheel; `timers` is where the wheel keeps its handles."""
 
@@ -77,7 +82,7 @@ class UserAgent:
     # -- addresses ---------------------------------------------------------------------------------
     def local_address(self, transport: str) -> tuple[str, int]:
         """Where the edge is reached over `transport` (advertised address; the first listener otherwise)."""
-        return self.local.get(transport) or next(iter(self.local.values()))
+        return local_address(self.local, transport)
 
     def new_branch(self) -> str:
         self._branch_n += 1
@@ -136,4 +141,4 @@ class UserAgent:
         self.wheel.clear(owner)
 
 
-__all__ = ["FAILOVER_STATUSES", "TimerUser", "TransactionUser", "UserAgent"]
+__all__ = ["FAILOVER_STATUSES", "TimerUser", "TransactionUser", "UserAgent", "local_address"]
