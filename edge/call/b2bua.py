@@ -13,7 +13,7 @@ comes in as an argument everywhere.
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Callable, Union
 
 import msgspec
 import structlog
@@ -137,6 +137,7 @@ class B2bua:
         self.voicemail_dir = voicemail_dir
         self.calls: dict[str, ScreenedCall] = {}  # A-leg and B-leg Call-IDs -> call
         self.started = 0
+        self.errors = 0  # faults inside a screened call (each ended that call)
         self._effects: list[MediaEffect] = []
 
     # -- from the proxy ----------------------------------------------------------------------------
@@ -170,47 +171,43 @@ class B2bua:
         """The call is still in progress (an engine result for a call that ended is discarded)."""
         return call_id in self.calls
 
-    def media_opened(self, call_id: str, answer_sdp: str, now: float) -> None:
+    def _feed(self, call_id: str, now: float, what: Callable[[ScreenedCall], None]) -> None:
+        """Hand a driver result to its call; a fault in one call ends that call, never the others."""
         call = self.calls.get(call_id)
-        if call is not None:
-            call.media_opened(answer_sdp, now)
+        if call is None:
+            return
+        try:
+            what(call)
+        except Exception:  # noqa: BLE001 - a bug in one screened call must not leak it or stop the driver
+            self.errors += 1
+            call.log.exception("screening_core_error")
+            call.abort(now)
+
+    def media_opened(self, call_id: str, answer_sdp: str, now: float) -> None:
+        self._feed(call_id, now, lambda c: c.media_opened(answer_sdp, now))
 
     def media_failed(self, call_id: str, status: int, reason: str | None, now: float) -> None:
         """The caller's session could not be opened (offer not acceptable, no ports, engine error)."""
-        call = self.calls.get(call_id)
-        if call is not None:
-            call.final(status, reason, now)
+        self._feed(call_id, now, lambda c: c.final(status, reason, now))
 
     def pbx_media_opened(self, call_id: str, offer_sdp: str, now: float) -> None:
-        call = self.calls.get(call_id)
-        if call is not None:
-            call.pbx_media_opened(offer_sdp, now)
+        self._feed(call_id, now, lambda c: c.pbx_media_opened(offer_sdp, now))
 
     def pbx_media_failed(self, call_id: str, now: float) -> None:
-        call = self.calls.get(call_id)
-        if call is not None:
-            call.fallback("no media ports for the PBX leg", now)
+        self._feed(call_id, now, lambda c: c.fallback("no media ports for the PBX leg", now))
 
     def media_event(self, call_id: str, event: MediaEvent, now: float) -> None:
-        call = self.calls.get(call_id)
-        if call is not None:
-            call.media_event(event, now)
+        self._feed(call_id, now, lambda c: c.media_event(event, now))
 
     def prompt_missing(self, call_id: str, playlist_id: str, now: float) -> None:
         """A prompt could not be played: the flow hears its playlist as finished and goes on."""
-        call = self.calls.get(call_id)
-        if call is not None:
-            call.deliver(PlaybackFinished(playlist_id, now), now)
+        self._feed(call_id, now, lambda c: c.deliver(PlaybackFinished(playlist_id, now), now))
 
     def answer_refused(self, call_id: str, leg: str, reason: str, now: float) -> None:
-        call = self.calls.get(call_id)
-        if call is not None:
-            call.answer_refused(leg, reason, now)
+        self._feed(call_id, now, lambda c: c.answer_refused(leg, reason, now))
 
     def bridged(self, call_id: str, now: float) -> None:
-        call = self.calls.get(call_id)
-        if call is not None:
-            call.bridged(now)
+        self._feed(call_id, now, lambda c: c.bridged(now))
 
     def forget(self, call: ScreenedCall) -> None:
         for cid in (call.a_call_id, call.b_call_id):
@@ -526,6 +523,16 @@ class ScreenedCall:
             self.log.info("screening_ended", flows=self.flows_run, status=a.final_status, answered=bool(a.answered_at),
                           duration=a.duration, reason=a.reason)
         self.svc.forget(self)
+
+    def abort(self, now: float) -> None:
+        """After a fault: let the caller go (500 before answer, BYE after) and release everything."""
+        try:
+            self.final_status = 500
+            self.hangup("internal error", now)
+        finally:
+            if not self.ended:
+                self.end(500, now)
+            self.svc.forget(self)
 
     # -- requests from either side -----------------------------------------------------------------------
     def on_request(self, msg: SipMessage, src: Destination, now: float) -> None:

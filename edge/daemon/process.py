@@ -258,6 +258,7 @@ class Daemon:
         if self.screening is not None and self.media is not None:
             out["screening_calls_active"] = self.screening.active
             out["screening_calls_started_total"] = self.screening.started
+            out["screening_core_errors_total"] = self.screening.errors
             out["media_sessions_refused_total"] = self.media_driver.refused if self.media_driver else 0
             for k, v in self.media.stats().items():
                 out[f"media_{k}"] = v

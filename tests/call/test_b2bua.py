@@ -339,3 +339,20 @@ def test_b2bua_playback_finished_interrupted_is_not_delivered(tmp_path) -> None:
     h.b2bua.media_event("call-1@carrier", PlaybackFinished(play.playlist_id, h.now, interrupted=True), h.now)
     h.take()
     assert not any(n.startswith(b2.FLOW) for n in h.b2bua.calls["call-1@carrier"].timers)
+
+
+def test_b2bua_fault_in_one_call_ends_that_call_only(tmp_path, monkeypatch) -> None:
+    """A driver result that trips a bug inside a screened call: the caller is let go, nothing leaks."""
+    h = ScreeningHarness(tmp_path)
+    ok = answered(h)
+
+    def boom(ev, now):
+        raise RuntimeError("a bug in the call's code")
+
+    monkeypatch.setattr(h.b2bua.calls["call-1@carrier"], "media_event", boom)
+    h.b2bua.media_event("call-1@carrier", DtmfReceived("5"), h.now)
+    out = h.take()
+    byes = [m for m in to(out, CARRIER) if m.method == "BYE"]
+    assert len(byes) == 1 and byes[0].call_id == ok.call_id
+    assert h.b2bua.errors == 1 and h.b2bua.active == 0
+    assert h.of(b2.CloseMedia) == [b2.CloseMedia("call-1@carrier")]
