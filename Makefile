@@ -22,6 +22,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e '.[test]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(PIP) -e '.[test,bench]'
+	touch $@
+
 run: $(VENV)/.installed
 	mkdir -p var
 	$(BIN)/sip-edge check --config $(CONFIG) $(DIALPLANS)
@@ -39,7 +43,7 @@ deps-bench: deps-test
 test: $(VENV)/.installed-test deps-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-test deps-bench
+bench: $(VENV)/.installed-bench deps-bench
 	$(BIN)/python -m benchmarks.run $(if $(COMPARE),--compare $(COMPARE)) $(BENCH_ARGS)
 
 prompts:
