@@ -352,6 +352,11 @@ def peak_rss_kb(pids: list[int]) -> int:
     return max((_status_kb(p, "VmHWM") for p in pids), default=0)
 
 
+def rss_kb(pids: list[int]) -> int:
+    """Resident set size right now (VmRSS), summed over the processes."""
+    return sum(_status_kb(p, "VmRSS") for p in pids)
+
+
 def pss_kb(pids: list[int]) -> int:
     """Proportional set size of the whole tree right now: shared pages split between their users."""
     total = 0
