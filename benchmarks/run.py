@@ -1104,7 +1104,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--min-achieved", type=float, default=0.9,
                    help="a step also fails when calls complete below this share of the offered rate")
     p.add_argument("--edge-python-args", default="",
-                   help="inserted before '-m edge.cli' to profile the daemon, e.g. '-m cProfile -o /tmp/edge.prof'")
+                   help="inserted before '-m edge.cli' to profile the daemon, e.g. '-m cProfile -o edge.prof' (written in the repository root)")
     p.add_argument("--no-overload", action="store_true", help="skip the overload step after the sweep")
     p.add_argument("--overload-factor", type=float, default=2.0,
                    help="the overload step offers this multiple of each system's best zero-failure rate")
