@@ -37,6 +37,7 @@ _COUNT_COLUMN = re.compile(r"^(\d+)_(.+)_(Sent|Recv|Retrans|Timeout|Unexp|Sessio
 class CallCounts:
     """Cumulative per-message counts of one overload step, and when completed calls were counted."""
 
+    started: int = 0  # INVITEs sent (first transmissions): calls placed
     answered: int = 0  # 200 to the INVITE
     completed: int = 0  # 200 to the BYE: the call went all the way through
     shed: int = 0  # 503 to the INVITE
@@ -63,15 +64,17 @@ def parse_counts(path: Path) -> CallCounts:
         return CallCounts()
     header = rows[0]
     recv: dict[str, list[tuple[int, int]]] = {}
+    sent: dict[str, list[tuple[int, int]]] = {}
     for col, name in enumerate(header):
         m = _COUNT_COLUMN.match(name.strip())
-        if m and m.group(3) == "Recv":
-            recv.setdefault(m.group(2), []).append((int(m.group(1)), col))
+        if m and m.group(3) in ("Recv", "Sent"):
+            (recv if m.group(3) == "Recv" else sent).setdefault(m.group(2), []).append((int(m.group(1)), col))
     oks = sorted(recv.get("200", []))
     if len(oks) < 2:
         raise ValueError(f"{path.name}: expected two 200 receive steps (answer, BYE), found {len(oks)}")
     answer_col, bye_col = oks[0][1], oks[-1][1]
     shed_cols = [c for _, c in recv.get("503", [])]
+    invite_cols = sorted(sent.get("INVITE", []))
 
     def value(row: list[str], col: int) -> int:
         v = row[col].strip() if col < len(row) else ""
@@ -81,7 +84,8 @@ def parse_counts(path: Path) -> CallCounts:
     last = data[-1]
     completed = value(last, bye_col)
     done_at = next((_epoch(r[0]) for r in data if value(r, bye_col) >= completed), math.nan) if completed else math.nan
-    return CallCounts(answered=value(last, answer_col), completed=completed,
+    return CallCounts(started=value(last, invite_cols[0][1]) if invite_cols else 0,
+                      answered=value(last, answer_col), completed=completed,
                       shed=sum(value(last, c) for c in shed_cols), first_time=_epoch(data[0][0]),
                       last_completion_time=done_at)
 
@@ -257,11 +261,12 @@ class OverloadResult:
     calls: int
     answered: int = 0
     completed: int = 0
-    failed_established: int = 0  # answered 200 but the call did not complete (BYE failed)
+    failed_established: int = 0  # answered 200 but the call did not complete (its BYE failed or never got its 200)
     shed_503: int = 0
     shed_without_retry_after: int = 0
-    failed_before_answer: int = 0  # failed calls that were never established (no 200), 503s without Retry-After excluded
-    failure_causes: dict[str, int] = field(default_factory=dict)
+    never_answered: int = 0  # placed, but neither a 200 nor a 503 came back (e.g. 408, or no answer at all)
+    in_progress: int = 0  # calls sipp still had open when its time budget ran out
+    failure_causes: dict[str, int] = field(default_factory=dict)  # the carrier's failed calls by sipp cause
     goodput_cps: float = 0.0
     goodput_pct: float = math.nan  # of capacity_cps
     retrans_uac: int = 0
@@ -284,14 +289,18 @@ def goodput(counts: CallCounts, offered_seconds: float) -> float:
     return counts.completed / max(span, offered_seconds)
 
 
-def fill(res: OverloadResult, counts: CallCounts, uac_failed: dict[str, int]) -> None:
-    """Derive the result's call figures from the counts and the UAC's Failed* statistics."""
+def fill(res: OverloadResult, counts: CallCounts, uac_failed: dict[str, int], in_progress: int) -> None:
+    """Derive the result's call figures from the counts, the UAC's Failed* statistics and its CurrentCall.
+
+    Every placed call ends up in one of: completed, answered but not completed (a failed established
+    call), shed with 503, never answered; `in_progress` says how many of the last two were cut short by
+    the step's time budget rather than failed by sipp."""
     res.answered, res.completed, res.shed_503 = counts.answered, counts.completed, counts.shed
     res.failed_established = max(0, counts.answered - counts.completed)
+    res.never_answered = max(0, counts.started - counts.answered - counts.shed)
+    res.in_progress = in_progress
     res.shed_without_retry_after = (uac_failed.get("FailedRegexpHdrNotFound", 0)
                                     + uac_failed.get("FailedRegexpDoesntMatch", 0))
-    total_failed = uac_failed.get("FailedCall", 0)
-    res.failed_before_answer = max(0, total_failed - res.failed_established - res.shed_without_retry_after)
     res.failure_causes = {k: v for k, v in uac_failed.items() if k != "FailedCall" and v}
     res.goodput_cps = goodput(counts, res.seconds)
     res.goodput_pct = 100 * res.goodput_cps / res.capacity_cps if res.capacity_cps else math.nan
@@ -322,11 +331,12 @@ def render(results: list[OverloadResult], factor: float) -> str:
                      f"{r.seconds:g} s ({r.calls} calls)")
         pct = "-" if math.isnan(r.goodput_pct) else f"{r.goodput_pct:.0f} %"
         lines.append(f"  goodput {r.goodput_cps:.0f} calls/s = {pct} of capacity; completed {r.completed}, "
-                     f"answered {r.answered}, failed established {r.failed_established}")
+                     f"answered {r.answered}, failed established (answered, not completed) {r.failed_established}")
         edge = f" (the edge counted {r.edge_503})" if r.edge_503 >= 0 else ""
+        causes = ", ".join(f"{k[6:]}={v}" for k, v in r.failure_causes.items())
         lines.append(f"  503 received {r.shed_503}{edge}, of them without a numeric Retry-After "
-                     f"{r.shed_without_retry_after}; failed before answer {r.failed_before_answer}"
-                     + (f" ({', '.join(f'{k[6:]}={v}' for k, v in r.failure_causes.items())})" if r.failure_causes else ""))
+                     f"{r.shed_without_retry_after}; never answered {r.never_answered}; "
+                     f"carrier's failed calls by cause: {causes or 'none'}; still open at the time budget {r.in_progress}")
         lines.append(f"  retransmissions c/s {r.retrans_uac}/{r.retrans_uas}, PBX failed {r.failed_uas}, "
                      f"proxy CPU {r.cpu_pct:.0f} % of a core")
         lines.append(f"  OPTIONS during: {_probe_text(r.options_during)}")

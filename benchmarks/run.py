@@ -1042,10 +1042,12 @@ def overload_step(system: System, capacity: float, lower_bound: bool, args: argp
     if counts_path is None:
         res.note = "sipp wrote no per-message counts"
     else:
-        overload.fill(res, overload.parse_counts(counts_path), failed)
-    notes = [n for n in (res.note, step.note if not system.alive() or step.sipp_rc not in (0, 1) else "") if n]
+        overload.fill(res, overload.parse_counts(counts_path), failed, stat_int(uac, "CurrentCall"))
+    notes = [res.note] if res.note else []
+    if not system.alive():
+        notes.append("the proxy process exited")
     if step.sipp_rc not in (0, 1):
-        notes.append(f"sipp exit code {step.sipp_rc}")
+        notes.append(f"sipp exit code {step.sipp_rc} (its time budget ran out or it could not run)")
     res.note = "; ".join(notes)
     return res
 

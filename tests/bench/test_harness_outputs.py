@@ -38,7 +38,7 @@ def _counts_file(tmp_path: Path) -> Path:
 
 def test_counts_tell_answer_bye_and_503_apart(tmp_path: Path) -> None:
     c = overload.parse_counts(_counts_file(tmp_path))
-    assert (c.answered, c.completed, c.shed) == (3, 2, 1)
+    assert (c.started, c.answered, c.completed, c.shed) == (4, 3, 2, 1)
     assert c.first_time == 1000.0
     assert c.last_completion_time == 1002.0  # the first row with the final count, not the last row
 
@@ -52,17 +52,16 @@ def test_counts_file_found_by_sipp_naming(tmp_path: Path) -> None:
 def test_result_separates_failed_established_from_shed_without_retry_after(tmp_path: Path) -> None:
     res = overload.OverloadResult("edge", capacity_cps=1.0, capacity_is_lower_bound=False, offered_cps=2.0,
                                   seconds=1.0, calls=4)
-    failed = {"FailedCall": 3, "FailedRegexpHdrNotFound": 1, "FailedMaxUDPRetrans": 1, "FailedTimeoutOnRecv": 1,
-              "FailedTcpConnect": 0}
-    overload.fill(res, overload.parse_counts(_counts_file(tmp_path)), failed)
+    failed = {"FailedCall": 2, "FailedRegexpHdrNotFound": 1, "FailedMaxUDPRetrans": 1, "FailedTcpConnect": 0}
+    overload.fill(res, overload.parse_counts(_counts_file(tmp_path)), failed, in_progress=0)
     assert res.failed_established == 1
     assert res.shed_503 == 1 and res.shed_without_retry_after == 1
-    assert res.failed_before_answer == 1
+    assert res.never_answered == 0
     assert "FailedTcpConnect" not in res.failure_causes and res.failure_causes["FailedMaxUDPRetrans"] == 1
     # 2 completions over the 2 s until the last one showed (longer than the 1 s offered)
     assert res.goodput_cps == 1.0 and res.goodput_pct == 100.0
     text = overload.render([res], 2.0)
-    assert "failed established 1" in text and "503 received 1" in text
+    assert "not completed) 1" in text and "503 received 1" in text and "MaxUDPRetrans=1" in text
 
 
 def test_goodput_never_divides_by_less_than_the_offered_time() -> None:
@@ -157,3 +156,17 @@ def test_goal_lines_and_summary_name_both_ratios() -> None:
     assert "not measured" in none[0]
     text = render_summary({"systems": {}, "ratios": ratios[:1]})
     assert "goals 1-2" in text and "goal 1" in text and "goal 2" in text
+
+
+def test_a_collapse_accounts_for_every_placed_call(tmp_path: Path) -> None:
+    """Figures of a real collapse (the edge offered 3x its capacity without overload control): 4,500 calls
+    placed, 3,357 answered, 969 completed, no 503; 2,042 still open when sipp's time budget ran out."""
+    path = tmp_path / "uac_overload_7_counts.csv"
+    path.write_text("\n".join([_HEADER, _row(1000.0, 0, 0, 0, 0), _row(1021.0, 4500, 0, 3357, 969)]) + "\n")
+    res = overload.OverloadResult("edge", 300.0, True, 900.0, 5.0, 4500)
+    overload.fill(res, overload.parse_counts(path),
+                  {"FailedCall": 1489, "FailedMaxUDPRetrans": 370, "FailedUnexpectedMessage": 1119}, in_progress=2042)
+    assert (res.completed, res.failed_established, res.never_answered, res.shed_503) == (969, 2388, 1143, 0)
+    assert res.completed + res.failed_established + res.never_answered + res.shed_503 == 4500
+    assert round(res.goodput_cps, 1) == 46.1 and round(res.goodput_pct) == 15
+    assert "a lower bound" in overload.render([res], 3.0)
