@@ -273,6 +273,9 @@ class OverloadResult:
     retrans_uas: int = 0
     failed_uas: int = 0
     cpu_pct: float = 0.0
+    sipp_uac_pct: float = 0.0  # near 100 %: the carrier sipp, not the proxy, was the limit
+    sipp_uas_pct: float = 0.0
+    host_idle_pct: float = math.nan
     edge_503: int = -1  # the edge's own count (edge_sip_final_responses_total{status="503"}), -1 when unknown
     options_during: ProbeSummary = field(default_factory=ProbeSummary)
     options_after: ProbeSummary = field(default_factory=ProbeSummary)
@@ -337,8 +340,11 @@ def render(results: list[OverloadResult], factor: float) -> str:
         lines.append(f"  503 received {r.shed_503}{edge}, of them without a numeric Retry-After "
                      f"{r.shed_without_retry_after}; never answered {r.never_answered}; "
                      f"carrier's failed calls by cause: {causes or 'none'}; still open at the time budget {r.in_progress}")
-        lines.append(f"  retransmissions c/s {r.retrans_uac}/{r.retrans_uas}, PBX failed {r.failed_uas}, "
-                     f"proxy CPU {r.cpu_pct:.0f} % of a core")
+        lines.append(f"  retransmissions c/s {r.retrans_uac}/{r.retrans_uas}, PBX failed {r.failed_uas}; CPU % of a "
+                     f"core: proxy {r.cpu_pct:.0f}, sipp carrier/PBX {r.sipp_uac_pct:.0f}/{r.sipp_uas_pct:.0f}, "
+                     f"machine idle {'-' if math.isnan(r.host_idle_pct) else f'{r.host_idle_pct:.0f}'} %"
+                     + (" (sipp near a full core: the load generator, not the proxy, set the limit)"
+                        if max(r.sipp_uac_pct, r.sipp_uas_pct) >= 90 else ""))
         lines.append(f"  OPTIONS during: {_probe_text(r.options_during)}")
         lines.append(f"  OPTIONS in the {r.after_seconds:g} s after: {_probe_text(r.options_after)}")
         if r.note:

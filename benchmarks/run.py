@@ -30,6 +30,7 @@ import math
 import os
 import platform
 import random
+import resource
 import shlex
 import shutil
 import signal
@@ -783,6 +784,8 @@ class StepResult:
     answer_p99_ms: float = math.nan
     cpu_us_per_call: float = math.nan
     cpu_pct: float = 0.0  # proxy CPU as a share of one core over the step
+    sipp_uac_pct: float = 0.0  # the carrier sipp(s), same unit: near 100 % sipp, not the proxy, is the limit
+    sipp_uas_pct: float = 0.0  # the PBX sipp
     peak_rss_mb: float = 0.0
     pss_mb: float = 0.0
     host_idle_pct: float = 0.0
@@ -829,7 +832,9 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
                          "-trace_err", "-error_file", "errors.log", "-timeout", f"{int(budget)}s", "-timeout_error",
                          *uac_extra, *system.scenario.uac_args(system.ctx, d, node_rate, n)]))
     pids, helpers = system.pids(), system.helper_pids()
+    uas_pid = [system.uas.proc.pid]
     host0, t0, cpu0, hcpu0 = host_cpu(), time.time(), cpu_ticks(pids), cpu_ticks(helpers)
+    uas0, kids0 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)  # the UACs are reaped in the step
     procs = []
     try:
         for d, cmd in cmds:
@@ -848,6 +853,7 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         for proc in procs:
             stop_process(proc, signal.SIGUSR1, wait=3)
     cpu1, t1, host1, hcpu1 = cpu_ticks(pids), time.time(), host_cpu(), cpu_ticks(helpers)
+    uas1, kids1 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     uas1 = system.uas.counters_after(t1)
     res.wall_s = t1 - t0
     elapsed = 0.0
@@ -873,6 +879,10 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         if helpers:
             res.helper_cpu_us_per_call = (hcpu1 - hcpu0) / CLK_TCK * 1e6 / res.successful
     res.cpu_pct = 100 * cpu_s / res.wall_s if res.wall_s > 0 else 0.0
+    if res.wall_s > 0:
+        uac_s = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
+        res.sipp_uac_pct = 100 * uac_s / res.wall_s
+        res.sipp_uas_pct = 100 * (uas1 - uas0) / CLK_TCK / res.wall_s
     res.peak_rss_mb = peak_rss_kb(pids) / 1024
     res.pss_mb = pss_kb(pids) / 1024
     total = host1[0] - host0[0]
@@ -904,7 +914,7 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
 COLUMNS = [
     ("system", 22, "{}"), ("offered", 7, "{:g}"), ("achieved", 8, "{:.0f}"), ("ok", 6, "{}"),
     ("fail c/s", 9, "{}"), ("retr c/s", 9, "{}"), ("180 p50/p99", 11, "{}"), ("200 p50/p99", 11, "{}"),
-    ("cpu us/call", 11, "{:.0f}"), ("cpu %", 6, "{:.0f}"), ("rss MB", 6, "{:.0f}"), ("idle %", 6, "{:.0f}"),
+    ("cpu us/call", 11, "{:.0f}"), ("cpu %", 6, "{:.0f}"), ("sipp % c/s", 10, "{}"), ("rss MB", 6, "{:.0f}"), ("idle %", 6, "{:.0f}"),
     ("steal", 5, "{:.1f}"), ("", 4, "{}"),
 ]
 
@@ -916,7 +926,8 @@ def _ms(a: float, b: float) -> str:
 def row(r: StepResult) -> str:
     vals = [r.system, r.rate, r.achieved_cps, r.successful, f"{r.failed_uac}/{r.failed_uas}",
             f"{r.retrans_uac}/{r.retrans_uas}", _ms(r.ring_p50_ms, r.ring_p99_ms),
-            _ms(r.answer_p50_ms, r.answer_p99_ms), r.cpu_us_per_call, r.cpu_pct, r.peak_rss_mb,
+            _ms(r.answer_p50_ms, r.answer_p99_ms), r.cpu_us_per_call, r.cpu_pct,
+            f"{r.sipp_uac_pct:.0f}/{r.sipp_uas_pct:.0f}", r.peak_rss_mb,
             r.host_idle_pct, r.host_steal_pct, "PASS" if r.passed else "FAIL"]
     cells = []
     for (_, width, fmt), v in zip(COLUMNS, vals):
@@ -1035,6 +1046,7 @@ def overload_step(system: System, capacity: float, lower_bound: bool, args: argp
     res.options_after = overload.summarize_probes(prober.window(end, end + args.overload_after))
     res.retrans_uac, res.retrans_uas, res.failed_uas, res.cpu_pct = (step.retrans_uac, step.retrans_uas,
                                                                       step.failed_uas, step.cpu_pct)
+    res.sipp_uac_pct, res.sipp_uas_pct, res.host_idle_pct = step.sipp_uac_pct, step.sipp_uas_pct, step.host_idle_pct
     after_503 = system.final_responses("503") if system.alive() else -1
     res.edge_503 = after_503 - before_503 if before_503 >= 0 and after_503 >= 0 else -1
     failed = {k[:-3]: stat_int(uac, k) for k in uac if k.startswith("Failed") and k.endswith("(C)")}
@@ -1172,7 +1184,8 @@ def main(argv: list[str] | None = None) -> int:
     out(f"pass: every call completed, no failed call or retransmission on either sipp side, achieved >= "
         f"{args.min_achieved:.0%} of offered\n")
     out("columns: fail/retr c/s = UAC (carrier) / UAS (PBX) side; p50/p99 in ms from sipp rtd (1 ms resolution); "
-        "cpu = utime+stime of all proxy processes; rss = peak VmHWM of the largest proxy process\n\n")
+        "cpu = utime+stime of all proxy processes; sipp % = the carrier's and the PBX's sipp CPU as a share of one "
+        "core (near 100: sipp is the limit); rss = peak VmHWM of the largest proxy process\n\n")
 
     workdir = Path(tempfile.mkdtemp(prefix="sip-edge-bench-"))
     systems = build_systems(args, scenarios, workdir)
