@@ -834,7 +834,7 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
     pids, helpers = system.pids(), system.helper_pids()
     uas_pid = [system.uas.proc.pid]
     host0, t0, cpu0, hcpu0 = host_cpu(), time.time(), cpu_ticks(pids), cpu_ticks(helpers)
-    uas0, kids0 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)  # the UACs are reaped in the step
+    uas_ticks0, kids0 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)  # the UACs are reaped in the step
     procs = []
     try:
         for d, cmd in cmds:
@@ -853,7 +853,7 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         for proc in procs:
             stop_process(proc, signal.SIGUSR1, wait=3)
     cpu1, t1, host1, hcpu1 = cpu_ticks(pids), time.time(), host_cpu(), cpu_ticks(helpers)
-    uas1, kids1 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    uas_ticks1, kids1 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     uas1 = system.uas.counters_after(t1)
     res.wall_s = t1 - t0
     elapsed = 0.0
@@ -882,7 +882,7 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
     if res.wall_s > 0:
         uac_s = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
         res.sipp_uac_pct = 100 * uac_s / res.wall_s
-        res.sipp_uas_pct = 100 * (uas1 - uas0) / CLK_TCK / res.wall_s
+        res.sipp_uas_pct = 100 * (uas_ticks1 - uas_ticks0) / CLK_TCK / res.wall_s
     res.peak_rss_mb = peak_rss_kb(pids) / 1024
     res.pss_mb = pss_kb(pids) / 1024
     total = host1[0] - host0[0]
