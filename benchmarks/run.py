@@ -556,8 +556,8 @@ class System(abc.ABC):
         """What the proxy itself counted (e.g. STIR results), read before it stops; '' when nothing to say."""
         return ""
 
-    def final_responses(self, status: str) -> int:
-        """How many final responses with `status` the proxy says it sent so far; -1 when it cannot say."""
+    def counted_503(self) -> int:
+        """How many 503s the proxy says it sent so far; -1 when it cannot say."""
         return -1
 
     def stop(self) -> None:
@@ -690,13 +690,17 @@ class EdgeSystem(System):
                          f"rules={int(m.get('edge_policy_rules', 0))} final responses {finals} STIR results {stir}")
         return "; ".join(parts)
 
-    def final_responses(self, status: str) -> int:
+    def counted_503(self) -> int:
+        """Final responses 503 from the core plus INVITEs the transport's overload control shed with 503
+        before parsing them (`edge_overload_shed_invites_total`, where the daemon has overload control)."""
         total = 0
         for node in self.nodes:
             try:
-                total += int(self.metrics(node).get(f'edge_sip_final_responses_total{{status="{status}"}}', 0))
+                m = self.metrics(node)
             except (OSError, ValueError):
                 return -1
+            total += int(m.get('edge_sip_final_responses_total{status="503"}', 0))
+            total += int(sum(v for k, v in m.items() if k.startswith("edge_overload_shed_invites")))
         return total
 
     def stop(self) -> None:
@@ -1030,7 +1034,7 @@ def overload_step(system: System, capacity: float, lower_bound: bool, args: argp
     res = overload.OverloadResult(system.label, capacity, lower_bound, offered, args.overload_seconds, calls,
                                   after_seconds=args.overload_after)
     stepdir = workdir / "overload"
-    before_503 = system.final_responses("503")
+    before_503 = system.counted_503()
     prober = overload.OptionsProber(system.port, port=system.probe_port)
     start = time.time()
     prober.start()
@@ -1047,7 +1051,7 @@ def overload_step(system: System, capacity: float, lower_bound: bool, args: argp
     res.retrans_uac, res.retrans_uas, res.failed_uas, res.cpu_pct = (step.retrans_uac, step.retrans_uas,
                                                                       step.failed_uas, step.cpu_pct)
     res.sipp_uac_pct, res.sipp_uas_pct, res.host_idle_pct = step.sipp_uac_pct, step.sipp_uas_pct, step.host_idle_pct
-    after_503 = system.final_responses("503") if system.alive() else -1
+    after_503 = system.counted_503() if system.alive() else -1
     res.edge_503 = after_503 - before_503 if before_503 >= 0 and after_503 >= 0 else -1
     failed = {k[:-3]: stat_int(uac, k) for k in uac if k.startswith("Failed") and k.endswith("(C)")}
     counts_path = overload.find_counts(stepdir)
