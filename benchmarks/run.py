@@ -1226,9 +1226,12 @@ def main(argv: list[str] | None = None) -> int:
                 out("\nprofile: no clean edge system running\n")
             else:
                 rate = args.profile_rate or best.get(target.label) or rates[0]
-                step_row, prof = profile_step(target, rate, args.calls, target.workdir, args)
-                profile = (target.label, step_row, prof)
-                out(step_row)
+                try:
+                    step_row, prof = profile_step(target, rate, args.calls, target.workdir, args)
+                    profile = (target.label, step_row, prof)
+                    out(step_row)
+                except (RuntimeError, OSError) as exc:  # no profile is no reason to lose the overload step
+                    out(f"\nprofile failed: {exc}\n")
         if not args.no_overload:
             for system in clean:
                 capacity = best.get(system.label, 0.0)
