@@ -170,3 +170,18 @@ def test_a_collapse_accounts_for_every_placed_call(tmp_path: Path) -> None:
     assert res.completed + res.failed_established + res.never_answered + res.shed_503 == 4500
     assert round(res.goodput_cps, 1) == 46.1 and round(res.goodput_pct) == 15
     assert "a lower bound" in overload.render([res], 3.0)
+
+
+def test_held_dialogs_memory_per_call_and_release_verdict() -> None:
+    from benchmarks.held_calls import HeldResult, render
+
+    res = HeldResult(calls=1000, rate=100.0, hold_s=25.0, rss_before_kb=100_000, rss_plateau_kb=108_000,
+                     rss_after_kb=109_000, plateau_active=1000, peak_active=1000, active_after=0,
+                     successful=1000, failed=0)
+    assert res.per_call_kib == 8.0 and res.all_ended
+    assert "8.0 KiB (goal <= 16 KiB: met)" in render(res) and "all ended" in render(res)
+    stuck = HeldResult(calls=1000, rate=100.0, hold_s=25.0, rss_before_kb=100_000, rss_plateau_kb=120_000,
+                       plateau_active=500, active_after=3, successful=997, failed=3)
+    assert stuck.per_call_kib == 40.0 and not stuck.all_ended
+    assert "missed" in render(stuck) and "NOT all ended" in render(stuck)
+    assert math.isnan(HeldResult(calls=1, rate=1.0, hold_s=1.0).per_call_kib)
