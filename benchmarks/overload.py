@@ -320,20 +320,21 @@ def _probe_text(p: ProbeSummary) -> str:
             f"{p.over_1s} later than 1 s or unanswered")
 
 
-def render(results: list[OverloadResult], factor: float) -> str:
+def render(results: list[OverloadResult], factor: float, base: str = "own") -> str:
     """The overload block of the summary (goal 3 of the performance issue: goodput >= 90 % of capacity,
     the excess shed with 503 + Retry-After, no established call lost, OPTIONS answered within 1 s)."""
     if not results:
         return ""
-    lines = ["", f"overload step: {factor:g}x each system's best zero-failure rate of this run "
+    of = "each system's best zero-failure rate" if base == "own" else "the edge's best zero-failure rate, for every system,"
+    lines = ["", f"overload step: {factor:g}x {of} of this run "
              "(goal: goodput >= 90 % of capacity, excess 503 + Retry-After, 0 failed established calls, "
              "OPTIONS within 1 s during and after)", ""]
     for r in results:
         bound = " (a lower bound: its sweep passed every step)" if r.capacity_is_lower_bound else ""
-        lines.append(f"{r.system}: capacity {r.capacity_cps:g} CPS{bound}, offered {r.offered_cps:g} CPS for "
+        lines.append(f"{r.system}: base rate {r.capacity_cps:g} CPS{bound}, offered {r.offered_cps:g} CPS for "
                      f"{r.seconds:g} s ({r.calls} calls)")
         pct = "-" if math.isnan(r.goodput_pct) else f"{r.goodput_pct:.0f} %"
-        lines.append(f"  goodput {r.goodput_cps:.0f} calls/s = {pct} of capacity; completed {r.completed}, "
+        lines.append(f"  goodput {r.goodput_cps:.0f} calls/s = {pct} of the base rate; completed {r.completed}, "
                      f"answered {r.answered}, failed established (answered, not completed) {r.failed_established}")
         edge = f" (the edge counted {r.edge_503})" if r.edge_503 >= 0 else ""
         causes = ", ".join(f"{k[6:]}={v}" for k, v in r.failure_causes.items())

@@ -1081,7 +1081,7 @@ def profile_step(system: EdgeSystem, rate: float, calls: int, workdir: Path, arg
         raise RuntimeError(f"py-spy exited: {sampler.log.read_text(errors='replace')[-1000:]}")
     try:
         r = run_step(system, rate, calls, stepdir, "profile", args.min_achieved)
-        r.system = f"{system.label} (py-spy)"
+        r.system = "profiled (py-spy)"
     finally:
         prof = sampler.stop()
     return row(r), prof
@@ -1127,6 +1127,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--overload-factor", type=float, default=2.0,
                    help="the overload step offers this multiple of each system's best zero-failure rate")
     p.add_argument("--overload-seconds", type=float, default=20.0, help="how long the overload step offers it")
+    p.add_argument("--overload-base", choices=["own", "edge"], default="own",
+                   help="the rate the factor multiplies: each system's own best rate, or the (first clean) edge's "
+                        "for every system")
     p.add_argument("--overload-after", type=float, default=5.0,
                    help="seconds of OPTIONS probing after the overload step's calls ended")
     p.add_argument("--profile", action="store_true",
@@ -1233,8 +1236,9 @@ def main(argv: list[str] | None = None) -> int:
                 except (RuntimeError, OSError) as exc:  # no profile is no reason to lose the overload step
                     out(f"\nprofile failed: {exc}\n")
         if not args.no_overload:
+            edge_best = next((best.get(s.label, 0.0) for s in clean if isinstance(s, EdgeSystem)), 0.0)
             for system in clean:
-                capacity = best.get(system.label, 0.0)
+                capacity = best.get(system.label, 0.0) if args.overload_base == "own" else edge_best
                 if capacity <= 0 or not system.alive():
                     out(f"\noverload {system.label}: skipped (no passing step to take as its capacity)\n")
                     continue
@@ -1261,7 +1265,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["deltas"] = deltas_vs_clean(summary["systems"], {s.label: s.scenario.name for s in systems})
     summary["checks"] = {k: v for k, v in checks.items() if v}
     out(render_summary(summary))
-    out(overload.render(overloads, args.overload_factor))
+    out(overload.render(overloads, args.overload_factor, args.overload_base))
     if profile is not None:
         out(profiling.render(profile[2], args.profile_top,
                              f"profile of {profile[0]} over one step (py-spy, busy threads; top {args.profile_top} "

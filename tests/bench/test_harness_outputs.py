@@ -170,6 +170,7 @@ def test_a_collapse_accounts_for_every_placed_call(tmp_path: Path) -> None:
     assert res.completed + res.failed_established + res.never_answered + res.shed_503 == 4500
     assert round(res.goodput_cps, 1) == 46.1 and round(res.goodput_pct) == 15
     assert "a lower bound" in overload.render([res], 3.0)
+    assert "the edge's best zero-failure rate, for every system" in overload.render([res], 2.0, "edge")
 
 
 def test_held_dialogs_memory_per_call_and_release_verdict() -> None:
