@@ -1,16 +1,17 @@
 """Admin HTTP API (aiohttp): activities, flag -> block, blocks, number lifecycle, health, Prometheus metrics.
 
-Bound to 127.0.0.1 by default. Every route except `GET /health` needs `Authorization: Bearer <token>`
-(the token file named in `[admin] token_file`); `/metrics` is authenticated too (Prometheus sends the
-token with `authorization.credentials_file`). Errors are JSON `{"error": reason}`: 400 bad JSON,
-401 missing/wrong token, 404 unknown id, 409 lifecycle refusal, 422 invalid input, 503 store failure.
+Bound to 127.0.0.1 by default. Every route except `GET /health` needs credentials (edge.console.auth):
+the operator's `Authorization: Bearer <token>` (the token file named in `[admin] token_file`), a console
+user's Basic credentials or console session; `/metrics` needs an operator (Prometheus sends the token
+with `authorization.credentials_file`). Console users are scoped to their customer (edge.console.access).
+Errors are JSON `{"error": reason}`: 400 bad JSON, 401 missing/wrong credentials, 403 role refuses,
+404 unknown (or another customer's) id, 409 lifecycle refusal, 422 invalid input, 503 store failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hmac
 import inspect
 import os
 import secrets
@@ -25,6 +26,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from edge.call.activity import Activity
+from edge.console import access
+from edge.console.access import Forbidden, Principal
+from edge.console.auth import CONSOLE, Console, ConsoleSettings, authenticate, security_headers, who
 from edge.lifecycle.manager import Lifecycle, LifecycleRefused
 from edge.numbers import parse_number
 from edge.policy.blocking import normalise_rule
@@ -53,6 +57,10 @@ class AdminContext:
     registry: CollectorRegistry | None = None
     clock: Callable[[], float] = time.time
     region: str = "US"  # default region for numbers typed without a country code
+    customer_of: Callable[[str], str] = lambda number: ""  # dialplan owner of a called number (console scoping)
+    console: ConsoleSettings = ConsoleSettings()
+    rule_hits: Callable[[], dict[str, int]] = dict  # decisions per rule id since start (policy counters)
+    plan_numbers: Callable[[], list[tuple[str, str]]] = list  # (exact number, customer) from the dialplans
 
 
 class FlagRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -156,6 +164,8 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         return await handler(request)
     except ApiError as exc:
         return _error(exc.status, str(exc))
+    except Forbidden as exc:
+        return _error(403, str(exc))
     except LifecycleRefused as exc:
         return _error(409, exc.reason)
     except StoreError as exc:
@@ -164,24 +174,6 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         if exc.status < 400:
             raise
         return _error(exc.status, exc.reason)
-
-
-@web.middleware
-async def _auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    if request.path == "/health":
-        return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    token = request.app[CTX].token
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        log.warning("admin_unauthorized", path=request.path, remote=request.remote)
-        return web.Response(
-            body=_enc.encode({"error": "missing or invalid bearer token"}),
-            status=401,
-            content_type=_JSON,
-            headers={"WWW-Authenticate": 'Bearer realm="sip-edge"'},
-        )
-    return await handler(request)
 
 
 # --- input parsing ---------------------------------------------------------------------------------
@@ -238,7 +230,9 @@ def _activity_query(request: web.Request, ctx: AdminContext, limit_default: int 
             parse_cursor(cursor)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
+    p = who(request)
     return ActivityQuery(
+        customer="" if p.operator else p.customer,
         since=_time(q["since"], now, "since") if "since" in q else None,
         until=_time(q["until"], now, "until") if "until" in q else None,
         number=_number(q["number"], ctx.region) if q.get("number") else "",
@@ -300,6 +294,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    access.require_operator(who(request), "metrics")
     data = generate_latest(ctx.registry) if ctx.registry is not None else generate_latest()
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -341,16 +336,16 @@ async def export_activities(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _activity_or_404(ctx: AdminContext, activity_id: str) -> Activity:
+async def _activity_or_404(ctx: AdminContext, activity_id: str, p: Principal) -> Activity:
     activity = await ctx.store.get_activity(activity_id)
-    if activity is None:
+    if activity is None or not access.sees_activity(p, activity):
         raise NotFound(f"unknown activity {activity_id!r}")
     return activity
 
 
 async def get_activity(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    return _json(await _activity_or_404(ctx, request.match_info["id"]))
+    return _json(await _activity_or_404(ctx, request.match_info["id"], who(request)))
 
 
 async def flag_activity(request: web.Request) -> web.Response:
@@ -358,7 +353,13 @@ async def flag_activity(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     activity_id = request.match_info["id"]
     req = await _body(request, FlagRequest)
-    activity = await _activity_or_404(ctx, activity_id)
+    p = who(request)
+    activity = await _activity_or_404(ctx, activity_id, p)
+    access.require_editor(p)
+    if req.scope is Scope.GLOBAL:
+        access.require_operator(p, "a global rule")
+    if not p.operator:
+        req = msgspec.structs.replace(req, created_by=p.name)
     now = ctx.clock()
     _check_action(req.action, False, req.sip_status)
     if req.by == "number":
@@ -408,13 +409,14 @@ async def flag_activity(request: web.Request) -> web.Response:
 
 async def list_blocks(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    return _json({"blocks": await ctx.store.list_blocks()})
+    p = who(request)
+    return _json({"blocks": [r for r in await ctx.store.list_blocks() if access.sees_rule(p, r, ctx.customer_of)]})
 
 
 async def get_block(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     rule = await ctx.store.get_block(request.match_info["id"])
-    if rule is None:
+    if rule is None or not access.sees_rule(who(request), rule, ctx.customer_of):
         raise NotFound(f"unknown block rule {request.match_info['id']!r}")
     return _json(rule)
 
@@ -422,6 +424,15 @@ async def get_block(request: web.Request) -> web.Response:
 async def add_block(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     req = await _body(request, BlockRequest)
+    p = who(request)
+    access.require_editor(p)
+    if not p.operator:
+        if req.scope is Scope.GLOBAL:
+            raise Forbidden("a global rule is for operators only: use scope customer or number")
+        if req.scope is Scope.CUSTOMER and req.scope_value not in ("", p.customer):
+            raise Forbidden(f"rules can only be scoped to your own customer {p.customer!r}")
+        req = msgspec.structs.replace(req, created_by=p.name,
+                                      scope_value=p.customer if req.scope is Scope.CUSTOMER else req.scope_value)
     now = ctx.clock()
     _check_action(req.action, req.allow, req.sip_status)
     if req.kind in (RuleKind.ANONYMOUS, RuleKind.INVALID) and req.value:
@@ -433,6 +444,8 @@ async def add_block(request: web.Request) -> web.Response:
     scope_value = req.scope_value
     if req.scope is Scope.NUMBER:
         scope_value = _number(req.scope_value, ctx.region, "called number")
+        if not access.owns_number(p, scope_value, "", ctx.customer_of):
+            raise Forbidden(f"{scope_value} is not one of customer {p.customer!r}'s numbers")
     rule = _normalised(
         BlockRule(
             id=new_rule_id(),
@@ -459,6 +472,11 @@ async def add_block(request: web.Request) -> web.Response:
 async def remove_block(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     rule_id = request.match_info["id"]
+    p = who(request)
+    rule = await ctx.store.get_block(rule_id)
+    if rule is None or not access.sees_rule(p, rule, ctx.customer_of):
+        raise NotFound(f"unknown block rule {rule_id!r}")
+    access.require_editor(p)
     if not await ctx.store.remove_block(rule_id):
         raise NotFound(f"unknown block rule {rule_id!r}")
     await _rules_changed(ctx, None, rule_id)
@@ -468,11 +486,14 @@ async def remove_block(request: web.Request) -> web.Response:
 
 async def list_numbers(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    return _json({"numbers": ctx.lifecycle.statuses(ctx.clock())})
+    p = who(request)
+    return _json({"numbers": [s for s in ctx.lifecycle.statuses(ctx.clock())
+                              if access.owns_number(p, s.number, s.customer, ctx.customer_of)]})
 
 
 async def numbers_available(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    access.require_operator(who(request), "the pool of available numbers")
     return _json({"numbers": ctx.lifecycle.available(ctx.clock())})
 
 
@@ -480,7 +501,7 @@ async def get_number(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     number = _number(request.match_info["number"], ctx.region)
     status = ctx.lifecycle.status(number, ctx.clock())
-    if status is None:
+    if status is None or not access.owns_number(who(request), number, status.customer, ctx.customer_of):
         raise NotFound(f"{number} has no lifecycle record (never released)")
     return _json(status)
 
@@ -489,6 +510,13 @@ async def release_number(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     number = _number(request.match_info["number"], ctx.region)
     req = await _body(request, ReleaseRequest, empty_ok=True)
+    p = who(request)
+    status = ctx.lifecycle.status(number, ctx.clock())
+    if not access.owns_number(p, number, status.customer if status else "", ctx.customer_of):
+        raise NotFound(f"{number} is not one of customer {p.customer!r}'s numbers")
+    access.require_editor(p)
+    if not p.operator:
+        req = ReleaseRequest(customer=p.customer)
     now = ctx.clock()
     record = ctx.lifecycle.release(number, now, customer=req.customer)
     await ctx.store.put_number(record)
@@ -500,6 +528,16 @@ async def assign_number(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     number = _number(request.match_info["number"], ctx.region)
     req = await _body(request, AssignRequest)
+    p = who(request)
+    status = ctx.lifecycle.status(number, ctx.clock())
+    if not access.owns_number(p, number, status.customer if status else "", ctx.customer_of):
+        raise NotFound(f"{number} is not one of customer {p.customer!r}'s numbers")
+    access.require_editor(p)
+    if not p.operator:
+        if req.customer != p.customer:
+            raise Forbidden(f"a number can only be assigned back to your own customer {p.customer!r}")
+        if req.force:
+            raise Forbidden("forcing an assignment before eligibility is for operators only")
     now = ctx.clock()
     record = ctx.lifecycle.assign(number, req.customer, now, force=req.force, reason=req.reason)
     await ctx.store.put_number(record)
@@ -512,8 +550,9 @@ async def assign_number(request: web.Request) -> web.Response:
 
 
 def make_admin_app(ctx: AdminContext) -> web.Application:
-    app = web.Application(middlewares=[_errors, _auth], client_max_size=1 << 20)
+    app = web.Application(middlewares=[security_headers, _errors, authenticate], client_max_size=1 << 20)
     app[CTX] = ctx
+    app[CONSOLE] = Console(ctx.store, ctx.token, ctx.console, ctx.clock)
     r = app.router
     r.add_get("/health", health)
     r.add_get("/metrics", metrics)
@@ -531,6 +570,9 @@ def make_admin_app(ctx: AdminContext) -> web.Application:
     r.add_get("/numbers/{number}", get_number)
     r.add_post("/numbers/{number}/release", release_number)
     r.add_post("/numbers/{number}/assign", assign_number)
+    from edge.console import pages
+
+    pages.mount(app, ctx)
     return app
 
 

@@ -7,6 +7,7 @@ from collections import OrderedDict
 import msgspec
 
 from edge.call.activity import Activity
+from edge.console.users import ConsoleUser
 from edge.lifecycle.record import NumberRecord
 from edge.policy.rules import BlockRule
 from edge.store.protocol import (
@@ -41,6 +42,7 @@ class MemoryStore:
         self._blocks: OrderedDict[str, BlockRule] = OrderedDict()
         self._numbers: OrderedDict[str, NumberRecord] = OrderedDict()
         self._captcha: dict[tuple[str, str], float] = {}
+        self._users: dict[str, ConsoleUser] = {}
         self._health = StoreHealth(backend="memory")
 
     # --- activities ----------------------------------------------------------------------------
@@ -146,6 +148,19 @@ class MemoryStore:
             del self._captcha[(calling, scope)]
             return False
         return True
+
+    # --- console users ---------------------------------------------------------------------------
+    async def put_user(self, user: ConsoleUser) -> None:
+        self._users[user.name] = user
+
+    async def get_user(self, name: str) -> ConsoleUser | None:
+        return self._users.get(name)
+
+    async def list_users(self) -> list[ConsoleUser]:
+        return sorted(self._users.values(), key=lambda u: u.name)
+
+    async def remove_user(self, name: str) -> bool:
+        return self._users.pop(name, None) is not None
 
     async def flush(self) -> None:
         return None

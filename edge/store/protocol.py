@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from edge.call.activity import Activity
+from edge.console.users import ConsoleUser
 from edge.lifecycle.record import NumberRecord
 from edge.policy.rules import BlockRule
 
@@ -30,6 +31,7 @@ class ActivityQuery(msgspec.Struct, frozen=True):
     decision: str = ""
     flagged: bool | None = None
     voicemail: bool = False  # only contacts that left a voicemail message
+    customer: str = ""  # only this customer's contacts (console users are scoped by it)
     limit: int = DEFAULT_PAGE
     cursor: str = ""  # from the previous page's next_cursor
 
@@ -90,6 +92,8 @@ def activity_matches(a: Activity, q: ActivityQuery) -> bool:
         return False
     if q.voicemail and not a.voicemail_path:
         return False
+    if q.customer and a.customer != q.customer:
+        return False
     return True
 
 
@@ -122,6 +126,12 @@ class StateStore(Protocol):
     # captcha-pass memory: a caller who passed is let through until `until`
     async def remember_captcha_pass(self, calling: str, scope: str, until: float) -> None: ...
     async def captcha_passed(self, calling: str, scope: str, now: float) -> bool: ...
+
+    # console users (edge.console): local to the node that serves the console
+    async def put_user(self, user: ConsoleUser) -> None: ...
+    async def get_user(self, name: str) -> ConsoleUser | None: ...
+    async def list_users(self) -> list[ConsoleUser]: ...
+    async def remove_user(self, name: str) -> bool: ...
 
     async def flush(self) -> None: ...
     async def close(self) -> None: ...

@@ -1,0 +1,252 @@
+"""Console routes on the admin listener: the page shell, live activities (SSE), dashboard figures,
+rules with hit counts, and voicemail audio. Everything here is scoped by the caller's Principal.
+
+The pages are static files (edge/console/static) whose script renders data with textContent and
+DOM nodes only, so attacker-controlled caller names and numbers are never parsed as HTML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from edge.call.activity import Activity
+from edge.console import access
+from edge.console.auth import CONSOLE, login, logout, me, static_dir, who
+from edge.daemon.admin import CTX, AdminContext, InvalidInput, NotFound, _rules_changed
+from edge.store.protocol import MAX_PAGE, ActivityQuery
+
+log = structlog.get_logger()
+
+MAX_STREAMS = 64  # live activity streams per listener
+POLL = 1.0  # seconds between store polls of one stream
+LIVE_WINDOW = 300.0  # an activity changed within this long after it arrived is re-sent
+SCAN_MAX = 20_000  # activities a dashboard or rules view reads at most
+WINDOWS = {"1h": (3600.0, 60.0), "1d": (86400.0, 900.0)}  # window -> (span, bucket)
+_enc = msgspec.json.Encoder()
+STOPPING = web.AppKey("console_stopping", asyncio.Event)
+
+
+class DryRunRequest(msgspec.Struct, forbid_unknown_fields=True):
+    dry_run: bool
+
+
+def _page(_: web.Request) -> web.FileResponse:
+    return web.FileResponse(static_dir() / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    who(request)
+    return _page(request)
+
+
+def _scoped(request: web.Request, **kw: Any) -> ActivityQuery:
+    p = who(request)
+    return ActivityQuery(customer="" if p.operator else p.customer, **kw)
+
+
+async def _scan(ctx: AdminContext, query: ActivityQuery) -> tuple[list[Activity], bool]:
+    """Newest first, at most SCAN_MAX; True when the window held more."""
+    out: list[Activity] = []
+    query = msgspec.structs.replace(query, limit=MAX_PAGE)
+    while len(out) < SCAN_MAX:
+        page = await ctx.store.query_activities(query)
+        out += page.items
+        if not page.next_cursor:
+            return out, False
+        query = msgspec.structs.replace(query, cursor=page.next_cursor)
+    return out[:SCAN_MAX], True
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: each new or changed activity of the caller's scope, as `event: activity`."""
+    ctx = request.app[CTX]
+    console = request.app[CONSOLE]
+    stopping = request.app[STOPPING]
+    if console.streams >= MAX_STREAMS:
+        raise web.HTTPServiceUnavailable(reason="too many live streams")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+    await response.prepare(request)
+    console.streams += 1
+    sent: dict[str, bytes] = {}
+    quiet = 0
+    try:
+        await response.write(b"retry: 2000\n\n")
+        while not stopping.is_set():
+            now = ctx.clock()
+            page = await ctx.store.query_activities(_scoped(request, since=now - LIVE_WINDOW, limit=200))
+            out = []
+            for a in reversed(page.items):
+                data = _enc.encode(a)
+                if sent.get(a.id) != data:
+                    out.append(b"event: activity\ndata: " + data + b"\n\n")
+                    sent[a.id] = data
+            live = {a.id for a in page.items}
+            for k in [k for k in sent if k not in live]:
+                del sent[k]
+            quiet = 0 if out else quiet + 1
+            if quiet >= 15:
+                out.append(b": keepalive\n\n")
+                quiet = 0
+            if out:
+                await response.write(b"".join(out))
+            try:
+                await asyncio.wait_for(stopping.wait(), POLL)
+            except asyncio.TimeoutError:
+                pass
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        console.streams -= 1
+    return response
+
+
+def _window(request: web.Request) -> tuple[str, float, float]:
+    name = request.query.get("window", "1h")
+    if name not in WINDOWS:
+        raise InvalidInput(f"invalid window {name!r}: expected 1h or 1d")
+    span, bucket = WINDOWS[name]
+    return name, span, bucket
+
+
+def _top(counter: collections.Counter[str], n: int = 10) -> list[list[Any]]:
+    return [[k, v] for k, v in counter.most_common(n)]
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Dashboard figures from the activities log: calls per bucket by decision, STIR results, top blocked
+    callers and names, Spam Detective score distribution."""
+    ctx = request.app[CTX]
+    name, span, bucket = _window(request)
+    now = ctx.clock()
+    start = now - span
+    rows, truncated = await _scan(ctx, _scoped(request, since=start))
+    n_buckets = int(span // bucket)
+    per_decision: dict[str, list[int]] = {}
+    stir: collections.Counter[str] = collections.Counter()
+    callers: collections.Counter[str] = collections.Counter()
+    names: collections.Counter[str] = collections.Counter()
+    scores = [0] * 11  # 0-9, 10-19, ... 90-99, 100+
+    for a in rows:
+        i = min(n_buckets - 1, max(0, int((a.received_at - start) // bucket)))
+        per_decision.setdefault(a.decision or "unknown", [0] * n_buckets)[i] += 1
+        stir[f"{a.stir_status or 'none'}{(' ' + a.stir_attestation) if a.stir_attestation else ''}"] += 1
+        if a.decision == "reject":
+            callers[a.calling_number or "anonymous"] += 1
+            if a.cnam:
+                names[a.cnam] += 1
+        scores[min(10, max(0, int(a.score // 10)))] += 1
+    return web.json_response({
+        "window": name, "start": start, "bucket": bucket, "total": len(rows), "truncated": truncated,
+        "per_decision": per_decision, "stir": _top(stir, 20), "top_callers": _top(callers),
+        "top_names": _top(names), "scores": scores,
+    })
+
+
+async def rules(request: web.Request) -> web.Response:
+    """The caller's runtime rules with decisions since start (policy counters) and the last hit in the log."""
+    ctx = request.app[CTX]
+    p = who(request)
+    visible = [r for r in await ctx.store.list_blocks() if access.sees_rule(p, r, ctx.customer_of)]
+    hits = ctx.rule_hits()
+    last: dict[str, float] = {}
+    if visible:
+        ids = {r.id for r in visible}
+        rows, _ = await _scan(ctx, _scoped(request, since=ctx.clock() - WINDOWS["1d"][0]))
+        for a in rows:  # newest first: the first seen is the last hit
+            if a.rule_id in ids and a.rule_id not in last:
+                last[a.rule_id] = a.received_at
+    return web.json_response({"rules": [{**msgspec.to_builtins(r), "hits": hits.get(r.id, 0),
+                                         "last_hit": last.get(r.id)} for r in visible]})
+
+
+async def set_dry_run(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    p = who(request)
+    rule_id = request.match_info["id"]
+    rule = await ctx.store.get_block(rule_id)
+    if rule is None or not access.sees_rule(p, rule, ctx.customer_of):
+        raise NotFound(f"unknown block rule {rule_id!r}")
+    access.require_editor(p)
+    try:
+        req = msgspec.json.decode(await request.read(), type=DryRunRequest)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidInput(f"expected {{\"dry_run\": true|false}}: {exc}") from None
+    new = msgspec.structs.replace(rule, dry_run=req.dry_run)
+    await ctx.store.add_block(new)
+    await _rules_changed(ctx, new, rule_id)
+    log.info("block_dry_run_set", rule_id=rule_id, dry_run=req.dry_run)
+    return web.json_response(msgspec.to_builtins(new))
+
+
+async def my_numbers(request: web.Request) -> web.Response:
+    """Dialplan numbers of the caller's customer (what it may release), with lifecycle state when released."""
+    ctx = request.app[CTX]
+    p = who(request)
+    now = ctx.clock()
+    out = []
+    for number, customer in ctx.plan_numbers():
+        if p.operator or customer == p.customer:
+            status = ctx.lifecycle.status(number, now)
+            out.append({"number": number, "customer": customer,
+                        "state": status.state.value if status is not None else "assigned"})
+    return web.json_response({"numbers": out})
+
+
+async def _voicemail_activity(request: web.Request) -> tuple[AdminContext, Activity]:
+    ctx = request.app[CTX]
+    activity = await ctx.store.get_activity(request.match_info["id"])
+    if activity is None or not access.sees_activity(who(request), activity) or not activity.voicemail_path:
+        raise NotFound(f"no voicemail for activity {request.match_info['id']!r}")
+    return ctx, activity
+
+
+async def voicemail_audio(request: web.Request) -> web.StreamResponse:
+    _, activity = await _voicemail_activity(request)
+    path = Path(activity.voicemail_path)
+    if not path.is_file():
+        raise NotFound(f"voicemail file of activity {activity.id} is missing")
+    headers = {"Content-Type": "audio/wav", "Cache-Control": "no-store"}
+    if request.query.get("download") in ("1", "true"):
+        headers["Content-Disposition"] = f'attachment; filename="voicemail-{activity.id}.wav"'
+    return web.FileResponse(path, headers=headers)
+
+
+async def voicemail_delete(request: web.Request) -> web.Response:
+    ctx, activity = await _voicemail_activity(request)
+    p = who(request)
+    access.require_editor(p)
+    path = Path(activity.voicemail_path)
+    path.unlink(missing_ok=True)
+    await ctx.store.update_activity(msgspec.structs.replace(activity, voicemail_path=""))
+    log.info("voicemail_deleted", activity_id=activity.id, by=p.name)
+    return web.json_response({"deleted": activity.id})
+
+
+async def _stop_streams(app: web.Application) -> None:
+    app[STOPPING].set()
+
+
+def mount(app: web.Application, ctx: AdminContext) -> None:
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(_stop_streams)
+    r = app.router
+    r.add_get("/", index)
+    r.add_get("/login", login)
+    r.add_post("/login", login)
+    r.add_post("/logout", logout)
+    r.add_get("/me", me)
+    r.add_get("/console/events", events)
+    r.add_get("/console/stats", stats)
+    r.add_get("/console/rules", rules)
+    r.add_post("/console/rules/{id}/dry-run", set_dry_run)
+    r.add_get("/console/numbers", my_numbers)
+    r.add_get("/voicemail/{id}/audio", voicemail_audio)
+    r.add_delete("/voicemail/{id}", voicemail_delete)
+    r.add_static("/static/", static_dir(), follow_symlinks=False)
