@@ -10,14 +10,15 @@ must carry the session's CSRF token in `X-CSRF-Token` and, when the browser send
 from __future__ import annotations
 
 import asyncio
+import binascii
 import collections
 import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-import binascii
 import msgspec
 import structlog
 from aiohttp import web
@@ -26,6 +27,8 @@ from edge.console.access import OPERATOR_TOKEN, Principal
 from edge.console.sessions import LoginThrottle, SessionTable
 from edge.console.users import MAX_SECRET, ConsoleUser, hash_secret, verify_secret
 from edge.store.protocol import StateStore
+from edge.store.schema import AdminConfig
+from edge.units import parse_duration
 
 log = structlog.get_logger()
 
@@ -45,6 +48,13 @@ class ConsoleSettings(msgspec.Struct, frozen=True):
     secure_cookies: bool = False  # set when a TLS proxy fronts the listener (request.secure covers direct TLS)
     login_failures: int = 5
     login_window: float = 300.0
+
+
+def console_settings(cfg: AdminConfig) -> ConsoleSettings:
+    """[admin] (already validated by `sip-edge check`) -> the console's settings."""
+    return ConsoleSettings(session_ttl=parse_duration(cfg.session_ttl), session_idle=parse_duration(cfg.session_idle),
+                           secure_cookies=cfg.secure_cookies, login_failures=cfg.login_failures,
+                           login_window=parse_duration(cfg.login_window))
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -185,6 +195,10 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             if not hmac.compare_digest(given_csrf.encode(), session.csrf.encode()) or not same_origin(request):
                 log.warning("console_csrf_refused", path=path, user=session.principal.name, remote=request.remote)
                 return _forbidden("missing or invalid CSRF token")
+        user = await console.store.get_user(session.principal.name)
+        if user is None or principal_of(user, "session") != session.principal or user.secret_hash != session.secret_hash:
+            console.sessions.end(session.id)  # removed or changed since login: log in again
+            return _unauthorized("session ended: the user was removed or changed")
         principal = session.principal
     request[PRINCIPAL] = principal
     structlog.contextvars.bind_contextvars(user=principal.name)
@@ -222,7 +236,7 @@ async def login(request: web.Request) -> web.StreamResponse:
                                  headers={"Retry-After": str(int(wait) + 1)})
     if user is None:
         return web.json_response({"error": "wrong user name or password"}, status=401)
-    session = console.sessions.create(principal_of(user, "session"), console.clock())
+    session = console.sessions.create(principal_of(user, "session"), console.clock(), user.secret_hash)
     console.logins += 1
     log.info("console_login", user=user.name, customer=user.customer, role=user.role.value, remote=remote)
     response = web.json_response(_me(session.principal, session.csrf))
@@ -250,7 +264,5 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
-def static_dir():  # type: ignore[no-untyped-def]
-    from pathlib import Path
-
+def static_dir() -> Path:
     return Path(__file__).resolve().parent / "static"

@@ -23,6 +23,7 @@ class Session(msgspec.Struct):
     created_at: float
     expires_at: float
     last_seen: float
+    secret_hash: str = ""  # the user's hash at login: a changed password ends the session
 
 
 class SessionTable:
@@ -35,12 +36,12 @@ class SessionTable:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def create(self, principal: Principal, now: float) -> Session:
+    def create(self, principal: Principal, now: float, secret_hash: str = "") -> Session:
         self.expire(now)
         while len(self._sessions) >= self.max_sessions:
             self._sessions.popitem(last=False)  # the least recently used session goes first
         s = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32), principal=principal,
-                    created_at=now, expires_at=now + self.ttl, last_seen=now)
+                    created_at=now, expires_at=now + self.ttl, last_seen=now, secret_hash=secret_hash)
         self._sessions[s.id] = s
         return s
 
