@@ -77,6 +77,7 @@ class Console:
         self.logins = 0
         self.login_failures = 0
         self.streams = 0  # open live-activity streams
+        self._hashing = asyncio.Semaphore(2)  # scrypt takes 16 MiB each: at most two at once, whoever asks
 
     def stats(self) -> dict[str, int]:
         return {"console_sessions": len(self.sessions), "console_logins_total": self.logins,
@@ -93,7 +94,8 @@ class Console:
             return None, wait
         user = await self.store.get_user(name) if len(name) <= 64 else None
         stored = user.secret_hash if user is not None else _DUMMY_HASH
-        ok = await asyncio.get_running_loop().run_in_executor(None, verify_secret, password, stored)
+        async with self._hashing:
+            ok = await asyncio.get_running_loop().run_in_executor(None, verify_secret, password, stored)
         if user is None or not ok:
             self.throttle.failed(keys, self.clock())
             self.login_failures += 1

@@ -186,16 +186,23 @@ async def set_dry_run(request: web.Request) -> web.Response:
 
 
 async def my_numbers(request: web.Request) -> web.Response:
-    """Dialplan numbers of the caller's customer (what it may release), with lifecycle state when released."""
+    """The caller's numbers: dialplan numbers of its customer and lifecycle records naming it, each with its
+    lifecycle status and residual traffic per day since release within the quiet window (for the chart)."""
     ctx = request.app[CTX]
     p = who(request)
     now = ctx.clock()
+    numbers = {n: c for n, c in ctx.plan_numbers() if p.operator or c == p.customer}
+    for s in ctx.lifecycle.statuses(now):
+        if s.number not in numbers and access.owns_number(p, s.number, s.customer, ctx.customer_of):
+            numbers[s.number] = s.customer
     out = []
-    for number, customer in ctx.plan_numbers():
-        if p.operator or customer == p.customer:
-            status = ctx.lifecycle.status(number, now)
-            out.append({"number": number, "customer": customer,
-                        "state": status.state.value if status is not None else "assigned"})
+    for number, customer in sorted(numbers.items()):
+        status = ctx.lifecycle.status(number, now)
+        # The lifecycle keeps per-day counts for its quiet window (the days that decide eligibility).
+        daily = [[d, c] for d, c in status.residual_per_day.items()] if status is not None else []
+        out.append({"number": number, "customer": customer,
+                    "state": status.state.value if status is not None else "assigned",
+                    "status": msgspec.to_builtins(status) if status is not None else None, "residual_daily": daily})
     return web.json_response({"numbers": out})
 
 

@@ -212,8 +212,13 @@ async def test_console_numbers_are_scoped_and_forcing_is_for_operators(console):
     resp = await client.post("/numbers/+12025550101/assign", json={"customer": "globex"}, headers=basic("ed"))
     assert resp.status == 403
     assert (await client.get("/numbers-available", headers=basic("ed"))).status == 403
+    h.now += 2 * DAY
+    h.lifecycle.record_traffic("+12025550101", h.now)
+    await h.store.put_number(h.lifecycle.record_traffic("+12025550101", h.now))
     mine = (await (await client.get("/console/numbers", headers=basic("ann"))).json())["numbers"]
     assert [(n["number"], n["state"]) for n in mine] == [("+12025550100", "assigned"), ("+12025550101", "released")]
+    assert mine[0]["residual_daily"] == [] and mine[1]["status"]["days_in_quarantine"] == 2
+    assert [c for _, c in mine[1]["residual_daily"]] == [0, 0, 2]  # release day .. today
 
 
 async def test_console_basic_auth_wrong_secret_is_401_and_metrics_are_for_operators(console):

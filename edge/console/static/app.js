@@ -273,46 +273,43 @@ async function pageRules(main) {
 // --- numbers ------------------------------------------------------------------------------------
 async function pageNumbers(main) {
   const me = state.me;
-  const [mine, lifecycle] = await Promise.all([api("GET", "/console/numbers"), api("GET", "/numbers")]);
-  const status = new Map(lifecycle.numbers.map((s) => [s.number, s]));
-  const all = new Map(mine.numbers.map((n) => [n.number, n.customer]));
-  for (const s of lifecycle.numbers) if (!all.has(s.number)) all.set(s.number, s.customer);
+  const data = await api("GET", "/console/numbers");
   main.append(el("h1", {}, "Numbers"));
   const now = Date.now() / 1000;
-  for (const [number, customer] of [...all.entries()].sort()) {
-    const s = status.get(number);
-    const state_ = s ? s.state : "assigned";
-    const section = el("section", {class: "number", dataset: {number}},
-                       el("h2", {}, number, " ", el("span", {class: `tag state-${state_}`}, state_)),
-                       el("p", {}, `customer ${customer || "-"}`));
-    if (s && s.state === "released") {
-      section.append(el("p", {}, `in quarantine for ${s.days_in_quarantine} day(s); `,
-                        s.eligible_at ? `eligible in ${fmtLeft(s.eligible_at - now)} (${fmtTime(s.eligible_at)} UTC)` : "",
+  for (const n of data.numbers) {
+    const s = n.status;
+    const section = el("section", {class: "number", dataset: {number: n.number}},
+                       el("h2", {}, n.number, " ", el("span", {class: `tag state-${n.state}`}, n.state)),
+                       el("p", {}, `customer ${n.customer || "-"}`));
+    if (s && (s.state === "released" || s.state === "eligible")) {
+      const left = s.eligible_at ? s.eligible_at - now : 0;
+      section.append(el("p", {class: "countdown"}, `released ${fmtTime(s.released_at)} UTC, ${s.days_in_quarantine} day(s) in quarantine; `,
+                        s.state === "eligible" ? "eligible for reassignment now" :
+                          `eligible in ${fmtLeft(left)} at the earliest (${fmtTime(s.eligible_at)} UTC)`,
                         s.reason ? `: ${s.reason}` : ""));
-      const days = Object.entries(s.residual_per_day || {});
-      section.append(el("p", {class: "muted"}, `residual traffic per day since release (total ${s.total_residual})`),
-                     window.charts.bars(days.map(([d, n]) => ({label: d.slice(5), value: n})), {height: 120}));
+      section.append(el("p", {class: "muted"}, `residual traffic per day since release, last ${n.residual_daily.length} day(s) of the quiet window (total since release ${s.total_residual})`),
+                     window.charts.bars(n.residual_daily.map(([d, c]) => ({label: d.slice(5), value: c})), {height: 120}));
     }
     if (me.can_edit) {
       const out = el("p", {class: "result", role: "status"});
-      if (!s || s.state === "assigned" || s.state === "reassigned") {
-        section.append(el("button", {type: "button", onclick: async () => {
-          try { await api("POST", `/numbers/${encodeURIComponent(number)}/release`, {}); notice(`${number} released`); render(); }
+      if (n.state === "assigned" || n.state === "reassigned") {
+        section.append(el("button", {type: "button", class: "release-button", onclick: async () => {
+          try { await api("POST", `/numbers/${encodeURIComponent(n.number)}/release`, {}); notice(`${n.number} released`); render(); }
           catch (e) { out.textContent = e.message; out.className = "error"; }
         }}, "Release"));
       } else {
         section.append(el("button", {type: "button", class: "assign-button", onclick: async () => {
           try {
-            await api("POST", `/numbers/${encodeURIComponent(number)}/assign`, {customer: me.customer || customer});
-            notice(`${number} assigned`); render();
-          } catch (e) { out.textContent = `refused: ${e.message}`; out.className = "error"; }
+            await api("POST", `/numbers/${encodeURIComponent(n.number)}/assign`, {customer: me.customer || n.customer});
+            notice(`${n.number} assigned`); render();
+          } catch (e) { out.textContent = `refused: ${e.message}`; out.className = "error refusal"; }
         }}, "Assign back"));
       }
       section.append(out);
     }
     main.append(section);
   }
-  if (!all.size) main.append(el("p", {class: "muted"}, "No numbers."));
+  if (!data.numbers.length) main.append(el("p", {class: "muted"}, "No numbers."));
 }
 
 // --- voicemail ----------------------------------------------------------------------------------
