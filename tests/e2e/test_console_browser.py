@@ -56,7 +56,8 @@ number = "+13125550100"
 SPAMMER = "+14155550123"
 # Markup, an attribute break-out and RTL/LTR override characters: all must appear as text.
 HOSTILE_CNAM = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2"> \\"onmouseover=window.__xss=3 x \u202eevil\u202d'
-HOSTILE_SHOWN = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2"> "onmouseover=window.__xss=3 x \u202eevil\u202d'
+# ... the bidi overrides are shown as code points, so "evil" cannot be displayed as "live".
+HOSTILE_SHOWN = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2"> "onmouseover=window.__xss=3 x [U+202E]evil[U+202D]'
 
 
 class ConsoleEdge:

@@ -5,17 +5,24 @@
 const state = {me: null, stream: null, filters: {since: "1d", number: "", decision: "", kind: "", flagged: false},
                rows: new Map()};
 
+// Bidirectional controls (U+202A-202E, U+2066-2069, marks) in a caller name could reorder what an operator
+// reads ("evil" shown as "live"): they are shown as visible code points instead of being obeyed.
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+function visible(text) {
+  return text.replace(BIDI, (c) => `[U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}]`);
+}
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === null || v === undefined || v === false) continue;
-    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    if (typeof v === "function") node.addEventListener(k.replace(/^on/, ""), v);
     else if (k === "dataset") Object.assign(node.dataset, v);
     else node.setAttribute(k, v === true ? "" : String(v));
   }
   for (const c of children.flat()) {
     if (c === null || c === undefined || c === false) continue;
-    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    node.append(c instanceof Node ? c : document.createTextNode(visible(String(c))));
   }
   return node;
 }

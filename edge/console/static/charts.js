@@ -2,6 +2,7 @@
 // Small inline-SVG charts built with DOM calls (labels via textContent): no library, no inline script.
 (function () {
   const NS = "http://www.w3.org/2000/svg";
+  const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;  // shown, never obeyed (see app.js)
   const COLORS = {allow: "#2e7d32", reject: "#c62828", captcha: "#ef6c00", menu: "#1565c0", voicemail: "#6a1b9a",
                   intercept: "#546e7a"};
   const PALETTE = ["#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#546e7a", "#00838f"];
@@ -9,7 +10,7 @@
   function svg(tag, attrs, text) {
     const node = document.createElementNS(NS, tag);
     for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
-    if (text !== undefined) node.textContent = String(text);
+    if (text !== undefined) node.textContent = String(text).replace(BIDI, (c) => `[U+${c.codePointAt(0).toString(16).toUpperCase()}]`);
     return node;
   }
 
