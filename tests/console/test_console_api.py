@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -291,3 +294,33 @@ async def test_console_stats_count_the_callers_scope(console):
     assert body["scores"][8] == 1 and body["scores"][0] == 1
     assert dict(body["stir"]) == {"failed": 1, "none": 1}
     assert (await client.get("/console/stats?window=1y", headers=basic("ann"))).status == 422
+
+
+async def _next_event(resp) -> dict:
+    data = b""
+    while True:
+        line = await asyncio.wait_for(resp.content.readline(), 5.0)
+        if line.startswith(b"data: "):
+            data = line[6:]
+        elif line == b"\n" and data:
+            return json.loads(data)
+
+
+async def test_console_events_stream_the_callers_new_activities_and_end_at_shutdown(tmp_path):
+    h = Harness(tmp_path)
+    await h.users()
+    await h.seed("a1", "acme", "+12025550100")
+    client = TestClient(TestServer(make_admin_app(h.ctx)))
+    await client.start_server()
+    resp = await client.get("/console/events", headers=basic("ann"))
+    assert resp.status == 200 and resp.headers["Content-Type"] == "text/event-stream"
+    assert (await _next_event(resp))["id"] == "a1"
+    await h.seed("g2", "globex", "+13125550100", received_at=T0 - 1)
+    await h.seed("a2", "acme", "+12025550100", received_at=T0)
+    assert (await _next_event(resp))["id"] == "a2"  # globex's g2 never comes
+    await h.store.set_activity_flagged("a1")
+    changed = await _next_event(resp)
+    assert changed["id"] == "a1" and changed["flagged"] is True  # a changed row is sent again
+    started = time.monotonic()
+    await client.close()  # the open stream must not hold the listener's shutdown
+    assert time.monotonic() - started < 5.0
