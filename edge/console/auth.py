@@ -146,11 +146,14 @@ def _forbidden(reason: str) -> web.Response:
 
 
 def same_origin(request: web.Request) -> bool:
-    """A browser names the page's origin on cross-origin and POST requests; it must be this listener's."""
+    """A browser names the page's origin on cross-origin and POST requests; it must be this listener's
+    (with `secure_cookies`, a TLS proxy in front: the browser's origin is https on the same Host)."""
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    return origin == f"{request.scheme}://{request.host}"
+    if origin == f"{request.scheme}://{request.host}":
+        return True
+    return request.app[CONSOLE].settings.secure_cookies and origin == f"https://{request.host}"
 
 
 @web.middleware

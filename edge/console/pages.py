@@ -150,20 +150,22 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def rules(request: web.Request) -> web.Response:
-    """The caller's runtime rules with decisions since start (policy counters) and the last hit in the log."""
+    """The caller's rules (runtime ones it may change, dialplan ones read-only) with decisions since start
+    (policy counters) and the last hit in the log of the last day."""
     ctx = request.app[CTX]
     p = who(request)
-    visible = [r for r in await ctx.store.list_blocks() if access.sees_rule(p, r, ctx.customer_of)]
+    runtime = [r for r in await ctx.store.list_blocks() if access.sees_rule(p, r, ctx.customer_of)]
+    static = [r for r in ctx.plan_rules() if access.sees_rule(p, r, ctx.customer_of)]
     hits = ctx.rule_hits()
     last: dict[str, float] = {}
-    if visible:
-        ids = {r.id for r in visible}
+    ids = {r.id for r in runtime + static}
+    if ids:
         rows, _ = await _scan(ctx, _scoped(request, since=ctx.clock() - WINDOWS["1d"][0]))
         for a in rows:  # newest first: the first seen is the last hit
             if a.rule_id in ids and a.rule_id not in last:
                 last[a.rule_id] = a.received_at
-    return web.json_response({"rules": [{**msgspec.to_builtins(r), "hits": hits.get(r.id, 0),
-                                         "last_hit": last.get(r.id)} for r in visible]})
+    return web.json_response({"rules": [{**msgspec.to_builtins(r), "hits": hits.get(r.id, 0), "last_hit": last.get(r.id),
+                                         "editable": r.source == "runtime"} for r in runtime + static]})
 
 
 async def set_dry_run(request: web.Request) -> web.Response:

@@ -61,6 +61,7 @@ class AdminContext:
     console: ConsoleSettings = ConsoleSettings()
     rule_hits: Callable[[], dict[str, int]] = dict  # decisions per rule id since start (policy counters)
     plan_numbers: Callable[[], list[tuple[str, str]]] = list  # (exact number, customer) from the dialplans
+    plan_rules: Callable[[], list[BlockRule]] = list  # block/allow rules written in the dialplan files
 
 
 class FlagRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -358,8 +359,8 @@ async def flag_activity(request: web.Request) -> web.Response:
     access.require_editor(p)
     if req.scope is Scope.GLOBAL:
         access.require_operator(p, "a global rule")
-    if not p.operator:
-        req = msgspec.structs.replace(req, created_by=p.name)
+    if p.via != "token":
+        req = msgspec.structs.replace(req, created_by=p.name)  # a user's rule names the user
     now = ctx.clock()
     _check_action(req.action, False, req.sip_status)
     if req.by == "number":
@@ -431,8 +432,9 @@ async def add_block(request: web.Request) -> web.Response:
             raise Forbidden("a global rule is for operators only: use scope customer or number")
         if req.scope is Scope.CUSTOMER and req.scope_value not in ("", p.customer):
             raise Forbidden(f"rules can only be scoped to your own customer {p.customer!r}")
-        req = msgspec.structs.replace(req, created_by=p.name,
-                                      scope_value=p.customer if req.scope is Scope.CUSTOMER else req.scope_value)
+        req = msgspec.structs.replace(req, scope_value=p.customer if req.scope is Scope.CUSTOMER else req.scope_value)
+    if p.via != "token":
+        req = msgspec.structs.replace(req, created_by=p.name)
     now = ctx.clock()
     _check_action(req.action, req.allow, req.sip_status)
     if req.kind in (RuleKind.ANONYMOUS, RuleKind.INVALID) and req.value:

@@ -195,6 +195,7 @@ class Daemon:
             console=console_settings(cfg.admin),
             rule_hits=lambda: dict(self.engine.counters.by_rule) if self.engine is not None else {},
             plan_numbers=lambda: [(e.key, e.customer) for e in self.proxy.plan.numbers() if e.exact] if self.proxy else [],
+            plan_rules=lambda: list(self.proxy.plan.rules) if self.proxy else [],
         )
         self.admin_ctx = ctx
         host, port = host_port(cfg.admin.listen, 8081)

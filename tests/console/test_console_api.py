@@ -39,6 +39,11 @@ class Harness:
             clock=lambda: self.now, customer_of=lambda n: OWNERS.get(n, ""),
             console=ConsoleSettings(login_failures=3, login_window=60.0),
             plan_numbers=lambda: sorted(OWNERS.items()),
+            plan_rules=lambda: [
+                BlockRule(id="d-acme", kind=RuleKind.CNAM, value="WIRELESS CALLER", scope=Scope.CUSTOMER,
+                          scope_value="acme", source="dialplan:acme.toml"),
+                BlockRule(id="d-global", kind=RuleKind.ANONYMOUS, source="dialplan:global.toml")],
+            rule_hits=lambda: {"r-acme": 4},
         )
 
     def _changed(self, add, removed) -> None:
@@ -130,6 +135,31 @@ async def test_console_session_post_without_csrf_token_is_403(console):
     assert (rule["scope"], rule["scope_value"], rule["created_by"]) == ("customer", "acme", "ed")
 
 
+async def test_console_operator_session_sees_all_and_its_rules_name_it(console):
+    _, client = console
+    csrf = await login(client, "noc")
+    assert sorted(a["id"] for a in (await (await client.get("/activities")).json())["items"]) == ["a1", "g1"]
+    resp = await client.post("/activities/g1/flag", json={"by": "cnam", "scope": "global"}, headers={"X-CSRF-Token": csrf})
+    assert resp.status == 201 and (await resp.json())["rule"]["created_by"] == "noc"
+
+
+async def test_console_behind_a_tls_proxy_accepts_the_https_origin_only_with_secure_cookies(tmp_path):
+    h = Harness(tmp_path)
+    await h.users()
+    h.ctx = AdminContext(store=h.store, lifecycle=h.lifecycle, token=TOKEN, on_rules_changed=h._changed,
+                         clock=lambda: h.now, console=ConsoleSettings(secure_cookies=True))
+    client = TestClient(TestServer(make_admin_app(h.ctx)))
+    await client.start_server()
+    try:
+        host = f"127.0.0.1:{client.port}"
+        resp = await client.post("/login", json={"user": "ann", "password": SECRET}, headers={"Origin": f"https://{host}"})
+        assert resp.status == 200 and "Secure" in resp.headers["Set-Cookie"]
+        resp = await client.post("/login", json={"user": "ann", "password": SECRET}, headers={"Origin": "https://evil.example"})
+        assert resp.status == 403
+    finally:
+        await client.close()
+
+
 async def test_console_customer_sees_only_its_own_activities(console):
     _, client = console
     await login(client, "ann")
@@ -175,8 +205,11 @@ async def test_console_rules_are_scoped_by_customer_and_number(console):
         await h.store.add_block(rule)
     ids = [r["id"] for r in (await (await client.get("/blocks", headers=basic("ann"))).json())["blocks"]]
     assert sorted(ids) == ["r-acme", "r-acme-n"]
-    rules = (await (await client.get("/console/rules", headers=basic("ann"))).json())["rules"]
-    assert sorted(r["id"] for r in rules) == ["r-acme", "r-acme-n"]
+    rules = {r["id"]: r for r in (await (await client.get("/console/rules", headers=basic("ann"))).json())["rules"]}
+    assert sorted(rules) == ["d-acme", "r-acme", "r-acme-n"]  # the dialplan's acme rule too, read-only
+    assert rules["r-acme"]["hits"] == 4 and rules["r-acme"]["editable"] is True and rules["d-acme"]["editable"] is False
+    gus = (await (await client.get("/console/rules", headers=basic("gus"))).json())["rules"]
+    assert [r["id"] for r in gus] == ["r-globex"]
     assert (await client.get("/blocks/r-globex", headers=basic("ed"))).status == 404
     assert (await client.delete("/blocks/r-globex", headers=basic("ed"))).status == 404
     assert (await client.delete("/blocks/r-global", headers=basic("ed"))).status == 404

@@ -251,7 +251,8 @@ async function pageRules(main) {
   }
   const rows = data.rules.map((r) => {
     const actions = el("td", {});
-    if (me.can_edit) {
+    if (!r.editable) actions.append(el("span", {class: "muted"}, `from ${r.source}`));
+    else if (me.can_edit) {
       actions.append(
         el("button", {type: "button", onclick: async () => {
           try { await api("POST", `/console/rules/${encodeURIComponent(r.id)}/dry-run`, {dry_run: !r.dry_run}); render(); }
