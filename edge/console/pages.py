@@ -19,7 +19,7 @@ from aiohttp import web
 from edge.call.activity import Activity
 from edge.console import access
 from edge.console.auth import CONSOLE, login, logout, me, static_dir, who
-from edge.daemon.admin import CTX, AdminContext, InvalidInput, NotFound, _rules_changed
+from edge.daemon.admin import CTX, AdminContext, InvalidInput, NotFound, notify_rules_changed
 from edge.store.protocol import MAX_PAGE, ActivityQuery
 
 log = structlog.get_logger()
@@ -37,13 +37,9 @@ class DryRunRequest(msgspec.Struct, forbid_unknown_fields=True):
     dry_run: bool
 
 
-def _page(_: web.Request) -> web.FileResponse:
-    return web.FileResponse(static_dir() / "index.html", headers={"Cache-Control": "no-store"})
-
-
 async def index(request: web.Request) -> web.FileResponse:
-    who(request)
-    return _page(request)
+    """The page shell (authenticated: without a session `authenticate` redirects to /login)."""
+    return web.FileResponse(static_dir() / "index.html", headers={"Cache-Control": "no-store"})
 
 
 def _scoped(request: web.Request, **kw: Any) -> ActivityQuery:
@@ -182,7 +178,7 @@ async def set_dry_run(request: web.Request) -> web.Response:
         raise InvalidInput(f"expected {{\"dry_run\": true|false}}: {exc}") from None
     new = msgspec.structs.replace(rule, dry_run=req.dry_run)
     await ctx.store.add_block(new)
-    await _rules_changed(ctx, new, rule_id)
+    await notify_rules_changed(ctx, new, rule_id)
     log.info("block_dry_run_set", rule_id=rule_id, dry_run=req.dry_run)
     return web.json_response(msgspec.to_builtins(new))
 

@@ -277,7 +277,7 @@ def new_rule_id() -> str:
     return f"rt-{secrets.token_hex(6)}"
 
 
-async def _rules_changed(ctx: AdminContext, add: BlockRule | None, removed: str | None) -> None:
+async def notify_rules_changed(ctx: AdminContext, add: BlockRule | None, removed: str | None) -> None:
     result = ctx.on_rules_changed(add, removed)
     if inspect.isawaitable(result):
         await result
@@ -403,7 +403,7 @@ async def flag_activity(request: web.Request) -> web.Response:
             return _json({"rule": existing, "activity": flagged, "created": False})
     await ctx.store.add_block(rule)
     flagged = await ctx.store.set_activity_flagged(activity_id)
-    await _rules_changed(ctx, rule, None)
+    await notify_rules_changed(ctx, rule, None)
     log.info("activity_flagged", activity_id=activity_id, rule_id=rule.id, kind=kind.value, scope=req.scope.value)
     return _json({"rule": rule, "activity": flagged, "created": True}, status=201)
 
@@ -466,7 +466,7 @@ async def add_block(request: web.Request) -> web.Response:
         )
     )
     await ctx.store.add_block(rule)
-    await _rules_changed(ctx, rule, None)
+    await notify_rules_changed(ctx, rule, None)
     log.info("block_added", rule_id=rule.id, kind=rule.kind.value, scope=rule.scope.value, allow=rule.allow)
     return _json(rule, status=201)
 
@@ -481,7 +481,7 @@ async def remove_block(request: web.Request) -> web.Response:
     access.require_editor(p)
     if not await ctx.store.remove_block(rule_id):
         raise NotFound(f"unknown block rule {rule_id!r}")
-    await _rules_changed(ctx, None, rule_id)
+    await notify_rules_changed(ctx, None, rule_id)
     log.info("block_removed", rule_id=rule_id)
     return _json({"removed": rule_id})
 
@@ -598,7 +598,7 @@ async def expire_rules(ctx: AdminContext) -> list[str]:
     """Drop expired runtime rules from the store and the matcher; the daemon calls this every second or so."""
     gone = await ctx.store.expire_blocks(ctx.clock())
     for rule_id in gone:
-        await _rules_changed(ctx, None, rule_id)
+        await notify_rules_changed(ctx, None, rule_id)
     if gone:
         log.info("blocks_expired", count=len(gone))
     return gone

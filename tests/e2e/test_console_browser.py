@@ -295,13 +295,26 @@ def test_console_dashboard_renders_its_charts(console, page):
     assert page.find_elements(By.CSS_SELECTOR, "#chart-stir svg rect.bar")
     assert len(page.find_elements(By.CSS_SELECTOR, "#chart-scores svg rect.bar")) == 11
     shot(page, console, "dashboard")
-    open_page(page, "numbers")
-    assert page.find_elements(By.CSS_SELECTOR, "section.number[data-number='+12025550100']")
-    assert not page.find_elements(By.CSS_SELECTOR, "section.number[data-number='+13125550100']")
-    shot(page, console, "numbers")
     open_page(page, "activities")
     wait(page, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#activity-rows tr")) >= 5)
     shot(page, console, "activities-log")
     if os.environ.get("CONSOLE_SCREENSHOTS_TO"):  # refresh the README images: CONSOLE_SCREENSHOTS_TO=docs
         for name in ("activities-log", "dashboard"):
             shutil.copy(console.shots / f"{name}.png", Path(os.environ["CONSOLE_SCREENSHOTS_TO"]) / f"console-{name}.png")
+
+
+def test_console_number_release_then_too_early_assign_shows_the_refusal(console, page):
+    log_in(page, console, "ed")
+    open_page(page, "numbers")
+    assert page.find_elements(By.CSS_SELECTOR, "section.number[data-number='+12025550100']")
+    assert not page.find_elements(By.CSS_SELECTOR, "section.number[data-number='+13125550100']")  # globex's
+    section = "section.number[data-number='+12025550102']"
+    page.find_element(By.CSS_SELECTOR, f"{section} .release-button").click()
+    wait(page, lambda d: d.find_elements(By.CSS_SELECTOR, f"{section} .state-released"))
+    countdown = page.find_element(By.CSS_SELECTOR, f"{section} .countdown").text
+    assert "0 day(s) in quarantine; eligible in " in countdown and "(90 days left)" in countdown
+    assert page.find_elements(By.CSS_SELECTOR, f"{section} svg rect.bar")  # residual traffic per day
+    page.find_element(By.CSS_SELECTOR, f"{section} .assign-button").click()
+    refusal = wait(page, lambda d: d.find_element(By.CSS_SELECTOR, f"{section} .refusal").text)
+    assert refusal.startswith("refused: +12025550102 is not eligible for reassignment: ") and "quarantine" in refusal
+    shot(page, console, "numbers")
