@@ -1,6 +1,7 @@
 """The web console in a real browser: Debian's chromium driven by selenium through /usr/bin/chromedriver,
 against the real daemon, with sipp placing the calls. One daemon, PBX and browser for the module.
 
+The tests run in file order and build on each other's calls (the flagged caller, the voicemail).
 Screenshots of every page are saved under the module's tmp dir (path printed) as test artifacts.
 """
 
@@ -318,3 +319,15 @@ def test_console_number_release_then_too_early_assign_shows_the_refusal(console,
     refusal = wait(page, lambda d: d.find_element(By.CSS_SELECTOR, f"{section} .refusal").text)
     assert refusal.startswith("refused: +12025550102 is not eligible for reassignment: ") and "quarantine" in refusal
     shot(page, console, "numbers")
+
+
+def test_console_logins_and_flags_reach_the_logs_and_metrics(console):
+    logins = console.daemon.events("console_login")
+    assert {(e["user"], e["customer"]) for e in logins} >= {("ed", "acme"), ("ann", "acme")}
+    flagged = console.daemon.events("activity_flagged")
+    assert flagged and flagged[0]["user"] == "ed" and flagged[0]["scope"] == "number"
+    token = (console.tmp / "admin.token").read_text().strip()
+    req = urllib.request.Request(console.base + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = urllib.request.urlopen(req, timeout=5).read().decode()
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith("edge_console_")}
+    assert values["edge_console_logins_total"] >= 6 and values["edge_console_login_failures_total"] == 0
