@@ -356,3 +356,24 @@ async def test_console_events_stream_the_callers_new_activities_and_end_at_shutd
     started = time.monotonic()
     await client.close()  # the open stream must not hold the listener's shutdown
     assert time.monotonic() - started < 5.0
+
+
+async def test_console_streams_of_one_customer_share_one_feed(tmp_path):
+    from edge.console.pages import FEEDS
+
+    h = Harness(tmp_path)
+    await h.users()
+    await h.seed("a1", "acme", "+12025550100")
+    client = TestClient(TestServer(make_admin_app(h.ctx)))
+    await client.start_server()
+    try:
+        streams = [await client.get("/console/events", headers=basic(name)) for name in ("ann", "ed", "ann", "gus")]
+        for resp in streams[:3]:
+            assert (await _next_event(resp))["id"] == "a1"
+        feeds = client.server.app[FEEDS]
+        assert sorted(feeds) == ["acme", "globex"]
+        assert len(feeds["acme"].subscribers) == 3 and len(feeds["globex"].subscribers) == 1
+        await h.seed("a2", "acme", "+12025550100", received_at=T0)
+        assert [(await _next_event(r))["id"] for r in streams[:3]] == ["a2", "a2", "a2"]
+    finally:
+        await client.close()
