@@ -25,12 +25,16 @@ from edge.store.protocol import MAX_PAGE, ActivityQuery
 log = structlog.get_logger()
 
 MAX_STREAMS = 64  # live activity streams per listener
-POLL = 1.0  # seconds between store polls of one stream
+POLL = 1.0  # seconds between store polls of one scope's feed
+KEEPALIVE = 15.0  # a comment line this often keeps proxies from closing an idle stream
 LIVE_WINDOW = 300.0  # an activity changed within this long after it arrived is re-sent
+LIVE_ROWS = 200  # newest activities of the window a feed compares per poll
+MAX_QUEUED = 64  # chunks a slow stream may fall behind before it is dropped
 SCAN_MAX = 20_000  # activities a dashboard or rules view reads at most
 WINDOWS = {"1h": (3600.0, 60.0), "1d": (86400.0, 900.0)}  # window -> (span, bucket)
 _enc = msgspec.json.Encoder()
 STOPPING = web.AppKey("console_stopping", asyncio.Event)
+FEEDS = web.AppKey("console_feeds", dict)
 
 
 class DryRunRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,45 +64,101 @@ async def _scan(ctx: AdminContext, query: ActivityQuery) -> tuple[list[Activity]
     return out[:SCAN_MAX], True
 
 
+class ActivityFeed:
+    """One store poll per second for one scope (a customer, or '' for operators), fanned out to every open
+    stream of that scope: the cost of live pages does not grow with the number of viewers."""
+
+    def __init__(self, ctx: AdminContext, customer: str, stopping: asyncio.Event) -> None:
+        self.ctx = ctx
+        self.customer = customer
+        self.stopping = stopping
+        self.subscribers: set[asyncio.Queue[bytes]] = set()
+        self.latest: dict[str, bytes] = {}  # activity id -> its last event, within the live window
+        self.task: asyncio.Task[None] | None = None
+
+    def subscribe(self) -> asyncio.Queue[bytes]:
+        q: asyncio.Queue[bytes] = asyncio.Queue(maxsize=MAX_QUEUED)
+        if self.latest:  # what arrived between the page's load and this stream
+            q.put_nowait(b"".join(self.latest.values()))
+        self.subscribers.add(q)
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run(), name=f"console-feed-{self.customer}")
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[bytes]) -> None:
+        self.subscribers.discard(q)
+
+    def wake(self) -> None:
+        for q in self.subscribers:
+            try:
+                q.put_nowait(b"")
+            except asyncio.QueueFull:
+                pass  # it has data to read, and will see the stop then
+
+    async def _run(self) -> None:
+        try:
+            while self.subscribers and not self.stopping.is_set():
+                now = self.ctx.clock()
+                query = ActivityQuery(customer=self.customer, since=now - LIVE_WINDOW, limit=LIVE_ROWS)
+                page = await self.ctx.store.query_activities(query)
+                out = []
+                for a in reversed(page.items):
+                    event = b"event: activity\ndata: " + _enc.encode(a) + b"\n\n"
+                    if self.latest.get(a.id) != event:
+                        out.append(event)
+                        self.latest[a.id] = event
+                live = {a.id for a in page.items}
+                self.latest = {k: v for k, v in self.latest.items() if k in live}
+                if out:
+                    chunk = b"".join(out)
+                    for q in list(self.subscribers):
+                        try:
+                            q.put_nowait(chunk)
+                        except asyncio.QueueFull:
+                            self.subscribers.discard(q)  # a stream that does not read is dropped (it reconnects)
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), POLL)
+                except asyncio.TimeoutError:
+                    pass
+        except Exception:  # noqa: BLE001 - a store failure ends the streams; browsers reconnect
+            log.exception("console_feed_failed", customer=self.customer)
+            self.subscribers.clear()
+        finally:
+            self.task = None
+            self.wake()
+
+
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: each new or changed activity of the caller's scope, as `event: activity`."""
-    ctx = request.app[CTX]
     console = request.app[CONSOLE]
     stopping = request.app[STOPPING]
     if console.streams >= MAX_STREAMS:
         raise web.HTTPServiceUnavailable(reason="too many live streams")
+    p = who(request)
+    feeds = request.app[FEEDS]
+    customer = "" if p.operator else p.customer
+    feed = feeds.get(customer)
+    if feed is None:
+        feed = feeds[customer] = ActivityFeed(request.app[CTX], customer, stopping)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
     await response.prepare(request)
     console.streams += 1
-    sent: dict[str, bytes] = {}
-    quiet = 0
+    q = feed.subscribe()
     try:
         await response.write(b"retry: 2000\n\n")
         while not stopping.is_set():
-            now = ctx.clock()
-            page = await ctx.store.query_activities(_scoped(request, since=now - LIVE_WINDOW, limit=200))
-            out = []
-            for a in reversed(page.items):
-                data = _enc.encode(a)
-                if sent.get(a.id) != data:
-                    out.append(b"event: activity\ndata: " + data + b"\n\n")
-                    sent[a.id] = data
-            live = {a.id for a in page.items}
-            for k in [k for k in sent if k not in live]:
-                del sent[k]
-            quiet = 0 if out else quiet + 1
-            if quiet >= 15:
-                out.append(b": keepalive\n\n")
-                quiet = 0
-            if out:
-                await response.write(b"".join(out))
             try:
-                await asyncio.wait_for(stopping.wait(), POLL)
+                chunk = await asyncio.wait_for(q.get(), KEEPALIVE)
             except asyncio.TimeoutError:
-                pass
+                chunk = b": keepalive\n\n"
+            if stopping.is_set() or (q not in feed.subscribers and q.empty()):
+                break
+            if chunk:
+                await response.write(chunk)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        feed.unsubscribe(q)
         console.streams -= 1
     return response
 
@@ -236,10 +296,13 @@ async def voicemail_delete(request: web.Request) -> web.Response:
 
 async def _stop_streams(app: web.Application) -> None:
     app[STOPPING].set()
+    for feed in app[FEEDS].values():
+        feed.wake()
 
 
 def mount(app: web.Application, ctx: AdminContext) -> None:
     app[STOPPING] = asyncio.Event()
+    app[FEEDS] = {}
     app.on_shutdown.append(_stop_streams)
     r = app.router
     r.add_get("/", index)

@@ -211,6 +211,23 @@ async function pageActivities(main) {
   state.rows = new Map();
   const page = await api("GET", `/activities?${q}`);
   for (const a of page.items.slice().reverse()) upsert(tbody, a, false);
+  let cursor = page.next_cursor;
+  const more = el("button", {type: "button", id: "older", onclick: async () => {
+    q.set("cursor", cursor);
+    try {
+      const older = await api("GET", `/activities?${q}`);
+      for (const a of older.items) {
+        if (!matchesFilters(a) || state.rows.has(a.id)) continue;
+        const row = activityRow(a);
+        tbody.append(row);
+        state.rows.set(a.id, row);
+      }
+      cursor = older.next_cursor;
+      more.hidden = !cursor;
+    } catch (e) { notice(e.message, true); }
+  }}, "Older");
+  more.hidden = !cursor;
+  main.append(more);
   const stream = new EventSource("/console/events");
   state.stream = stream;
   const status = document.getElementById("live-status");
