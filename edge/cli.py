@@ -52,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     from edge.stir import commands as stir_commands
     from edge.store import commands as store_commands
 
-    for module in (store_commands, lifecycle_commands, stir_commands, message_commands):
-        module.register(sub)  # activities, flag, block, voicemail / numbers / stir / messages, optouts
+    from edge.console import commands as console_commands
+
+    for module in (store_commands, lifecycle_commands, stir_commands, message_commands, console_commands):
+        module.register(sub)  # activities, flag, block, voicemail / numbers / stir / messages, optouts / users
     return p
 
 
