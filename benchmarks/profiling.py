@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,14 @@ class Sampler:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)
+
+    def wait_attached(self, timeout: float = 10.0) -> None:
+        """Return once py-spy says it is sampling; raise if it exited or `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        while b"Sampling process" not in (self.log.read_bytes() if self.log.exists() else b""):
+            if self.proc is None or self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"py-spy did not attach: {self.log.read_text(errors='replace')[-1000:]}")
+            time.sleep(0.05)
 
     def stop(self, wait: float = 20.0) -> Profile:
         """SIGINT makes py-spy write what it sampled; SIGKILL if it does not finish within `wait`."""

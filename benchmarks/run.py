@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import contextlib
 import csv
 import functools
 import http.server
@@ -1076,9 +1077,12 @@ def profile_step(system: EdgeSystem, rate: float, calls: int, workdir: Path, arg
     stepdir.mkdir(parents=True, exist_ok=True)
     sampler = profiling.Sampler(system.root_pid, stepdir / "edge.collapsed")
     sampler.start()
-    time.sleep(1.0)  # let py-spy attach before the first call
-    if sampler.proc is not None and sampler.proc.poll() is not None:
-        raise RuntimeError(f"py-spy exited: {sampler.log.read_text(errors='replace')[-1000:]}")
+    try:
+        sampler.wait_attached()
+    except RuntimeError:
+        with contextlib.suppress(RuntimeError):
+            sampler.stop()
+        raise
     try:
         r = run_step(system, rate, calls, stepdir, "profile", args.min_achieved)
         r.system = "profiled (py-spy)"

@@ -186,3 +186,34 @@ def test_held_dialogs_memory_per_call_and_release_verdict() -> None:
     assert stuck.per_call_kib == 40.0 and not stuck.all_ended
     assert "missed" in render(stuck) and "NOT all ended" in render(stuck)
     assert math.isnan(HeldResult(calls=1, rate=1.0, hold_s=1.0).per_call_kib)
+
+
+def test_sampler_attaches_to_a_busy_python_process(tmp_path: Path) -> None:
+    """py-spy attached by pid, stopped with SIGINT, and its collapsed stacks read back: the busy function
+    is where the samples are. Skipped where the `bench` extra (py-spy) is not installed."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    if profiling.py_spy_path() is None:
+        pytest.skip("py-spy not installed (pip install -e '.[bench]')")
+    code = ("import sys, time\n"
+            "def spin_for_the_sampler(deadline):\n"
+            "    while time.monotonic() < deadline:\n"
+            "        sum(range(1000))\n"
+            "print('ready', flush=True)\n"
+            "spin_for_the_sampler(time.monotonic() + 20)\n")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        sampler = profiling.Sampler(child.pid, tmp_path / "busy.collapsed", rate=100)
+        sampler.start()
+        sampler.wait_attached()
+        threading.Event().wait(1.0)
+        prof = sampler.stop()
+    finally:
+        child.kill()
+        child.wait(5)
+    assert prof.samples > 0
+    assert prof.functions[0].name.startswith("spin_for_the_sampler (")
