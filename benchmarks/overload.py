@@ -309,6 +309,22 @@ def fill(res: OverloadResult, counts: CallCounts, uac_failed: dict[str, int], in
     res.goodput_pct = 100 * res.goodput_cps / res.capacity_cps if res.capacity_cps else math.nan
 
 
+def verdict(r: OverloadResult) -> str:
+    """Goal 3, part by part: met or missed, with why when missed."""
+    def part(name: str, ok: bool, why: str = "") -> str:
+        return f"{name}: {'met' if ok else 'missed' + (f' ({why})' if why else '')}"
+
+    goodput_ok = not math.isnan(r.goodput_pct) and r.goodput_pct >= 90
+    shed_ok = r.shed_503 > 0 and r.shed_without_retry_after == 0
+    shed_why = ("no 503 at all" if r.shed_503 == 0 else f"{r.shed_without_retry_after} without Retry-After")
+    probes_late = r.options_during.over_1s + r.options_after.over_1s
+    return "; ".join([part("goodput >= 90 %", goodput_ok),
+                      part("excess shed with 503 + Retry-After", shed_ok, shed_why),
+                      part("no failed established call", r.failed_established == 0, str(r.failed_established)),
+                      part("OPTIONS within 1 s", probes_late == 0 and r.options_during.sent > 0,
+                           f"{probes_late} late or unanswered")])
+
+
 def _ms(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.0f}"
 
@@ -348,6 +364,7 @@ def render(results: list[OverloadResult], factor: float, base: str = "own") -> s
                         if max(r.sipp_uac_pct, r.sipp_uas_pct) >= 90 else ""))
         lines.append(f"  OPTIONS during: {_probe_text(r.options_during)}")
         lines.append(f"  OPTIONS in the {r.after_seconds:g} s after: {_probe_text(r.options_after)}")
+        lines.append(f"  goal 3: {verdict(r)}")
         if r.note:
             lines.append(f"  note: {r.note}")
     return "\n".join(lines) + "\n"

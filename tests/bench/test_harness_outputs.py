@@ -60,6 +60,10 @@ def test_result_separates_failed_established_from_shed_without_retry_after(tmp_p
     assert "FailedTcpConnect" not in res.failure_causes and res.failure_causes["FailedMaxUDPRetrans"] == 1
     # 2 completions over the 2 s until the last one showed (longer than the 1 s offered)
     assert res.goodput_cps == 1.0 and res.goodput_pct == 100.0
+    res.options_during = overload.ProbeSummary(sent=10, answered=10)
+    res.options_after = overload.ProbeSummary(sent=5, answered=4, over_1s=1)
+    v = overload.verdict(res)
+    assert "goodput >= 90 %: met" in v and "missed (1 without Retry-After)" in v and "missed (1 late or unanswered)" in v
     text = overload.render([res], 2.0)
     assert "not completed) 1" in text and "503 received 1" in text and "MaxUDPRetrans=1" in text
 
@@ -170,6 +174,8 @@ def test_a_collapse_accounts_for_every_placed_call(tmp_path: Path) -> None:
     assert res.completed + res.failed_established + res.never_answered + res.shed_503 == 4500
     assert round(res.goodput_cps, 1) == 46.1 and round(res.goodput_pct) == 15
     assert "a lower bound" in overload.render([res], 3.0)
+    v = overload.verdict(res)
+    assert "goodput >= 90 %: missed" in v and "missed (no 503 at all)" in v and "missed (2388)" in v
     assert "the edge's best zero-failure rate, for every system" in overload.render([res], 2.0, "edge")
 
 
@@ -217,3 +223,11 @@ def test_sampler_attaches_to_a_busy_python_process(tmp_path: Path) -> None:
         child.wait(5)
     assert prof.samples > 0
     assert prof.functions[0].name.startswith("spin_for_the_sampler (")
+
+
+def test_goal_3_met_when_every_part_is() -> None:
+    res = overload.OverloadResult("edge", 500.0, False, 1000.0, 20.0, 20000, completed=9500, answered=9500,
+                                  shed_503=10500, goodput_cps=475.0, goodput_pct=95.0,
+                                  options_during=overload.ProbeSummary(sent=200, answered=200),
+                                  options_after=overload.ProbeSummary(sent=50, answered=50))
+    assert overload.verdict(res).count(": met") == 4 and "missed" not in overload.verdict(res)
