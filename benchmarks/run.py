@@ -5,8 +5,8 @@ between ACK and BYE; each rate step places a fixed number of calls and the sweep
 with a failed call, a retransmission on either sipp side, or calls completing well below the offered
 rate. The best passing step is re-run N times (interleaved between the systems) and medians are quoted.
 A tuned Kamailio is measured in the same run, so the ratios edge/Kamailio do not depend on how busy the
-machine was. CPU per call is utime+stime of every process of the proxy (from /proc) over the step,
-divided by the calls completed.
+machine was. CPU per call is the user + system time all the proxy's processes used during the step
+(read from /proc), divided by the calls completed.
 
 After the sweep, an overload step offers each system a multiple of its own best rate for a fixed time
 and reports goodput, 503s with Retry-After, failed established calls and OPTIONS response times
@@ -1112,7 +1112,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help=f"comma-separated, run in one invocation: {', '.join(SCENARIOS)}; any scenario other than "
                         "clean also runs clean as its baseline (unless --no-baseline)")
     p.add_argument("--no-baseline", action="store_true", help="do not add the clean scenario to the others")
-    p.add_argument("--compare", choices=["kamailio"], help="also sweep a tuned Kamailio in the same run")
+    p.add_argument("--compare", choices=["kamailio"], help="also measure Kamailio (the yardstick) in this run")
     p.add_argument("--kamailio-workers", default="1",
                    type=lambda s: [int(x) for x in s.split(",")], help="UDP workers, e.g. 1 or 1,2")
     p.add_argument("--log-calls", choices=["both", "on", "off"], default="both",
