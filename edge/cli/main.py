@@ -47,10 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default=DEFAULT_CONFIG)
     c.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
     c.set_defaults(func=_check)
-    from edge.cli import activities, messages, numbers, stir
+    from edge.cli import activities, messages, numbers, stir, users
 
-    for module in (activities, numbers, stir, messages):
-        module.register(sub)  # activities, flag, block, voicemail / numbers / stir / messages, optouts
+    for module in (activities, numbers, stir, messages, users):
+        module.register(sub)  # activities, flag, block, voicemail / numbers / stir / messages, optouts / users
     return p
 
 

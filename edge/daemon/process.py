@@ -73,6 +73,7 @@ class Daemon:
         self.messaging_plan = None  # compiled by load(), swapped in by run()/_reload()
         self.screen_api = None
         self.screen_runner = None
+        self.console = None  # edge.console.auth.Console once the admin listener is up
 
     def load(self) -> tuple[EdgeConfig, Plan, dict]:
         cfg = load_config(self.config_path, [listener_errors])
@@ -203,6 +204,7 @@ class Daemon:
         task.add_done_callback(self._fetching.discard)
 
     async def _start_admin(self, cfg: EdgeConfig) -> None:
+        from edge.console.auth import CONSOLE, console_settings
         from edge.daemon.admin import AdminContext, load_token, make_admin_app, start_admin
 
         assert self.store is not None and self.lifecycle is not None
@@ -216,11 +218,23 @@ class Daemon:
             on_rules_changed=self._rules_changed,
             health=self._health,
             registry=self.registry,
+            customer_of=self._customer_of,
+            console=console_settings(cfg.admin),
+            rule_hits=lambda: dict(self.engine.counters.by_rule) if self.engine is not None else {},
+            plan_numbers=lambda: [(e.key, e.customer) for e in self.proxy.plan.numbers() if e.exact] if self.proxy else [],
+            plan_rules=lambda: list(self.proxy.plan.rules) if self.proxy else [],
         )
         self.admin_ctx = ctx
         host, port = host_port(cfg.admin.listen, 8081)
-        self.admin_runner = await start_admin(make_admin_app(ctx), host, port)
+        app = make_admin_app(ctx)
+        self.console = app[CONSOLE]
+        self.admin_runner = await start_admin(app, host, port)
         log.info("admin_api_started", listen=cfg.admin.listen)
+
+    def _customer_of(self, number: str) -> str:
+        """The customer whose dialplan routes `number` ('' when none): scopes console users."""
+        entry = self.proxy.plan.lookup(number) if self.proxy is not None else None
+        return entry.customer if entry is not None else ""
 
     def _rules_changed(self, add: BlockRule | None, removed_id: str | None) -> None:
         """The admin API changed a runtime rule: the next contact sees it (no restart, no reload)."""
@@ -252,6 +266,8 @@ class Daemon:
                 out[f"flood_{k}_total"] = v
             out["flood_sources"] = self.guard.sources
             out["flood_active_bans"] = self.guard.active_bans
+        if self.console is not None:
+            out.update(self.console.stats())
         if self.hep is not None:
             for k, v in self.hep.stats().items():
                 out[k] = v

@@ -7,6 +7,7 @@ from collections import OrderedDict
 import msgspec
 
 from edge.call.activity import Activity
+from edge.console.users import ConsoleUser
 from edge.lifecycle.record import NumberRecord
 from edge.messaging.optout import OptOut
 from edge.policy.rules import BlockRule
@@ -43,6 +44,7 @@ class MemoryStore:
         self._numbers: OrderedDict[str, NumberRecord] = OrderedDict()
         self._captcha: dict[tuple[str, str], float] = {}
         self._optouts: dict[tuple[str, str], OptOut] = {}
+        self._users: dict[str, ConsoleUser] = {}
         self._health = StoreHealth(backend="memory")
 
     # --- activities ----------------------------------------------------------------------------
@@ -157,6 +159,18 @@ class MemoryStore:
 
     async def list_optouts(self) -> list[OptOut]:
         return sorted(self._optouts.values(), key=lambda o: (o.at, o.campaign, o.recipient))
+    # --- console users ---------------------------------------------------------------------------
+    async def put_user(self, user: ConsoleUser) -> None:
+        self._users[user.name] = user
+
+    async def get_user(self, name: str) -> ConsoleUser | None:
+        return self._users.get(name)
+
+    async def list_users(self) -> list[ConsoleUser]:
+        return sorted(self._users.values(), key=lambda u: u.name)
+
+    async def remove_user(self, name: str) -> bool:
+        return self._users.pop(name, None) is not None
 
     async def flush(self) -> None:
         return None

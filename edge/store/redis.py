@@ -40,6 +40,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from edge.call.activity import Activity
+from edge.console.users import ConsoleUser
 from edge.lifecycle.record import NumberRecord
 from edge.messaging.optout import OptOut
 from edge.policy.rates import BucketCounts, RateHit, SharedRates
@@ -611,6 +612,19 @@ class RedisStore:
         return await self._read(shared, self.local.list_optouts)
 
     # --- lifecycle -------------------------------------------------------------------------------
+    # --- console users: local (each node that serves a console keeps its own) ---------------------
+    async def put_user(self, user: ConsoleUser) -> None:
+        await self.local.put_user(user)
+
+    async def get_user(self, name: str) -> ConsoleUser | None:
+        return await self.local.get_user(name)
+
+    async def list_users(self) -> list[ConsoleUser]:
+        return await self.local.list_users()
+
+    async def remove_user(self, name: str) -> bool:
+        return await self.local.remove_user(name)
+
     async def flush(self) -> None:
         await self._send_batch()
         await self.local.flush()

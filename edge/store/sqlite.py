@@ -25,6 +25,7 @@ import msgspec
 import structlog
 
 from edge.call.activity import Activity
+from edge.console.users import ConsoleUser
 from edge.lifecycle.record import NumberRecord
 from edge.messaging.optout import OptOut
 from edge.policy.rules import BlockRule
@@ -81,6 +82,14 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (campaign, recipient)
     );
     """,
+    # 3: console users; activities by customer (console scoping)
+    """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX activities_customer ON activities (json_extract(doc, '$.customer'), received_at)
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -95,6 +104,7 @@ _dec_block = msgspec.json.Decoder(BlockRule)
 _dec_number = msgspec.json.Decoder(NumberRecord)
 _dec_optout = msgspec.json.Decoder(OptOut)
 _UPSERT_OPTOUT = "INSERT OR REPLACE INTO optouts (campaign, recipient, at, doc) VALUES (?, ?, ?, ?)"
+_dec_user = msgspec.json.Decoder(ConsoleUser)
 
 
 class StoreError(Exception):
@@ -351,6 +361,9 @@ class SqliteStore:
             params.append(int(query.flagged))
         if query.voicemail:
             where.append("json_extract(doc, '$.voicemail_path') != ''")
+        if query.customer:
+            where.append("json_extract(doc, '$.customer') = ?")
+            params.append(query.customer)
         if query.cursor:
             ts, last_id = parse_cursor(query.cursor)
             where.append("(received_at < ? OR (received_at = ? AND id < ?))")
@@ -473,6 +486,25 @@ class SqliteStore:
             rows = await self._read("SELECT until FROM captcha_passes WHERE calling = ? AND scope = ?", (calling, scope))
             until = rows[0][0] if rows else None
         return until is not None and until > now
+
+    # --- console users ---------------------------------------------------------------------------
+    async def put_user(self, user: ConsoleUser) -> None:
+        if not await self._write([("INSERT OR REPLACE INTO users (name, doc) VALUES (?, ?)", [(user.name, _enc.encode(user))])]):
+            raise StoreError(f"could not save user {user.name!r}: {self._health.last_error}")
+
+    async def get_user(self, name: str) -> ConsoleUser | None:
+        rows = await self._read("SELECT doc FROM users WHERE name = ?", (name,))
+        return _dec_user.decode(rows[0][0]) if rows else None
+
+    async def list_users(self) -> list[ConsoleUser]:
+        rows = await self._read("SELECT doc FROM users ORDER BY name")
+        return [_dec_user.decode(r[0]) for r in rows]
+
+    async def remove_user(self, name: str) -> bool:
+        if await self.get_user(name) is None:
+            return False
+        await self._write([("DELETE FROM users WHERE name = ?", [(name,)])])
+        return True
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def close(self) -> None:
