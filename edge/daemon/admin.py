@@ -28,6 +28,7 @@ from edge.call.activity import Activity
 from edge.lifecycle.manager import Lifecycle, LifecycleRefused
 from edge.numbers import parse_number
 from edge.policy.blocking import normalise_rule
+from edge.policy.cnam import normalise_cnam
 from edge.policy.facts import Action
 from edge.policy.rules import BlockRule, RuleKind, Scope
 from edge.store.protocol import MAX_PAGE, ActivityQuery, StateStore, parse_cursor
@@ -368,7 +369,10 @@ async def flag_activity(request: web.Request) -> web.Response:
     else:
         if not activity.cnam:
             raise InvalidInput(f"activity {activity_id} has no caller name to block")
-        kind, value = RuleKind.CNAM, activity.cnam
+        # The caller chose this name: a '*' in it is a literal, never a wildcard (normalising drops it).
+        kind, value = RuleKind.CNAM, normalise_cnam(activity.cnam)
+        if not value:
+            raise InvalidInput(f"activity {activity_id} has no letters or digits in its caller name to block")
     scope_value = ""
     if req.scope is Scope.CUSTOMER:
         if not activity.customer:

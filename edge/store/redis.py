@@ -124,7 +124,7 @@ def make_client(url: str, cluster: bool = False, timeout: float = 0.5) -> Any:
         hosts = []
         for hp in parts.netloc.rpartition("@")[2].split(","):
             host, _, port = hp.rpartition(":")
-            hosts.append((host or hp, int(port) if port.isdigit() else 26379))
+            hosts.append((host or hp, int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else 26379))
         path = [p for p in parts.path.split("/") if p]
         if not path:
             raise ValueError(f"sentinel URL {mask_url(url)!r} names no service: redis+sentinel://host:port/service")
