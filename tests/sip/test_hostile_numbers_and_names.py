@@ -66,3 +66,17 @@ def test_name_addr_well_formed(value: str) -> None:
 )
 def test_name_addr_malformed(value: str) -> None:
     assert not check_name_addr(value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["+\uff11\uff12\uff10\uff12\uff15\uff15\uff15\uff10\uff11\uff10\uff10", "+\u0661\u0662\u0660\u0662\u0665\u0665\u0665\u0660\u0661\u0660\u0660",
+     "\uff11\uff12\uff10\uff12\uff15\uff15\uff15\uff10\uff11\uff10\uff10", "+1" + "2" * 5000],
+    ids=["fullwidth-e164", "arabic-indic-e164", "fullwidth-national", "5000-digits"],
+)
+def test_parse_number_refuses_non_ascii_digits(raw: str) -> None:
+    from edge.numbers import canonical_tn, parse_number
+
+    assert parse_number(raw).e164 == ""
+    assert parse_number("+12025550100").e164 == "+12025550100"
+    assert canonical_tn("\uff11\uff12") == ""
