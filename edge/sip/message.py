@@ -174,8 +174,8 @@ def _ascii_uint(text: str, fault: str, max_digits: int = 10) -> int:
     return int(text)
 
 
-#: Headers holding name-addr / addr-spec values that the proxy reads for identity and rewrites.
-_NAME_ADDR_HEADERS = ("from", "to", "p-asserted-identity")
+#: Headers holding name-addr / addr-spec values that the proxy reads for identity, routing or rewriting.
+_NAME_ADDR_HEADERS = ("from", "to", "p-asserted-identity", "contact")
 
 
 def check_name_addr(value: str) -> bool:
@@ -690,7 +690,10 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
     if not m.get("call-id"):
         raise SipParseError("Missing Call-ID")  # an empty value is no identity for a transaction
     for lname in _NAME_ADDR_HEADERS:
-        for value in m.get_all(lname):
+        values = m.get_all(lname)
+        if not values and lname in seen:
+            raise SipParseError(f"Bad {canonical_name(lname)} header")  # present but empty (',,,')
+        for value in values:
             if not check_name_addr(value):
                 raise SipParseError(f"Bad {canonical_name(lname)} header")
     _, cseq_method = m._cseq()
