@@ -175,7 +175,7 @@ def _ascii_uint(text: str, fault: str, max_digits: int = 10) -> int:
 
 
 #: Headers holding name-addr / addr-spec values that the proxy reads for identity, routing or rewriting.
-_NAME_ADDR_HEADERS = ("from", "to", "p-asserted-identity", "contact")
+_NAME_ADDR_CHECKED = frozenset(("from", "to", "p-asserted-identity", "contact"))
 
 
 def check_name_addr(value: str) -> bool:
@@ -689,13 +689,12 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
         raise SipParseError("Duplicate header")
     if not m.get("call-id"):
         raise SipParseError("Missing Call-ID")  # an empty value is no identity for a transaction
-    for lname in _NAME_ADDR_HEADERS:
-        values = m.get_all(lname)
-        if not values and lname in seen:
-            raise SipParseError(f"Bad {canonical_name(lname)} header")  # present but empty (',,,')
-        for value in values:
-            if not check_name_addr(value):
-                raise SipParseError(f"Bad {canonical_name(lname)} header")
+    for h in headers:
+        if h[0] in _NAME_ADDR_CHECKED:
+            values = split_list(h[2]) if h[0] in LIST_HEADERS else [h[2]]
+            # A header line of only commas has no value at all; each value must be well-formed.
+            if not values or not all(check_name_addr(v) for v in values):
+                raise SipParseError(f"Bad {canonical_name(h[0])} header")
     _, cseq_method = m._cseq()
     if m.status == 0 and cseq_method != m.method:
         raise SipParseError("CSeq method mismatch")

@@ -70,6 +70,7 @@ INVALID = {
     "unterminated_quote_pai": ("parse", "Bad P-Asserted-Identity header", 400),
     "unclosed_angle_to": ("parse", "Bad To header", 400),
     "quote_in_from_uri": ("parse", "Bad From header", 400),
+    "contact_only_commas": ("parse", "Bad Contact header", 400),  # found by `make fuzz`: IndexError in the proxy
     # Numbers in ASCII digits only: int() would read '²' as an error and '١' as 1.
     "clen_superscript": ("parse", "Bad Content-Length", 400),
     "cseq_arabic_indic_digits": ("parse", "Bad CSeq", 400),
