@@ -15,6 +15,14 @@ unreachable: the node keeps deciding from local rates, last known blocks and its
 writes are queued (bounded, oldest dropped and counted) and replayed on reconnect; reconnection backs
 off exponentially up to 5 s; `redis_unavailable` is logged once per outage at error level.
 
+With Sentinel (a primary and its replicas) a write the primary acknowledged can still vanish in a
+failover: replication is asynchronous, and the old primary keeps accepting writes until Sentinel demotes
+it. So when the primary has a replica, every shared write and rate batch is followed by `WAIT 1`: a write
+no replica confirmed is treated like a failed one (queued and replayed, rate hits put back), and the
+node reconnects through Sentinel to whichever server is primary now. Blocks and rates are then at least
+once, never lost; a replayed rate batch can count twice only if the old primary replicated it but could
+not confirm it in time.
+
 Rates never put a network round trip in front of a decision: edge.policy.rates.SharedRates queues
 hits, `_batcher` sends them every `rate_batch` in one EVALSHA (the Lua script below: INCRBY the hit's
 fixed bucket, TTL two windows, read the previous bucket) and feeds the all-node counts back.
@@ -37,7 +45,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from edge.call.activity import Activity
 from edge.lifecycle.record import NumberRecord
@@ -75,6 +83,11 @@ return table.concat(out, ';')
 """
 
 _enc = msgspec.json.Encoder()
+_dec_pass = msgspec.json.Decoder(tuple[str, str])
+
+
+class NotReplicated(RedisError):
+    """The primary took a write but no replica confirmed it: it may not survive a failover."""
 
 
 class Change(msgspec.Struct, omit_defaults=True):
@@ -158,8 +171,16 @@ class RedisStore:
         activity_stream_max: int = 100_000,
         url: str = "",
         clock: Callable[[], float] = time.time,
+        replicated: bool = False,
+        timeout: float = 0.5,
     ) -> None:
         self.client = client
+        self.cluster = cluster
+        # Sentinel: confirm writes on a replica (WAIT) whenever the primary has one (see the module text).
+        self.replicated = replicated
+        self._replicas = 0
+        self._synced_passes: list[tuple[str, str, float]] = []
+        self._wait_ms = max(1, int(timeout * 800))  # inside the socket timeout
         self.local = local
         self.prefix = prefix
         # In a cluster every key carries the prefix as a hash tag: multi-key scripts, MGET and
@@ -199,7 +220,8 @@ class RedisStore:
     async def open(cls, url: str, local: StateStore, *, cluster: bool = False, timeout: float = 0.5,
                    **kwargs: Any) -> RedisStore:
         """Connect and sync once (up to ~4 timeouts); when Redis is down the node starts from local state."""
-        store = cls(make_client(url, cluster, timeout), local, cluster=cluster, url=url, **kwargs)
+        store = cls(make_client(url, cluster, timeout), local, cluster=cluster, url=url,
+                    replicated=url.startswith("redis+sentinel://"), timeout=timeout, **kwargs)
         store.start()
         try:
             await asyncio.wait_for(store._ready.wait(), timeout=max(4 * timeout, 1.0))
@@ -225,6 +247,11 @@ class RedisStore:
 
     def _k_captcha(self, calling: str, scope: str) -> str:
         return f"{self.ns}:captcha:{scope}:{calling}"
+
+    @property
+    def _k_captchas(self) -> str:
+        """Sorted set of live passes (member: JSON [calling, scope], score: until), read at every sync."""
+        return f"{self.ns}:captchas"
 
     # --- connection, outage, resync --------------------------------------------------------------
     def _mark_down(self, exc: BaseException) -> None:
@@ -257,6 +284,9 @@ class RedisStore:
         while not self._closed:
             pubsub = None
             try:
+                if self.cluster:
+                    # The cluster client learns the slot map on its first command; pub/sub needs it before that.
+                    await self.client.initialize()
                 pubsub = self.client.pubsub()
                 await pubsub.subscribe(*self.channels)
                 await self._sync()
@@ -289,15 +319,25 @@ class RedisStore:
             for record in await self.local.list_numbers():
                 self._queue.appendleft(("put_number", record))
             log.info("redis_seeded", node=self.node, queued=len(self._queue))
+        if self.replicated:
+            info = await self.client.info("replication")
+            self._replicas = 1 if int(info.get("connected_slaves", 0) or 0) > 0 else 0
         await self._replay()
         blocks = await self._redis_blocks()
         numbers = await self._redis_numbers()
+        passes = await self._redis_passes()
         await self._adopt(blocks, numbers)
+        for calling, scope, until in passes:
+            await self.local.remember_captcha_pass(calling, scope, until)
+        self._synced_passes = passes
         await self._replay()  # writes made while the state was read
         self.stats["resyncs"] += 1
         self._mark_up()
         self._call(self.on_resync, blocks, numbers)
-        log.info("redis_synced", node=self.node, blocks=len(blocks), numbers=len(numbers))
+        for calling, scope, until in passes:  # passes made before this node started (or while it was away)
+            self._call(self.on_captcha, calling, scope, until)
+        log.info("redis_synced", node=self.node, blocks=len(blocks), numbers=len(numbers), passes=len(passes),
+                 replicas_confirming=self._replicas)
 
     async def _replay(self) -> None:
         while self._queue:
@@ -377,22 +417,42 @@ class RedisStore:
                 px = int((max(rule.expires_at - self.clock(), 0.0) + BLOCK_GRACE) * 1000)
             pipe.set(self._k_block(rule.id), _enc.encode(rule), px=px)
             pipe.zadd(f"{self.ns}:blocks", {rule.id: rule.created_at})
-            pipe.publish(self.channels[0], _enc.encode(Change(self.node, rule=rule)))
+            change = (self.channels[0], _enc.encode(Change(self.node, rule=rule)))
         elif kind == "remove_block":
             pipe.delete(self._k_block(payload))
             pipe.zrem(f"{self.ns}:blocks", payload)
-            pipe.publish(self.channels[0], _enc.encode(Change(self.node, removed=payload)))
+            change = (self.channels[0], _enc.encode(Change(self.node, removed=payload)))
         elif kind == "put_number":
             record: NumberRecord = payload
             pipe.hset(self._k_num(record.number), mapping={"state": record.state.value, "doc": _enc.encode(record)})
             pipe.sadd(f"{self.ns}:numbers", record.number)
-            pipe.publish(self.channels[1], _enc.encode(Change(self.node, record=record)))
+            change = (self.channels[1], _enc.encode(Change(self.node, record=record)))
         else:  # captcha
             calling, scope, until = payload
             px = int((max(until - self.clock(), 0.0) + CAPTCHA_GRACE) * 1000)
             pipe.set(self._k_captcha(calling, scope), repr(until), px=px)
-            pipe.publish(self.channels[2], _enc.encode(Change(self.node, calling=calling, scope=scope, until=until)))
-        await pipe.execute()
+            pipe.zadd(self._k_captchas, {_enc.encode([calling, scope]): until})
+            change = (self.channels[2], _enc.encode(Change(self.node, calling=calling, scope=scope, until=until)))
+        if self.cluster:
+            # A cluster pipeline refuses PUBLISH: the keys commit first, then the change is announced (a node
+            # that misses the message still converges at its next resync).
+            await pipe.execute()
+            await self.client.publish(*change)
+        else:
+            pipe.publish(*change)
+            await pipe.execute()
+        await self._confirm()
+
+    async def _confirm(self) -> None:
+        """Raise NotReplicated unless a replica has every write so far (no-op without Sentinel replicas)."""
+        if not self._replicas:
+            return
+        try:
+            acked = await self.client.wait(self._replicas, self._wait_ms)
+        except ResponseError as exc:  # WAIT refused (e.g. on a replica): treat as unconfirmed
+            raise NotReplicated(str(exc)) from exc
+        if acked < self._replicas:
+            raise NotReplicated(f"write confirmed by {acked} of {self._replicas} replicas")
 
     # --- shared reads ----------------------------------------------------------------------------
     async def _redis_blocks(self) -> list[BlockRule]:
@@ -411,6 +471,19 @@ class RedisStore:
             await self.client.zrem(f"{self.ns}:blocks", *gone)
         rules.sort(key=lambda r: (r.created_at, r.id))
         return rules
+
+    async def _redis_passes(self) -> list[tuple[str, str, float]]:
+        """Live captcha passes (calling, scope, until); expired members are pruned on the way."""
+        now = self.clock()
+        await self.client.zremrangebyscore(self._k_captchas, "-inf", now)
+        out: list[tuple[str, str, float]] = []
+        for member, until in await self.client.zrangebyscore(self._k_captchas, now, "+inf", withscores=True):
+            try:
+                calling, scope = _dec_pass.decode(member)
+            except msgspec.DecodeError:
+                continue
+            out.append((calling, scope, float(until)))
+        return out
 
     async def _redis_numbers(self) -> list[NumberRecord]:
         numbers = sorted(n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(f"{self.ns}:numbers"))
@@ -460,12 +533,15 @@ class RedisStore:
         try:
             if hits:
                 counts = await self.add_rate_hits(hits)
+                await self._confirm()
                 self.rates.apply(hits, counts)
                 self.stats["rate_batches"] += 1
                 self.stats["rate_hits_sent"] += len(hits)
+                hits = []
             if self._stream:
                 await self._send_stream()
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self.rates.restore(hits)  # sent again after the reconnect
             self._mark_down(exc)
 
     async def _send_stream(self) -> None:
@@ -572,6 +648,12 @@ class RedisStore:
             return raw is not None and float(raw) > now
 
         return await self._read(shared, lambda: self.local.captcha_passed(calling, scope, now))
+
+    def synced_passes(self, now: float) -> list[tuple[str, str, float]]:
+        """Captcha passes (calling, scope, until) read from Redis at the last sync and still valid at `now`:
+        a daemon attaching after `open` loads them, so a caller who passed on another node before this one
+        started is not asked again."""
+        return [p for p in self._synced_passes if p[2] > now]
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def flush(self) -> None:
