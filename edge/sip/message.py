@@ -691,9 +691,10 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
         raise SipParseError("Missing Call-ID")  # an empty value is no identity for a transaction
     for h in headers:
         if h[0] in _NAME_ADDR_CHECKED:
-            values = split_list(h[2]) if h[0] in LIST_HEADERS else [h[2]]
-            # A header line of only commas has no value at all; each value must be well-formed.
-            if not values or not all(check_name_addr(v) for v in values):
+            values = split_list(h[2])
+            # A line of only commas has no value at all; From and To hold exactly one (a comma in a URI
+            # needs <...>, RFC 3261 §20); each value must be well-formed.
+            if not values or (len(values) > 1 and h[0] not in LIST_HEADERS) or not all(map(check_name_addr, values)):
                 raise SipParseError(f"Bad {canonical_name(h[0])} header")
     _, cseq_method = m._cseq()
     if m.status == 0 and cseq_method != m.method:
