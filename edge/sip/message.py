@@ -175,6 +175,7 @@ def _ascii_uint(text: str, fault: str, max_digits: int = 10) -> int:
 
 
 #: Headers holding name-addr / addr-spec values that the proxy reads for identity, routing or rewriting.
+_IDENTIFIERS = frozenset(("via", "call-id", "cseq"))
 _NAME_ADDR_CHECKED = frozenset(("from", "to", "p-asserted-identity", "contact"))
 
 
@@ -614,10 +615,12 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
     while skip < len(data) and data[skip] in (13, 10):
         skip += 1
     head, body = _split_head(data[skip:] if skip else data)
+    escaped = False
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
-        text = head.decode("utf-8", "surrogateescape")
+        text = head.decode("utf-8", "surrogateescape")  # a Latin-1 display name still passes through
+        escaped = True
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
     if not lines[0]:
         raise SipParseError("Empty message")
@@ -689,6 +692,11 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
         raise SipParseError("Duplicate header")
     if not m.get("call-id"):
         raise SipParseError("Missing Call-ID")  # an empty value is no identity for a transaction
+    if escaped:
+        # Transaction and dialog identifiers are keys, hashed and compared: they must be text (UTF-8).
+        for h in headers:
+            if h[0] in _IDENTIFIERS and any("\udc80" <= ch <= "\udcff" for ch in h[2]):
+                raise SipParseError(f"Bad {canonical_name(h[0])} header")
     for h in headers:
         if h[0] in _NAME_ADDR_CHECKED:
             values = split_list(h[2])

@@ -253,8 +253,9 @@ class Target:
 
 
 class Campaign:
-    def __init__(self, count: int, seconds: float, seed: int, burst: int = 20) -> None:
+    def __init__(self, count: int, seconds: float, seed: int, burst: int = 20, progress: bool = False) -> None:
         self.count = count
+        self.progress = progress
         self.deadline = time.monotonic() + seconds
         self.rng = random.Random(seed)
         self.pool = corpus()
@@ -272,6 +273,8 @@ class Campaign:
     def send(self, data: bytes) -> None:
         self.target.feed(data, self.rng.choice(SOURCES), self.tally)
         self.sent += 1
+        if self.progress and self.sent % 100_000 == 0:
+            sys.stderr.write(f"fuzz: {self.sent} messages, no failure so far\n")
         if self.target.fed >= RESET_EVERY:
             self.target.drain()
             self.target = Target()
@@ -319,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     # Only errors reach the terminal: a million messages of debug and info lines would cost more than the fuzzing.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
     started = time.monotonic()
-    c = Campaign(args.count, args.seconds, args.seed)
+    c = Campaign(args.count, args.seconds, args.seed, progress=True)
     try:
         c.run()
     except Failure as exc:

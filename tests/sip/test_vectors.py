@@ -72,6 +72,7 @@ INVALID = {
     "quote_in_from_uri": ("parse", "Bad From header", 400),
     "contact_only_commas": ("parse", "Bad Contact header", 400),  # found by `make fuzz`: IndexError in the proxy
     "from_only_commas": ("parse", "Bad From header", 400),  # found by `make fuzz`: IndexError reading the name
+    "via_branch_not_utf8": ("parse", "Bad Via header", 400),  # found by `make fuzz`: UnicodeEncodeError hashing an ACK
     # Numbers in ASCII digits only: int() would read '²' as an error and '١' as 1.
     "clen_superscript": ("parse", "Bad Content-Length", 400),
     "cseq_arabic_indic_digits": ("parse", "Bad CSeq", 400),
