@@ -22,6 +22,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e '.[test]'
 	touch $@
 
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(PIP) -e '.[test,bench]'
+	touch $@
+
 run: $(VENV)/.installed
 	mkdir -p var
 	$(BIN)/sip-edge check --config $(CONFIG) $(DIALPLANS)
@@ -47,7 +51,7 @@ fuzz: $(VENV)/.installed-test
 	mkdir -p var
 	$(BIN)/python -m tests.sip.fuzz_campaign --count $(FUZZ_COUNT) --seconds $(FUZZ_SECONDS) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 
-bench: $(VENV)/.installed-test deps-bench
+bench: $(VENV)/.installed-bench deps-bench
 	$(BIN)/python -m benchmarks.run $(if $(COMPARE),--compare $(COMPARE)) $(BENCH_ARGS)
 
 prompts:
