@@ -14,6 +14,7 @@ from typing import Literal
 import msgspec
 
 from edge.call.flood import FloodConfig, validate_flood
+from edge.call.overload import OverloadConfig, validate_overload
 from edge.io.hep import HepConfig, validate_hep
 from edge.lifecycle.schema import LifecycleConfig, validate_lifecycle
 from edge.media.engine_config import MediaConfig
@@ -138,6 +139,7 @@ class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
     stir: StirConfig = msgspec.field(default_factory=StirConfig)
     media: MediaConfig = MediaConfig()
     flood: FloodConfig = msgspec.field(default_factory=FloodConfig)
+    overload: OverloadConfig = msgspec.field(default_factory=OverloadConfig)
     hep: HepConfig = msgspec.field(default_factory=HepConfig)
     path: str = ""  # where it was loaded from (set by load_config)
 
@@ -255,6 +257,7 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
     errs += validate_stir_config(cfg.stir)
     errs += validate_media_config(cfg.media, "$.media")
     errs += validate_flood(cfg.flood)
+    errs += validate_overload(cfg.overload)
     errs += validate_hep(cfg.hep)
     return errs
 

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from edge.call.admission import Gatekeeper
 from edge.call.flood import FloodGuard
+from edge.call.overload import OverloadControl
 from edge.call.peers import PeerDirectory
 from edge.call.proxy import Proxy
 from edge.call.routing import TargetPool
@@ -102,6 +103,7 @@ class Daemon:
         # Flood and scanner guard before parsing; carriers and PBXs (read live, so reloads apply) are exempt.
         self.guard = FloodGuard(cfg.flood, lambda ip, port: self.proxy.peers.classify(ip, port) is not None)
         self.hub.guard = self.guard
+        self.hub.overload = OverloadControl(cfg.overload)  # 503 to new INVITEs past capacity
         if cfg.hep.enabled:
             from edge.io.hep import HepExporter
 
@@ -225,6 +227,8 @@ class Daemon:
                 out[f"flood_{k}_total"] = v
             out["flood_sources"] = self.guard.sources
             out["flood_active_bans"] = self.guard.active_bans
+        if self.hub is not None:
+            out.update(self.hub.intake_metrics())
         if self.hep is not None:
             for k, v in self.hep.stats().items():
                 out[k] = v
@@ -310,6 +314,8 @@ class Daemon:
         proxy.peers = PeerDirectory(cfg)
         if self.guard is not None:
             self.guard.configure(cfg.flood)
+        if self.hub is not None and self.hub.overload is not None:
+            self.hub.overload.configure(cfg.overload)
         proxy.set_plan(plan)
         self.engine.replace_static_rules(plan.rules)
         old_pool = proxy.pool

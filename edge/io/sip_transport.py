@@ -1,8 +1,15 @@
 """asyncio adapters for the sans-IO proxy: UDP and TCP sockets, the outbox flush and the timer arm.
 
 One `SipHub` owns the Proxy. Every datagram or framed stream message goes in with the current time;
-after each call the hub sends what the core queued and re-arms one loop timer at the core's next
+after each read the hub sends what the core queued and re-arms one loop timer at the core's next
 deadline. Activity records the core produced are handed to `on_activities`.
+
+Ingress under load (issues 12 and 13): the UDP socket is drained in batches, and each datagram's
+source address is classified first (carrier/PBX or stranger, one memoised lookup). Carriers' and
+PBXs' datagrams of a batch go to the core before any stranger's; strangers pass the flood guard,
+which drops them unparsed while the edge is busy (the batch did not empty the socket, or shedding).
+A monitor tick measures loop lag and pending transactions for the overload control, which answers
+new INVITEs 503 + Retry-After from the raw bytes while the edge is past its capacity.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import structlog
 
 from edge.call.activity import Activity
 from edge.call.flood import FloodGuard, Verdict
+from edge.call.overload import OverloadControl
 from edge.call.proxy import Proxy
 from edge.config import EdgeConfig, host_port
 from edge.sip.errors import FramingError
@@ -26,6 +34,8 @@ from edge.sip.transaction import Destination
 log = structlog.get_logger("edge.io")
 
 TIMER_GRID = 0.01  # seconds
+UDP_BATCH = 512  # datagrams read per readiness event; a full batch means the socket has a backlog
+MONITOR_TICK = 0.05  # seconds between loop-lag / pending-transaction measures
 
 
 class SipHub:
@@ -39,7 +49,7 @@ class SipHub:
         self.proxy = proxy
         self.cfg = cfg
         self.loop = asyncio.get_running_loop()
-        self.udp: asyncio.DatagramTransport | None = None
+        self.udp: UdpSocket | None = None
         self.udp_local: tuple[str, int] | None = None
         self.tcp_servers: list[asyncio.base_events.Server] = []
         self.conns: dict[int, TcpConnection] = {}
@@ -54,14 +64,85 @@ class SipHub:
         self.hep = None  # HepExporter when [hep] is enabled
         self.tls_server: dict[int, tuple] = {}  # listen index -> (SSLContext, Listen) for reloads
         self.tls_client = None  # SSLContext for connections the edge opens over TLS
+        self.overload: OverloadControl | None = None  # 503 to new INVITEs past capacity, before parsing
+        self.intake = IntakeStats()
+        self._monitor: asyncio.TimerHandle | None = None
+        self._monitor_due = 0.0
 
     # -- core driving -----------------------------------------------------------------------
-    def feed(self, data: bytes, src: Destination) -> None:
-        now = time.time()
+    def feed(self, data: bytes, src: Destination, now: float | None = None, flush: bool = True) -> None:
+        if now is None:
+            now = time.time()
         if self.hep is not None:
             self.hep.capture(data, (src[1], src[2]), self._local(src[0]), src[0], now)
         self.proxy.receive(data, src, now)
-        self.flush()
+        if flush:
+            self.flush()
+
+    def feed_peer(self, data: bytes, src: Destination, now: float) -> bool:
+        """A message from a carrier or PBX: shed (503) if it is a new INVITE while overloaded, else to the
+        core. False when it was answered or dropped here. The caller flushes."""
+        ovl = self.overload
+        if ovl is not None and ovl.shedding:
+            answer = ovl.shed(data)
+            if answer is not None:
+                self.send(answer, src)
+                return False
+            if ovl.is_shed_ack(data):
+                return False
+        if ovl is not None:
+            ovl.admitted(data, now)
+        self.feed(data, src, now, flush=False)
+        return True
+
+    def feed_stranger(self, data: bytes, src: Destination, now: float, busy: bool) -> Verdict:
+        """A message from neither carrier nor PBX: the flood guard first (no parse, no answer when it
+        drops). ADMIT when it reached the core; the caller flushes."""
+        guard = self.guard
+        if guard is not None:
+            verdict = guard.admit_stranger(data, src[1], src[2], now, busy)
+            if verdict is not Verdict.ADMIT:
+                return verdict
+        self.feed(data, src, now, flush=False)
+        return Verdict.ADMIT
+
+    # -- load measures --------------------------------------------------------------------------
+    def _start_monitor(self) -> None:
+        self._monitor_due = self.loop.time() + MONITOR_TICK
+        self._monitor = self.loop.call_at(self._monitor_due, self._tick)
+
+    def _tick(self) -> None:
+        """Loop lag (how late this tick ran) and pending transactions, for the overload control."""
+        lag = max(0.0, self.loop.time() - self._monitor_due)
+        self.intake.loop_lag = lag
+        if lag > self.intake.loop_lag_max:
+            self.intake.loop_lag_max = lag
+        ovl = self.overload
+        if ovl is not None:
+            pending = sum(self.proxy.txns_by_source.values())
+            self.intake.pending = pending
+            ovl.observe(time.time(), loop_lag=lag, pending=pending)
+            self.log_overload()
+        self._start_monitor()
+
+    def log_overload(self) -> None:
+        if self.overload is None:
+            return
+        for ev in self.overload.take_events():
+            if ev.on:
+                log.warning("overload_shedding_started", reason=ev.reason, value=round(ev.value, 3),
+                            retry_after=self.overload.cfg.retry_after)
+            else:
+                log.warning("overload_shedding_stopped", shed_invites=ev.shed)
+
+    def intake_metrics(self) -> dict[str, float]:
+        """edge_* gauges and counters of the ingress (read at scrape time)."""
+        out: dict[str, float] = {f"intake_{k}": v for k, v in self.intake.as_dict().items()}
+        if self.overload is not None:
+            for k, v in self.overload.stats.as_dict().items():
+                out[f"overload_{k}_total"] = v
+            out["overload_shedding"] = 1 if self.overload.shedding else 0
+        return out
 
     def _local(self, transport: str) -> tuple[str, int]:
         return self.proxy.local.get(transport) or next(iter(self.proxy.local.values()))
@@ -166,8 +247,8 @@ class SipHub:
                     except OSError:
                         pass
                 sock.bind((host, port))
-                transport, _ = await self.loop.create_datagram_endpoint(lambda: UdpProtocol(self), sock=sock)
-                self.udp = transport  # type: ignore[assignment]
+                sock.setblocking(False)
+                self.udp = UdpSocket(self, sock)
                 self.udp_local = sock.getsockname()[:2]
             elif ls.transport == "tcp":
                 server = await self.loop.create_server(lambda: TcpConnection(self, "tcp"), host, port, reuse_address=True)
@@ -184,6 +265,7 @@ class SipHub:
                 self.tcp_servers.append(server)
         self.proxy.start(time.time())
         self.flush()
+        self._start_monitor()
 
     def reload_tls(self, cfg: EdgeConfig) -> None:
         """SIGHUP: renewed certificates for new TLS connections (established ones keep theirs)."""
@@ -203,6 +285,8 @@ class SipHub:
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._monitor is not None:
+            self._monitor.cancel()
         for s in self.tcp_servers:
             s.close()
         for c in list(self.conns.values()):
@@ -227,20 +311,90 @@ def _is_ip(host: str) -> bool:
     return host.replace(".", "").isdigit() or ":" in host
 
 
-class UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, hub: SipHub) -> None:
+class IntakeStats:
+    """Plain counters and gauges of the ingress; exported as edge_intake_*."""
+
+    __slots__ = ("udp_reads", "udp_datagrams", "udp_peer_datagrams", "udp_full_batches", "udp_send_dropped",
+                 "loop_lag", "loop_lag_max", "pending")
+
+    def __init__(self) -> None:
+        for s in self.__slots__:
+            setattr(self, s, 0)
+
+    def as_dict(self) -> dict[str, float]:
+        return {s: getattr(self, s) for s in self.__slots__}
+
+
+class UdpSocket:
+    """The UDP listener, read in batches straight from the socket (no per-datagram callback).
+
+    Each readiness event reads up to UDP_BATCH datagrams, classifies their sources, feeds the
+    carriers' and PBXs' ones to the core first and the strangers' ones after, through the flood
+    guard; a full batch (the socket still has a backlog) makes the guard drop strangers unparsed.
+    """
+
+    def __init__(self, hub: SipHub, sock: socket.socket) -> None:
         self.hub = hub
+        self.sock = sock
+        self.closed = False
+        hub.loop.add_reader(sock.fileno(), self._readable)
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        if len(data) <= 4 and not data.strip(b"\r\n"):
-            return  # CRLF keep-alive on UDP (RFC 5626 §4.4.1 uses STUN; bare CRLFs are common): ignore
-        guard = self.hub.guard
-        if guard is not None and guard.admit(data, addr[0], addr[1], time.time()) is not Verdict.ADMIT:
-            return  # floods, banned sources and scanners cost no parsing and get no answer
-        self.hub.feed(data, Destination("udp", addr[0], addr[1]))
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.hub.intake.udp_send_dropped += 1  # the send buffer is full: UDP, the peer retransmits
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("udp_error", error=str(exc))
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.hub.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+    def _readable(self) -> None:
+        hub = self.hub
+        recv = self.sock.recvfrom
+        classify = hub.proxy.peers.classify  # read per event: a reload replaces the directory
+        known: list[tuple[bytes, tuple]] = []
+        strangers: list[tuple[bytes, tuple]] = []
+        n = 0
+        while n < UDP_BATCH:
+            try:
+                data, addr = recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # ICMP errors surface here on Linux (ECONNREFUSED): skip them
+                log.debug("udp_error", error=str(exc))
+                n += 1
+                continue
+            n += 1
+            if len(data) <= 4 and not data.strip(b"\r\n"):
+                continue  # CRLF keep-alive on UDP (RFC 5626 §4.4.1 uses STUN; bare CRLFs are common): ignore
+            if classify(addr[0], addr[1]) is not None:
+                known.append((data, addr))
+            else:
+                strangers.append((data, addr))
+        if not n:
+            return
+        stats = hub.intake
+        stats.udp_reads += 1
+        stats.udp_datagrams += n
+        stats.udp_peer_datagrams += len(known)
+        full = n >= UDP_BATCH
+        if full:
+            stats.udp_full_batches += 1
+        now = time.time()
+        ovl = hub.overload
+        if ovl is not None and known:
+            ovl.observe(now, peer_backlog=len(known))
+            hub.log_overload()
+        for data, addr in known:
+            hub.feed_peer(data, Destination("udp", addr[0], addr[1]), now)
+        if strangers:
+            busy = full or (ovl is not None and ovl.shedding)
+            for data, addr in strangers:
+                hub.feed_stranger(data, Destination("udp", addr[0], addr[1]), now, busy)
+        hub.flush()
 
 
 class TcpConnection(asyncio.Protocol):
@@ -279,17 +433,23 @@ class TcpConnection(asyncio.Protocol):
             self.transport.write(b"\r\n" * self.framer.take_pings())  # RFC 5626 §3.5.1 pong
         if self.peer is None:
             return
+        if not msgs:
+            return
+        hub = self.hub
         src = Destination(self.transport_name, self.peer[0], self.peer[1], self.conn_id)
-        guard = self.hub.guard
+        now = time.time()
+        known = hub.proxy.peers.classify(self.peer[0], self.peer[1]) is not None
+        ovl = hub.overload
+        busy = ovl is not None and ovl.shedding
         for m in msgs:
-            if guard is not None:
-                verdict = guard.admit(m, self.peer[0], self.peer[1], time.time())
-                if verdict is Verdict.DROP_METHOD:
-                    continue
-                if verdict is not Verdict.ADMIT:
-                    self.close()  # a flooding or scanning stream peer loses its connection
-                    return
-            self.hub.feed(m, src)
+            if known:
+                hub.feed_peer(m, src, now)
+                continue
+            verdict = hub.feed_stranger(m, src, now, busy)
+            if verdict is not Verdict.ADMIT and verdict is not Verdict.DROP_METHOD:
+                self.close()  # a flooding, scanning or (while busy) any stranger loses its connection
+                break
+        hub.flush()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
