@@ -99,7 +99,12 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True):
     max_transactions: int = 200_000
     max_transactions_per_source: int = 5_000  # requests from one source still awaiting a final answer
     max_dialogs: int = 200_000
-    max_tcp_connections: int = 4096
+    max_tcp_connections: int = 4096  # accepted from carriers and PBXs (connections the edge opens: no cap)
+    max_tcp_unknown: int = 1024  # accepted from all other sources together: a separate budget
+    max_tcp_per_source: int = 16  # accepted from one unknown IP address
+    tcp_message_timeout: str = "5s"  # a message begun on a stream must be complete within this
+    tcp_idle_timeout: str = "60s"  # an unknown source's connection with nothing received this long is closed
+    tls_handshake_timeout: str = "5s"
     max_parked: int = 1000  # INVITEs waiting for one STIR certificate fetch
     dialog_max_age: str = "12h"  # a dialog with no BYE is forgotten after this
     udp_buffer: int = 4 * 1024 * 1024
@@ -246,10 +251,15 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
             parse_duration(getattr(cfg.daemon, key))
         except ValueError as exc:
             errs.append((f"$.daemon.{key}", str(exc)))
-    try:
-        parse_duration(cfg.limits.dialog_max_age)
-    except ValueError as exc:
-        errs.append(("$.limits.dialog_max_age", str(exc)))
+    for key in ("dialog_max_age", "tcp_message_timeout", "tcp_idle_timeout", "tls_handshake_timeout"):
+        try:
+            if parse_duration(getattr(cfg.limits, key)) <= 0:
+                errs.append((f"$.limits.{key}", "must be greater than 0s"))
+        except ValueError as exc:
+            errs.append((f"$.limits.{key}", str(exc)))
+    for key in ("max_tcp_connections", "max_tcp_unknown", "max_tcp_per_source"):
+        if getattr(cfg.limits, key) < 0:
+            errs.append((f"$.limits.{key}", "must not be negative (0 refuses every such connection)"))
     errs += [(e.path, e.reason) for e in validate_settings(cfg.policy)]
     errs += validate_store(cfg.store)
     errs += validate_admin(cfg.admin)

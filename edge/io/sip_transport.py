@@ -27,6 +27,7 @@ from edge.call.flood import FloodGuard, Verdict
 from edge.call.overload import OverloadControl
 from edge.call.proxy import Proxy
 from edge.config import EdgeConfig, host_port
+from edge.units import parse_duration
 from edge.sip.errors import FramingError
 from edge.sip.framing import StreamFramer
 from edge.sip.transaction import Destination
@@ -36,6 +37,7 @@ log = structlog.get_logger("edge.io")
 TIMER_GRID = 0.01  # seconds
 UDP_BATCH = 512  # datagrams read per readiness event; a full batch means the socket has a backlog
 MONITOR_TICK = 0.05  # seconds between loop-lag / pending-transaction measures
+SWEEP_EVERY = 20  # monitor ticks between sweeps of stream connections for timeouts (1 s)
 
 
 class SipHub:
@@ -68,6 +70,14 @@ class SipHub:
         self.intake = IntakeStats()
         self._monitor: asyncio.TimerHandle | None = None
         self._monitor_due = 0.0
+        self._ticks = 0
+        self.tcp_peers = 0  # accepted connections from carriers and PBXs
+        self.tcp_strangers: dict[str, int] = {}  # unknown IP -> accepted connections
+        self.tcp_unknown = 0
+        self._refusal_logged = 0.0
+        limits = cfg.limits
+        self.tcp_message_timeout = parse_duration(limits.tcp_message_timeout)
+        self.tcp_idle_timeout = parse_duration(limits.tcp_idle_timeout)
 
     # -- core driving -----------------------------------------------------------------------
     def feed(self, data: bytes, src: Destination, now: float | None = None, flush: bool = True) -> None:
@@ -123,6 +133,9 @@ class SipHub:
             self.intake.pending = pending
             ovl.observe(time.time(), loop_lag=lag, pending=pending)
             self.log_overload()
+        self._ticks += 1
+        if self._ticks % SWEEP_EVERY == 0:
+            self.sweep_connections(self.loop.time())
         self._start_monitor()
 
     def log_overload(self) -> None:
@@ -135,9 +148,63 @@ class SipHub:
             else:
                 log.warning("overload_shedding_stopped", shed_invites=ev.shed)
 
+    # -- stream connections: budgets and timeouts --------------------------------------------------
+    def admit_connection(self, ip: str, port: int) -> str:
+        """'' to accept an inbound connection, else why it is refused. Carriers and PBXs and strangers
+        have separate budgets, so strangers can never take a carrier's slot."""
+        limits = self.cfg.limits
+        if self.proxy.peers.classify(ip, port) is not None:
+            return "max_tcp_connections" if self.tcp_peers >= limits.max_tcp_connections else ""
+        if self.guard is not None and self.guard.is_banned(ip, time.time()):
+            return "banned"
+        if self.tcp_unknown >= limits.max_tcp_unknown:
+            return "max_tcp_unknown"
+        if self.tcp_strangers.get(ip, 0) >= limits.max_tcp_per_source:
+            return "max_tcp_per_source"
+        return ""
+
+    def count_connection(self, conn: TcpConnection, delta: int) -> None:
+        if conn.known:
+            self.tcp_peers += delta
+            return
+        assert conn.peer is not None
+        ip = conn.peer[0]
+        n = self.tcp_strangers.get(ip, 0) + delta
+        if n > 0:
+            self.tcp_strangers[ip] = n
+        else:
+            self.tcp_strangers.pop(ip, None)
+        self.tcp_unknown += delta
+
+    def refused(self, ip: str, reason: str) -> None:
+        self.intake.tcp_refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= 1.0:  # a connection flood must not become a log flood
+            self._refusal_logged = now
+            log.warning("tcp_connection_refused", reason=reason, source=ip, refused_total=self.intake.tcp_refused)
+
+    def sweep_connections(self, now: float) -> None:
+        """Close accepted streams holding a half message past `tcp_message_timeout` (slowloris) and
+        strangers' streams idle past `tcp_idle_timeout`. Connections the edge opened are left alone."""
+        msg_to, idle_to = self.tcp_message_timeout, self.tcp_idle_timeout
+        for conn in list(self.conns.values()):
+            if conn.outbound or conn.closed:
+                continue
+            if conn.partial_since and now - conn.partial_since > msg_to:
+                self.intake.tcp_message_timeouts += 1
+                log.info("tcp_connection_closed", reason="message_timeout", peer=str(conn.peer))
+                conn.close()
+            elif not conn.known and now - conn.last_rx > idle_to:
+                self.intake.tcp_idle_timeouts += 1
+                conn.close()
+
     def intake_metrics(self) -> dict[str, float]:
         """edge_* gauges and counters of the ingress (read at scrape time)."""
-        out: dict[str, float] = {f"intake_{k}": v for k, v in self.intake.as_dict().items()}
+        gauges = ("loop_lag", "loop_lag_max", "pending")
+        out: dict[str, float] = {f"intake_{k}" if k in gauges else f"intake_{k}_total": v
+                                 for k, v in self.intake.as_dict().items()}
+        out["intake_tcp_connections_peers"] = self.tcp_peers
+        out["intake_tcp_connections_unknown"] = self.tcp_unknown
         if self.overload is not None:
             for k, v in self.overload.stats.as_dict().items():
                 out[f"overload_{k}_total"] = v
@@ -224,7 +291,8 @@ class SipHub:
                         self.tls_client = make_client_context(tls_listen)
                     ssl_ctx = self.tls_client
                 _, conn = await asyncio.wait_for(
-                    self.loop.create_connection(lambda: TcpConnection(self, transport), dest[1], dest[2], ssl=ssl_ctx),
+                    self.loop.create_connection(lambda: TcpConnection(self, transport, outbound=True), dest[1], dest[2],
+                                                ssl=ssl_ctx),
                     timeout=5,
                 )
                 self.conn_by_addr[key] = conn
@@ -260,7 +328,7 @@ class SipHub:
                 self.tls_server[len(self.tcp_servers)] = (ctx, ls)
                 server = await self.loop.create_server(
                     lambda: TcpConnection(self, "tls"), host, port, reuse_address=True, ssl=ctx,
-                    ssl_handshake_timeout=10,
+                    ssl_handshake_timeout=parse_duration(self.cfg.limits.tls_handshake_timeout),
                 )
                 self.tcp_servers.append(server)
         self.proxy.start(time.time())
@@ -315,7 +383,7 @@ class IntakeStats:
     """Plain counters and gauges of the ingress; exported as edge_intake_*."""
 
     __slots__ = ("udp_reads", "udp_datagrams", "udp_peer_datagrams", "udp_full_batches", "udp_send_dropped",
-                 "loop_lag", "loop_lag_max", "pending")
+                 "loop_lag", "loop_lag_max", "pending", "tcp_refused", "tcp_message_timeouts", "tcp_idle_timeouts")
 
     def __init__(self) -> None:
         for s in self.__slots__:
@@ -398,9 +466,12 @@ class UdpSocket:
 
 
 class TcpConnection(asyncio.Protocol):
-    """One SIP stream connection (TCP or TLS), accepted or opened; framed by Content-Length."""
+    """One SIP stream connection (TCP or TLS), accepted or opened; framed by Content-Length.
 
-    def __init__(self, hub: SipHub, transport_name: str = "tcp") -> None:
+    An accepted connection is classified once (carrier/PBX or stranger) and counted in that budget;
+    one the edge opens itself (`outbound`) is never refused nor timed out for strangers' sake."""
+
+    def __init__(self, hub: SipHub, transport_name: str = "tcp", outbound: bool = False) -> None:
         self.hub = hub
         self.transport_name = transport_name
         self.transport: asyncio.Transport | None = None
@@ -408,27 +479,49 @@ class TcpConnection(asyncio.Protocol):
         self.conn_id = 0
         self.peer: tuple[str, int] | None = None
         self.closed = False
+        self.outbound = outbound
+        self.known = outbound
+        self.counted = False
+        self.last_rx = hub.loop.time()
+        self.partial_since = 0.0  # loop time a half-received message started (0: none)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        if len(self.hub.conns) >= self.hub.cfg.limits.max_tcp_connections:
-            log.warning("tcp_connection_refused", reason="max_tcp_connections")
-            transport.close()
-            self.closed = True
-            return
-        self.conn_id = self.hub._register(self)
+        hub = self.hub
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1]) if peer else None
+        if not self.outbound:
+            ip, port = self.peer if self.peer is not None else ("", 0)
+            reason = hub.admit_connection(ip, port)
+            if reason:
+                hub.refused(ip, reason)
+                transport.abort()  # no FIN handshake to wait for: the slot is free at once
+                self.closed = True
+                return
+            self.known = hub.proxy.peers.classify(ip, port) is not None
+            hub.count_connection(self, 1)
+            self.counted = True
+        self.conn_id = hub._register(self)
         if self.peer is not None:
-            self.hub.conn_by_addr.setdefault((self.transport_name, *self.peer), self)
+            hub.conn_by_addr.setdefault((self.transport_name, *self.peer), self)
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        now_loop = self.hub.loop.time()
+        self.last_rx = now_loop
         try:
             msgs = self.framer.feed(data)
         except FramingError as exc:
             log.warning("tcp_framing_error", peer=str(self.peer), error=str(exc))
             self.close()
             return
+        buf = self.framer.buf
+        if buf and buf.strip(b"\r\n"):  # CRLFs alone are a keep-alive on its way, not a message
+            if not self.partial_since or msgs:
+                self.partial_since = now_loop  # a (new) message has begun
+        else:
+            self.partial_since = 0.0
         if self.framer.pings and self.transport is not None:
             self.transport.write(b"\r\n" * self.framer.take_pings())  # RFC 5626 §3.5.1 pong
         if self.peer is None:
@@ -462,4 +555,7 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.counted:
+            self.counted = False
+            self.hub.count_connection(self, -1)
         self.hub._unregister(self)
