@@ -69,12 +69,12 @@ def _options(port: int, n: int, timeout: float = 1.0) -> tuple[str, float]:
 def test_ingress_tcp_idle_strangers_cannot_take_the_carriers_slots(edge, tmp_path):
     """60 idle TCP connections from 60 stranger addresses fill max_tcp_connections = 60 (today: the
     carrier's connection is then reset); strangers have their own budget, so the carrier's call completes."""
+    pbx = uas(tmp_path, edge.pbx_a, timeout=30)  # up before the daemon's first health ping
     d = edge.start(extra="[limits]\nmax_tcp_connections = 60\n")
     strangers = [_connect(edge.port, f"127.0.6.{i + 1}") for i in range(60)]
     try:
         time.sleep(0.3)
         assert not any(_closed_by_edge(s, 0.01) for s in strangers)  # accepted, not refused
-        pbx = uas(tmp_path, edge.pbx_a, timeout=30)
         car = uac(tmp_path, edge.port, SERVICE, calls=3, rate=10, port=edge.carrier_port, extra=["-t", "t1"], timeout=30)
         assert car.wait(30) == 0, car.errors()[-3000:]
         pbx.stop()
@@ -88,10 +88,10 @@ def test_ingress_tcp_idle_strangers_cannot_take_the_carriers_slots(edge, tmp_pat
 
 
 def test_ingress_tcp_per_source_cap_budget_and_timeouts(edge, tmp_path):
+    pbx = uas(tmp_path, edge.pbx_a, timeout=40)  # answering health pings all along: never marked down
     d = edge.start(extra='[limits]\nmax_tcp_unknown = 8\nmax_tcp_per_source = 3\n'
                          'tcp_idle_timeout = "6s"\ntcp_message_timeout = "1s"\n')
     admin = Admin(tmp_path, (tmp_path / "edge.toml").read_text())
-    pbx = uas(tmp_path, edge.pbx_a, timeout=40)  # answering health pings all along: never marked down
     socks: list[socket.socket] = []
     try:
         same = [_connect(edge.port, "127.0.7.1") for _ in range(5)]
@@ -136,8 +136,8 @@ def test_ingress_overload_sheds_new_invites_with_retry_after_and_recovers(edge, 
     """A PBX that rings 1 s keeps every admitted call pending that long; 20 INVITEs/s for 3 s is far past
     `pending_transactions = 3` on any machine, so shedding is certain. Shed INVITEs get 503 with
     Retry-After; every call that was admitted (and a long call set up before the burst) completes."""
-    d = edge.start(extra='[overload]\npending_transactions = 3\nhold = "300ms"\nretry_after = 4\n')
     pbx = uas(tmp_path, edge.pbx_a, "uas_slow_answer.xml", timeout=40)
+    d = edge.start(extra='[overload]\npending_transactions = 3\nhold = "300ms"\nretry_after = 4\n')
     long_call = uac(tmp_path, edge.port, SERVICE, calls=1, port=free_port(), name="long", extra=["-d", "4000"],
                     timeout=30)
     d.wait_event("contact_decided")
