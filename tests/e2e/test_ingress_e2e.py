@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 
 import pytest
 
 from tests.e2e.harness import Admin, free_port, uac, uas
+from tests.e2e.test_tls_e2e import make_ca_and_leaf
 
 pytestmark = pytest.mark.e2e
 
@@ -130,6 +132,26 @@ def test_ingress_tcp_per_source_cap_budget_and_timeouts(edge, tmp_path):
         for s in socks:
             s.close()
     assert any(e.get("reason") == "max_tcp_per_source" for e in d.events("tcp_connection_refused"))
+
+
+def test_ingress_tls_handshake_timeout_closes_silent_connection(edge, tmp_path):
+    ca, cert, key = make_ca_and_leaf(tmp_path, "edge")
+    tls_port = free_port()
+    d = edge.start(health_interval="", extra='[limits]\ntls_handshake_timeout = "1s"\n',
+                   listen_extra=(f'[[listen]]\ntransport = "tls"\naddress = "127.0.0.1:{tls_port}"\n'
+                                 f'tls_cert = "{cert}"\ntls_key = "{key}"\n'))
+    silent = _connect(tls_port, "127.0.9.1")  # connects, never says ClientHello
+    try:
+        t0 = time.monotonic()
+        assert _closed_by_edge(silent, 6.0)
+        assert 0.8 <= time.monotonic() - t0 < 4.0  # the configured 1 s, not the old fixed 10 s
+    finally:
+        silent.close()
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.check_hostname = False
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", tls_port), timeout=5)) as conn:
+        assert conn.version() in ("TLSv1.2", "TLSv1.3")  # a real handshake still completes
+    assert d.proc.poll() is None
 
 
 def test_ingress_overload_sheds_new_invites_with_retry_after_and_recovers(edge, tmp_path):
