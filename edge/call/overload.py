@@ -9,7 +9,8 @@ The adapter measures the backlog and reports it with `observe(now, ...)`:
 - `loop_lag`: how late the event loop ran a timer (everything the process does is behind); only
   `LAG_RUN` late measures in a row count, so a one-off stall (a first import, a GC pass) sheds nothing;
 - `pending`: server transactions still awaiting a final answer (calls the edge is working on);
-- `peer_backlog`: datagrams from carriers and PBXs found waiting on the socket in one read.
+- `peer_backlog`: datagrams from carriers and PBXs read since the UDP socket was last found empty
+  (the adapter reads in batches; consecutive full batches add up).
 
 Any of them above its threshold starts shedding; shedding stops once every measure has been back
 under its threshold for `hold`. While shedding, `shed(data)` answers a new INVITE (method INVITE,
@@ -50,8 +51,8 @@ class OverloadConfig(msgspec.Struct, forbid_unknown_fields=True):
 
     enabled: bool = True
     loop_lag: str = "300ms"  # the event loop this late starts shedding
-    pending_transactions: int = 3000  # requests awaiting a final answer (all sources together)
-    peer_backlog: int = 2000  # carrier/PBX datagrams waiting on the UDP socket at one read
+    pending_transactions: int = 20_000  # requests awaiting a final answer, ringing INVITEs included
+    peer_backlog: int = 2000  # carrier/PBX datagrams read since the UDP socket was last empty
     hold: str = "2s"  # shedding lasts until every measure has been under its threshold this long
     retry_after: int = 5  # seconds, in the 503's Retry-After
     remember: int = 100_000  # Call-IDs of admitted INVITEs kept (their retransmissions are never shed)

@@ -405,6 +405,7 @@ class UdpSocket:
         self.hub = hub
         self.sock = sock
         self.closed = False
+        self.peer_run = 0  # carrier/PBX datagrams read since the socket was last found empty
         hub.loop.add_reader(sock.fileno(), self._readable)
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -452,9 +453,12 @@ class UdpSocket:
         if full:
             stats.udp_full_batches += 1
         now = time.time()
+        # A full batch left more behind: the carriers' backlog is what was read since the socket was
+        # last empty, not just this batch.
+        self.peer_run = self.peer_run + len(known) if full else len(known)
         ovl = hub.overload
-        if ovl is not None and known:
-            ovl.observe(now, peer_backlog=len(known))
+        if ovl is not None and (known or full):
+            ovl.observe(now, peer_backlog=self.peer_run)
             hub.log_overload()
         for data, addr in known:
             hub.feed_peer(data, Destination("udp", addr[0], addr[1]), now)
