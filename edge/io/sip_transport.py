@@ -406,6 +406,7 @@ class UdpSocket:
         self.sock = sock
         self.closed = False
         self.peer_run = 0  # carrier/PBX datagrams read since the socket was last found empty
+        self.batch = UDP_BATCH
         hub.loop.add_reader(sock.fileno(), self._readable)
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -427,7 +428,8 @@ class UdpSocket:
         known: list[tuple[bytes, tuple]] = []
         strangers: list[tuple[bytes, tuple]] = []
         n = 0
-        while n < UDP_BATCH:
+        batch = self.batch
+        while n < batch:
             try:
                 data, addr = recv(65536)
             except (BlockingIOError, InterruptedError):
@@ -449,7 +451,7 @@ class UdpSocket:
         stats.udp_reads += 1
         stats.udp_datagrams += n
         stats.udp_peer_datagrams += len(known)
-        full = n >= UDP_BATCH
+        full = n >= batch
         if full:
             stats.udp_full_batches += 1
         now = time.time()
