@@ -314,8 +314,6 @@ class Daemon:
         proxy.peers = PeerDirectory(cfg)
         if self.guard is not None:
             self.guard.configure(cfg.flood)
-        if self.hub is not None and self.hub.overload is not None:
-            self.hub.overload.configure(cfg.overload)
         proxy.set_plan(plan)
         self.engine.replace_static_rules(plan.rules)
         old_pool = proxy.pool
@@ -328,7 +326,7 @@ class Daemon:
                 t.up, t.failures = old.up, old.failures
         proxy.pool.start(proxy.client_txns, time.time())
         if self.hub is not None:
-            self.hub.reload_tls(cfg)
+            self.hub.reconfigure(cfg)
         self.cfg = cfg
         self.reloads += 1
         log.info("reloaded", numbers=len(plan), dialplan_files=len(files), rules=len(self.engine.rules),

@@ -75,9 +75,8 @@ class SipHub:
         self.tcp_strangers: dict[str, int] = {}  # unknown IP -> accepted connections
         self.tcp_unknown = 0
         self._refusal_logged = 0.0
-        limits = cfg.limits
-        self.tcp_message_timeout = parse_duration(limits.tcp_message_timeout)
-        self.tcp_idle_timeout = parse_duration(limits.tcp_idle_timeout)
+        self.tcp_message_timeout = parse_duration(cfg.limits.tcp_message_timeout)
+        self.tcp_idle_timeout = parse_duration(cfg.limits.tcp_idle_timeout)
 
     # -- core driving -----------------------------------------------------------------------
     def feed(self, data: bytes, src: Destination, now: float | None = None, flush: bool = True) -> None:
@@ -334,6 +333,16 @@ class SipHub:
         self.proxy.start(time.time())
         self.flush()
         self._start_monitor()
+
+    def reconfigure(self, cfg: EdgeConfig) -> None:
+        """SIGHUP with a valid config: connection limits, timeouts, overload thresholds and TLS certificates
+        apply from now on (accepted connections keep their class; listen addresses need a restart)."""
+        self.cfg = cfg
+        self.tcp_message_timeout = parse_duration(cfg.limits.tcp_message_timeout)
+        self.tcp_idle_timeout = parse_duration(cfg.limits.tcp_idle_timeout)
+        if self.overload is not None:
+            self.overload.configure(cfg.overload)
+        self.reload_tls(cfg)
 
     def reload_tls(self, cfg: EdgeConfig) -> None:
         """SIGHUP: renewed certificates for new TLS connections (established ones keep theirs)."""
