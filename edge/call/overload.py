@@ -12,10 +12,13 @@ The adapter measures the backlog and reports it with `observe(now, ...)`:
 - `peer_backlog`: datagrams from carriers and PBXs read since the UDP socket was last found empty
   (the adapter reads in batches; consecutive full batches add up).
 
-Any of them above its threshold starts shedding; shedding stops once every measure has been back
-under its threshold for `hold`. While shedding, `shed(data)` answers a new INVITE (method INVITE,
-no To tag: a cheap look at the raw bytes, no parse) with a 503 built from its own Via, From, To,
-Call-ID and CSeq lines. Responses, ACK, BYE, CANCEL, re-INVITEs (To tag) and OPTIONS pass on to the
+Any of them above its threshold starts shedding a share of new INVITEs: a quarter, and a quarter more
+every 50 ms while a measure stays over (all of them after 0.2 s); once every measure is under its
+threshold the share fades to nothing over `hold`. The edge so settles near the share its capacity
+allows instead of swinging between shedding everything and admitting everything (loss-based overload
+control, as RFC 7339 signals it). `shed(data)` answers a new INVITE it picks (method INVITE, no To
+tag: a cheap look at the raw bytes, no parse) with a 503 built from its own Via, From, To, Call-ID
+and CSeq lines. Responses, ACK, BYE, CANCEL, re-INVITEs (To tag) and OPTIONS pass on to the
 core, and so do retransmissions of INVITEs admitted before shedding started (`admitted()` remembers
 their Call-IDs for one transaction lifetime), so an established or ringing call is never the one shed.
 The ACK for a shed INVITE carries the edge's own To tag and is dropped here (`is_shed_ack`).
@@ -33,6 +36,9 @@ __all__ = ["OverloadConfig", "OverloadControl", "SheddingChanged", "validate_ove
 
 #: Consecutive loop-lag measures over the threshold that start shedding.
 LAG_RUN = 3
+#: The shed share rises by RAISE every STEP seconds while a measure is over its threshold.
+STEP = 0.05
+RAISE = 0.25
 
 #: Prefix of the To tag on 503s from here: the ACK for one is recognised without parsing.
 SHED_TAG = b"ovl"
@@ -52,8 +58,8 @@ class OverloadConfig(msgspec.Struct, forbid_unknown_fields=True):
     enabled: bool = True
     loop_lag: str = "300ms"  # the event loop this late starts shedding
     pending_transactions: int = 20_000  # requests awaiting a final answer, ringing INVITEs included
-    peer_backlog: int = 2000  # carrier/PBX datagrams read since the UDP socket was last empty
-    hold: str = "2s"  # shedding lasts until every measure has been under its threshold this long
+    peer_backlog: int = 1000  # carrier/PBX datagrams read since the UDP socket was last empty
+    hold: str = "2s"  # once every measure is under its threshold, the shed share fades from all to none over this
     retry_after: int = 5  # seconds, in the 503's Retry-After
     remember: int = 100_000  # Call-IDs of admitted INVITEs kept (their retransmissions are never shed)
 
@@ -98,14 +104,16 @@ class OverloadStats:
 class OverloadControl:
     """Sans-IO: the adapter reports measures and asks `shed(data, now)` for each message of a known peer."""
 
-    __slots__ = ("cfg", "stats", "events", "shedding", "_lag", "_hold", "_quiet_since", "_admitted", "_retry",
-                 "_shed_at_start", "_last", "_lag_run")
+    __slots__ = ("cfg", "stats", "events", "shedding", "loss", "_lag", "_hold", "_stepped", "_admitted", "_retry",
+                 "_shed_at_start", "_last", "_lag_run", "_acc")
 
     def __init__(self, cfg: OverloadConfig) -> None:
         self.stats = OverloadStats()
         self.events: list[SheddingChanged] = []  # drained by the adapter (bounded: two per episode)
         self.shedding = False
-        self._quiet_since = 0.0
+        self.loss = 0.0  # share of new INVITEs shed while shedding (0 < loss <= 1)
+        self._stepped = 0.0  # when `loss` last changed
+        self._acc = 0.0  # spreads the shed share evenly over arriving INVITEs
         self._shed_at_start = 0
         self._last = (0.0, 0.0, 0.0)  # loop lag, pending, peer backlog as last reported
         self._lag_run = 0  # consecutive loop-lag reports over the threshold
@@ -148,21 +156,26 @@ class OverloadControl:
         elif peer_backlog > cfg.peer_backlog:
             trip, value = "peer_backlog", float(peer_backlog)
         if trip:
-            self._quiet_since = 0.0
             if not self.shedding:
                 self.shedding = True
+                self.loss = RAISE
+                self._stepped = now
                 self.stats.episodes += 1
                 self._shed_at_start = self.stats.shed_invites
                 self._push(SheddingChanged(True, now, trip, value, 0))
-        elif self.shedding:
-            if not self._quiet_since:
-                self._quiet_since = now
-            elif now - self._quiet_since >= self._hold:
+            elif now - self._stepped >= STEP - 1e-9:
+                self._stepped = now
+                self.loss = min(1.0, self.loss + RAISE)
+        elif self.shedding and now - self._stepped >= STEP - 1e-9:
+            # Under every threshold: the share shed fades to nothing over `hold`.
+            self.loss -= (now - self._stepped) / self._hold
+            self._stepped = now
+            if self.loss <= 0.0:
                 self._stop(now)
 
     def _stop(self, now: float) -> None:
         self.shedding = False
-        self._quiet_since = 0.0
+        self.loss = 0.0
         self._push(SheddingChanged(False, now, "", 0.0, self.stats.shed_invites - self._shed_at_start))
 
     def _push(self, ev: SheddingChanged) -> None:
@@ -208,6 +221,10 @@ class OverloadControl:
         if call_id in self._admitted:
             self.stats.passed_retransmissions += 1
             return None
+        self._acc += self.loss
+        if self._acc < 1.0:
+            return None  # admitted: the share not shed
+        self._acc -= 1.0
         out = self._response(head, call_id)
         if out is not None:
             self.stats.shed_invites += 1

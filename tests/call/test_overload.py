@@ -20,9 +20,11 @@ def invite(call_id: str = "a1@198.51.100.7", to_tag: str = "", method: str = "IN
 
 
 def shedding(**kw) -> OverloadControl:
+    """Over a threshold for 0.15 s: the shed share has risen to every new INVITE."""
     ovl = OverloadControl(OverloadConfig(**kw))
-    ovl.observe(1.0, pending=10**6)
-    assert ovl.shedding
+    for i in range(4):
+        ovl.observe(1.0 + i * 0.05, pending=10**6)
+    assert ovl.shedding and ovl.loss == 1.0
     return ovl
 
 
@@ -60,7 +62,8 @@ def test_overload_never_sheds_anything_but_new_invites(data):
 def test_overload_retransmission_of_admitted_invite_passes():
     ovl = OverloadControl(OverloadConfig())
     ovl.admitted(invite("early@x"), 1.0)
-    ovl.observe(1.1, pending=10**6)
+    for i in range(4):
+        ovl.observe(1.1 + i * 0.05, pending=10**6)
     assert ovl.shed(invite("early@x")) is None and ovl.stats.passed_retransmissions == 1
     assert ovl.shed(invite("late@x")) is not None
 
@@ -81,22 +84,28 @@ def test_overload_ack_to_shed_503_dropped():
     assert not ovl.is_shed_ack(invite(method="ACK", to_tag="pbx-tag"))
 
 
-def test_overload_hold_then_stop_with_events():
+def test_overload_share_rises_while_over_and_fades_over_hold():
     ovl = OverloadControl(OverloadConfig(pending_transactions=10, hold="2s"))
     ovl.observe(1.0, pending=5)
     assert not ovl.shedding and ovl.take_events() == []
     ovl.observe(2.0, pending=11)
-    assert ovl.shedding
-    ovl.shed(invite())
-    ovl.observe(2.5, pending=3)
-    ovl.observe(4.0, pending=3)
-    assert ovl.shedding  # quiet for 1.5 s only
-    ovl.observe(4.6, peer_backlog=1)  # other measures report in between; pending stays as last reported
-    assert not ovl.shedding
+    assert ovl.shedding and ovl.loss == 0.25
+    answers = [ovl.shed(invite(f"q{i}@x")) for i in range(8)]
+    assert sum(a is not None for a in answers) == 2  # a quarter, spread evenly
+    for t in (2.05, 2.10, 2.15, 2.16):  # a step per 50 ms, not per report
+        ovl.observe(t, pending=11)
+    assert ovl.loss == 1.0
+    assert all(ovl.shed(invite(f"r{i}@x")) is not None for i in range(4))
+    ovl.observe(3.15, pending=3)  # under: fades by 1/hold per second
+    assert ovl.shedding and ovl.loss == pytest.approx(0.5)
+    ovl.observe(4.0, peer_backlog=1)  # other measures report in between; pending stays as last reported
+    assert ovl.shedding and ovl.loss == pytest.approx(0.075)
+    ovl.observe(4.2, peer_backlog=1)
+    assert not ovl.shedding and ovl.loss == 0.0 and ovl.shed(invite("s@x")) is None
     start, stop = ovl.take_events()
     assert (start.on, start.reason, start.value) == (True, "pending", 11.0)
-    assert (stop.on, stop.shed) == (False, 1)
-    assert ovl.stats.episodes == 1
+    assert (stop.on, stop.shed) == (False, 6)
+    assert ovl.stats.episodes == 1 and ovl.stats.shed_invites == 6
 
 
 def test_overload_one_late_tick_is_not_overload():
@@ -108,6 +117,8 @@ def test_overload_one_late_tick_is_not_overload():
     assert not ovl.shedding
     ovl.observe(1.4, loop_lag=0.5)
     assert ovl.shedding and ovl.take_events()[0].reason == "loop_lag"
+    ovl.observe(1.45, loop_lag=0.5)
+    assert ovl.loss == 0.5
 
 
 def test_overload_peer_backlog_trips():
