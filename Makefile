@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 CONFIG ?= config/edge.toml
 DIALPLANS ?= dialplans
-DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server secsipidx:secsipidx
+DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server secsipidx:secsipidx chromium:chromium chromedriver:chromium-driver
 DEB_BENCH_TOOLS := kamailio:kamailio
 DEB_PROMPT_TOOLS := espeak-ng:espeak-ng sox:sox
 
@@ -20,6 +20,10 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(PIP) -e '.[test,bench]'
 	touch $@
 
 run: $(VENV)/.installed
@@ -39,7 +43,7 @@ deps-bench: deps-test
 test: $(VENV)/.installed-test deps-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-test deps-bench
+bench: $(VENV)/.installed-bench deps-bench
 	$(BIN)/python -m benchmarks.run $(if $(COMPARE),--compare $(COMPARE)) $(BENCH_ARGS)
 
 prompts:

@@ -123,10 +123,10 @@ def test_compile_rules_allow_entries() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[[block]]\naction = "reject"\n', ["$.block[0]: exactly one of number, cnam, prefix, anonymous, invalid, country must be set (got none)"]),
+        ('[[block]]\naction = "reject"\n', ["$.block[0]: exactly one of number, cnam, prefix, anonymous, invalid, country, text, email, ip must be set (got none)"]),
         (
             '[[block]]\nnumber = "+12025550100"\ncnam = "x"\n',
-            ["$.block[0]: exactly one of number, cnam, prefix, anonymous, invalid, country must be set (got number, cnam)"],
+            ["$.block[0]: exactly one of number, cnam, prefix, anonymous, invalid, country, text, email, ip must be set (got number, cnam)"],
         ),
         ('[[block]]\nnumber = "+1555"\n', ["$.block[0].number: invalid number '+1555': not a valid telephone number"]),
         ('[[block]]\nprefix = "1900"\n', ["$.block[0].prefix: invalid prefix '1900': expected '+' and 1-15 digits"]),
