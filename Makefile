@@ -5,11 +5,11 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 CONFIG ?= config/edge.toml
 DIALPLANS ?= dialplans
-DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server secsipidx:secsipidx chromium:chromium chromedriver:chromium-driver
+DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server redis-cli:redis-tools secsipidx:secsipidx chromium:chromium chromedriver:chromium-driver
 DEB_BENCH_TOOLS := kamailio:kamailio
 DEB_PROMPT_TOOLS := espeak-ng:espeak-ng sox:sox
 
-.PHONY: run test check bench deps-test deps-bench clean prompts
+.PHONY: run test check bench fuzz deps-test deps-bench clean prompts
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,14 @@ deps-bench: deps-test
 
 test: $(VENV)/.installed-test deps-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Generated (hypothesis) and mutated (torture vectors, e2e scenario messages) SIP through the parser, the
+# stream framer and the proxy core; stops at FUZZ_COUNT messages or FUZZ_SECONDS, whichever comes first.
+FUZZ_COUNT ?= 1000000
+FUZZ_SECONDS ?= 3600
+fuzz: $(VENV)/.installed-test
+	mkdir -p var
+	$(BIN)/python -m tests.sip.fuzz_campaign --count $(FUZZ_COUNT) --seconds $(FUZZ_SECONDS) $(if $(FUZZ_SEED),--seed $(FUZZ_SEED))
 
 bench: $(VENV)/.installed-bench deps-bench
 	$(BIN)/python -m benchmarks.run $(if $(COMPARE),--compare $(COMPARE)) $(BENCH_ARGS)

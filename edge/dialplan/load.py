@@ -32,7 +32,7 @@ def _normalise_key(text: str, exact: bool) -> str | None:
         n = parse_number(text)
         return n.e164 or None
     s = text.strip()
-    if not s.startswith("+") or not s[1:].isdigit() or len(s) < 2:
+    if not s.startswith("+") or not (s[1:].isascii() and s[1:].isdigit()) or len(s) < 2:
         return None
     return s
 
