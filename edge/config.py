@@ -14,6 +14,7 @@ from typing import Callable, Literal, Sequence
 import msgspec
 
 from edge.call.flood import FloodConfig, validate_flood
+from edge.call.overload import OverloadConfig, validate_overload
 from edge.call.settings import Acl, CallSettings, Carrier, Limits, Listen, Pbx, Timers, host_port
 from edge.capture import HepConfig, validate_hep
 from edge.lifecycle.schema import LifecycleConfig, validate_lifecycle
@@ -65,6 +66,7 @@ class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
     stir: StirConfig = msgspec.field(default_factory=StirConfig)
     media: MediaConfig = MediaConfig()
     flood: FloodConfig = msgspec.field(default_factory=FloodConfig)
+    overload: OverloadConfig = msgspec.field(default_factory=OverloadConfig)
     hep: HepConfig = msgspec.field(default_factory=HepConfig)
     messaging: MessagingConfig = MessagingConfig()
     path: str = ""  # where it was loaded from (set by load_config)
@@ -161,10 +163,15 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
             parse_duration(getattr(cfg.daemon, key))
         except ValueError as exc:
             errs.append((f"$.daemon.{key}", str(exc)))
-    try:
-        parse_duration(cfg.limits.dialog_max_age)
-    except ValueError as exc:
-        errs.append(("$.limits.dialog_max_age", str(exc)))
+    for key in ("dialog_max_age", "tcp_message_timeout", "tcp_idle_timeout", "tls_handshake_timeout"):
+        try:
+            if parse_duration(getattr(cfg.limits, key)) <= 0:
+                errs.append((f"$.limits.{key}", "must be greater than 0s"))
+        except ValueError as exc:
+            errs.append((f"$.limits.{key}", str(exc)))
+    for key in ("max_tcp_connections", "max_tcp_unknown", "max_tcp_per_source"):
+        if getattr(cfg.limits, key) < 0:
+            errs.append((f"$.limits.{key}", "must not be negative (0 refuses every such connection)"))
     errs += [(e.path, e.reason) for e in validate_settings(cfg.policy)]
     errs += validate_store(cfg.store)
     errs += validate_admin(cfg.admin)
@@ -172,6 +179,7 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
     errs += validate_stir_config(cfg.stir)
     errs += validate_media_config(cfg.media, "$.media")
     errs += validate_flood(cfg.flood)
+    errs += validate_overload(cfg.overload)
     errs += validate_hep(cfg.hep)
     errs += validate_messaging(cfg.messaging)
     if cfg.messaging.screening_api.enabled and cfg.admin.enabled and cfg.messaging.screening_api.listen == cfg.admin.listen:
