@@ -228,6 +228,8 @@ class InviteContext:
 
 class Proxy:
     def __init__(self, cfg: CallSettings, plan: Plan, gate: Gatekeeper | None = None) -> None:
+        if not isinstance(cfg, CallSettings):
+            raise TypeError(f"Proxy takes CallSettings (EdgeConfig.call_settings()), not {type(cfg).__name__}")
         self.cfg = cfg  # the call layer's slice of config/edge.toml (EdgeConfig.call_settings())
         self.plan = plan
         self.gate = gate
