@@ -125,8 +125,9 @@ class Histogram:
         return out
 
 
-class Dialog:
-    """A call the edge routes: enough to authorise in-dialog requests and count active calls."""
+class ProxiedDialog:
+    """A dialog the edge record-routes: enough to authorise and route in-dialog requests and count
+    active calls. The proxy is no party to it (a UA's dialog state is edge/sip/dialog.py:Dialog)."""
 
     __slots__ = (
         "call_id",
@@ -201,7 +202,7 @@ class InviteContext:
         self.done = False
         self.best: SipMessage | None = None
         self.activity: Activity | None = None
-        self.dialog: Dialog | None = None
+        self.dialog: ProxiedDialog | None = None
         self.initial = False
         self.timers: dict[str, list] = {}  # name -> TimerWheel handle
         self.called_user = ""
@@ -247,7 +248,7 @@ class Proxy:
         self.peers = PeerDirectory(cfg)
         self.server_txns: dict[tuple, ServerTransaction] = {}
         self.txns_by_source: dict[str, int] = {}  # server transactions awaiting a final answer, per source
-        self.dialogs: dict[str, Dialog] = {}
+        self.dialogs: dict[str, ProxiedDialog] = {}
         self.stats = Stats()
         self.latency = Histogram()
         self.draining = False
@@ -726,7 +727,7 @@ class Proxy:
         if ctx.request.method != "INVITE":
             return
         call_id = ctx.request.call_id
-        dlg = Dialog(call_id, src, ctx.activity, now, self)
+        dlg = ProxiedDialog(call_id, src, ctx.activity, now, self)
         dlg.caller_contact = contact_uri(ctx.request)
         self.dialogs[call_id] = dlg
         ctx.dialog = dlg
@@ -781,7 +782,7 @@ class Proxy:
         if status >= 300 and ctx.dialog is not None and not ctx.dialog.confirmed:
             self._close_dialog(ctx.dialog)
 
-    def _close_dialog(self, dlg: Dialog) -> None:
+    def _close_dialog(self, dlg: ProxiedDialog) -> None:
         if self.dialogs.get(dlg.call_id) is dlg:
             del self.dialogs[dlg.call_id]
         self.wheel.clear(dlg)
@@ -1079,13 +1080,13 @@ class Proxy:
         self.client_txns[(fwd.branch, fwd.method)] = ct
         ct.start(now)
 
-    def _dialog_member(self, dlg: Dialog, src: Destination) -> bool:
+    def _dialog_member(self, dlg: ProxiedDialog, src: Destination) -> bool:
         """In-dialog requests come from the dialog's parties or from configured carriers/PBXs."""
         if src.host == dlg.caller.host or (dlg.callee is not None and src.host == dlg.callee.host):
             return True
         return self.peers.classify(src.host, src.port) is not None
 
-    def _route_in_dialog(self, msg: SipMessage, src: Destination, dlg: Dialog,
+    def _route_in_dialog(self, msg: SipMessage, src: Destination, dlg: ProxiedDialog,
                          branch: str = "") -> tuple[SipMessage | None, Destination | None]:
         """Loose routing (RFC 3261 §16.4, §16.12): pop our Route entries, send to the next Route or the R-URI."""
         routes = msg.routes
@@ -1240,7 +1241,7 @@ class Proxy:
             self.end_dialog(dlg, now)
         self._release(ctx)
 
-    def end_dialog(self, dlg: Dialog, now: float) -> None:
+    def end_dialog(self, dlg: ProxiedDialog, now: float) -> None:
         """The call is over (BYE answered, or it outlived `dialog_max_age`): count it and store its activity."""
         if self.dialogs.get(dlg.call_id) is not dlg:
             return
@@ -1380,4 +1381,4 @@ def _set_rport(via: str, port: int) -> str:
     return ";".join(parts)
 
 
-__all__ = ["Proxy", "Stats", "Dialog", "InviteContext"]
+__all__ = ["Proxy", "Stats", "ProxiedDialog", "InviteContext"]
