@@ -240,7 +240,7 @@ class ScreenedCall:
         self.ended = False
         self.flow: fl.Flow | None = None
         self.flows_run: list[str] = []
-        self.answer_gate: fl.ScreeningGate | None = None  # when the caller is answered (early media)
+        self.answer_gate: fl.AnswerGate | None = None  # when the caller is answered (early media)
         self.last_2xx = b""
         self.retx_interval = 0.0
         self.retx_give_up = 0.0
@@ -273,7 +273,7 @@ class ScreenedCall:
         media = self.entry.media if self.entry is not None else None
         mode = self.entry.screening if self.entry is not None else ScreeningMode.ANSWER
         fallback = parse_duration(media.early_media_fallback) if media is not None else 3.0
-        self.answer_gate = fl.ScreeningGate(mode, fallback)
+        self.answer_gate = fl.AnswerGate(mode, fallback)
         if self.activity is not None:
             self.activity.screening_mode = mode.value
         self.run(self.answer_gate.start(now), now)

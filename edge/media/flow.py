@@ -303,7 +303,7 @@ class ScreeningRecord(msgspec.Struct, kw_only=True):
     answered_at: float | None = None
 
 
-class ScreeningGate:
+class AnswerGate:
     """When the caller's leg is answered while a flow screens it (RFC 3960 §3 early media).
 
     `answer` mode answers at once. `early-media` sends 183 with SDP and answers only when a

@@ -19,7 +19,7 @@ from edge.media.flow import (
     Outcome,
     Play,
     PlaybackFinished,
-    ScreeningGate,
+    AnswerGate,
     ScreeningRecord,
     SendEarlyMedia,
     StartRecording,
@@ -459,7 +459,7 @@ def test_menu_random_caller_always_ends(ops) -> None:
 
 
 def test_screening_answer_mode_answers_at_once() -> None:
-    gate = ScreeningGate(ScreeningMode.ANSWER, 3.0)
+    gate = AnswerGate(ScreeningMode.ANSWER, 3.0)
     assert gate.start(10.0) == [AnswerCall()]
     assert gate.answered
     assert gate.bridged(20.0) == []  # never answered twice
@@ -467,7 +467,7 @@ def test_screening_answer_mode_answers_at_once() -> None:
 
 
 def test_screening_early_media_never_answers_a_failed_caller() -> None:
-    gate = ScreeningGate(ScreeningMode.EARLY_MEDIA, 3.0)
+    gate = AnswerGate(ScreeningMode.EARLY_MEDIA, 3.0)
     effects = gate.start(10.0)
     assert effects[0] == SendEarlyMedia()
     timer = effects[1]
@@ -480,7 +480,7 @@ def test_screening_early_media_never_answers_a_failed_caller() -> None:
 
 
 def test_screening_early_media_answers_when_bridged() -> None:
-    gate = ScreeningGate(ScreeningMode.EARLY_MEDIA, 3.0)
+    gate = AnswerGate(ScreeningMode.EARLY_MEDIA, 3.0)
     gate.start(10.0)
     gate.handle(CallerMediaStarted(at=10.1), 10.1)
     assert gate.admit(Forward(target_ref="sales", screening="captcha=passed;attempts=1"), 20.0) == []
@@ -489,7 +489,7 @@ def test_screening_early_media_answers_when_bridged() -> None:
 
 
 def test_screening_early_media_answers_when_recording_starts() -> None:
-    gate = ScreeningGate(ScreeningMode.EARLY_MEDIA, 3.0)
+    gate = AnswerGate(ScreeningMode.EARLY_MEDIA, 3.0)
     effects = gate.start(0.0)
     recording = StartRecording(box="main", max_seconds=120.0, silence_seconds=5.0)
     assert gate.admit(recording, 2.0) == [CancelTimer(name=effects[1].name), AnswerCall()]
@@ -497,7 +497,7 @@ def test_screening_early_media_answers_when_recording_starts() -> None:
 
 
 def test_screening_early_media_falls_back_to_answer_without_caller_rtp() -> None:
-    gate = ScreeningGate(ScreeningMode.EARLY_MEDIA, 3.0)
+    gate = AnswerGate(ScreeningMode.EARLY_MEDIA, 3.0)
     timer = gate.start(0.0)[1]
     assert gate.handle(TimerFired(name="screening.other"), 3.0) == []
     assert gate.handle(TimerFired(name=timer.name), 3.0) == [AnswerCall()]
@@ -507,7 +507,7 @@ def test_screening_early_media_falls_back_to_answer_without_caller_rtp() -> None
 
 
 def test_screening_caller_hangup_cancels_fallback() -> None:
-    gate = ScreeningGate(ScreeningMode.EARLY_MEDIA, 3.0)
+    gate = AnswerGate(ScreeningMode.EARLY_MEDIA, 3.0)
     timer = gate.start(0.0)[1]
     assert gate.handle(CallerHungUp(), 1.0) == [CancelTimer(name=timer.name)]
     assert not gate.answered
