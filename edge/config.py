@@ -283,6 +283,6 @@ def load_config(path: str | Path) -> EdgeConfig:
         bad = {jp for jp, _ in decode_errors}
         problems += [tf.problem(jp, reason) for jp, reason in validate_config(cfg) if not is_within(jp, bad)]
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=lambda p: (p.line, p.col)))
     cfg.path = str(path)
     return cfg

@@ -25,7 +25,7 @@ What telecom engineers write (TOML, decoded with msgspec, unknown keys forbidden
 
 `compile_*` functions turn specs into engine objects and report every problem as a
 `ValidationError(path, reason)` with a JSON path from the file root, so `sip-edge check` can print
-`file: $.path: reason`.
+`file:line:col: $.path: reason`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,64 @@
+"""`sip-edge check`: the shipped files pass, and the README's example is exactly what it prints."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge.check import check
+from edge.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the shipped dialplans next to the shipped config (relative paths as in the README)."""
+    (tmp_path / "config").symlink_to(ROOT / "config")
+    shutil.copytree(ROOT / "dialplans", tmp_path / "dialplans")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def readme_example() -> tuple[str, list[str]]:
+    """The console block under README's 'Validate': the command and the lines it prints."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Validate"):text.index("## Operate")]
+    block = re.search(r"```console\n\$ (.*?)\n(.*?)```", section, re.S)
+    assert block, "README's Validate section has no console example"
+    return block.group(1), block.group(2).splitlines()
+
+
+def test_shipped_config_and_dialplans_pass(workdir: Path) -> None:
+    assert check("config/edge.toml", "dialplans") == []
+
+
+def test_readme_example_is_what_check_prints(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    acme = workdir / "dialplans" / "acme.toml"
+    text = acme.read_text()
+    for old, new in (('targets = ["pbx-b", "pbx-a"]', 'targets = ["pbx-b", "pbx-c"]'),
+                     ('number = "+12025550102"', 'number = "+1555"'),
+                     ('\naction = "menu"  ', '\nactoin = "menu"  ')):
+        assert text.count(old) == 1
+        text = text.replace(old, new)
+    acme.write_text(text)
+    command, lines = readme_example()
+    assert command.startswith("sip-edge check ")
+    assert main(command.split()[1:]) == 1
+    assert capsys.readouterr().err.splitlines() == lines
+
+
+def test_check_ok_line(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", "config/edge.toml", "dialplans"]) == 0
+    assert capsys.readouterr().out == "ok: config/edge.toml and dialplans\n"
+
+
+def test_config_and_dialplan_problems_together(workdir: Path) -> None:
+    cfg = workdir / "edge.toml"
+    cfg.write_text((ROOT / "config" / "edge.toml").read_text().replace('prompts_dir = "config/prompts"', 'prompts_dir = "nowhere"'))
+    got = check(str(cfg), "dialplans")
+    line = next(i for i, t in enumerate(cfg.read_text().splitlines(), 1) if t.startswith("prompts_dir"))
+    assert f"{cfg}:{line}:1: $.media.prompts_dir: not a directory: nowhere" in got
