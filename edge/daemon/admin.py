@@ -57,7 +57,7 @@ class AdminContext:
 
 class FlagRequest(msgspec.Struct, forbid_unknown_fields=True):
     by: Literal["number", "cnam"]
-    scope: Scope = Scope.GLOBAL
+    scope: Scope | None = None  # default: the activity's customer (its called number when it has none); global only when asked
     action: Action = Action.REJECT
     sip_status: int = 603
     expires_in: str = ""
@@ -370,18 +370,23 @@ async def flag_activity(request: web.Request) -> web.Response:
             raise InvalidInput(f"activity {activity_id} has no caller name to block")
         kind, value = RuleKind.CNAM, activity.cnam
     scope_value = ""
-    if req.scope is Scope.CUSTOMER:
+    scope = req.scope
+    if scope is None:  # one customer's flag must not block the caller for every customer
+        scope = Scope.CUSTOMER if activity.customer else Scope.NUMBER
+    if scope is Scope.CUSTOMER:
         if not activity.customer:
             raise InvalidInput(f"activity {activity_id} has no customer for a customer-scoped rule")
         scope_value = activity.customer
-    elif req.scope is Scope.NUMBER:
+    elif scope is Scope.NUMBER:
+        if not activity.called_number:
+            raise InvalidInput(f"activity {activity_id} has no called number for a number-scoped rule: choose scope 'global'")
         scope_value = activity.called_number
     rule = _normalised(
         BlockRule(
             id=new_rule_id(),
             kind=kind,
             value=value,
-            scope=req.scope,
+            scope=scope,
             scope_value=scope_value,
             action=req.action,
             sip_status=req.sip_status,
@@ -402,7 +407,7 @@ async def flag_activity(request: web.Request) -> web.Response:
     await ctx.store.add_block(rule)
     flagged = await ctx.store.set_activity_flagged(activity_id)
     await _rules_changed(ctx, rule, None)
-    log.info("activity_flagged", activity_id=activity_id, rule_id=rule.id, kind=kind.value, scope=req.scope.value)
+    log.info("activity_flagged", activity_id=activity_id, rule_id=rule.id, kind=kind.value, scope=scope.value)
     return _json({"rule": rule, "activity": flagged, "created": True}, status=201)
 
 

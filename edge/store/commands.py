@@ -70,7 +70,9 @@ def _activity(client: AdminClient, args: argparse.Namespace) -> int:
 
 
 def _flag(client: AdminClient, args: argparse.Namespace) -> int:
-    body = {"by": args.by, "scope": args.scope, "action": args.action, "sip_status": args.status, "created_by": "cli"}
+    body = {"by": args.by, "action": args.action, "sip_status": args.status, "created_by": "cli"}
+    if args.scope:
+        body["scope"] = args.scope
     if args.expires:
         body["expires_in"] = args.expires
     if args.reason:
@@ -167,7 +169,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("flag", parents=[opts], help="block future contacts like this activity")
     p.add_argument("id")
     p.add_argument("--by", choices=["number", "cnam"], required=True)
-    p.add_argument("--scope", choices=_SCOPES, default="global", help="customer: the activity's customer; number: its called number")
+    p.add_argument("--scope", choices=_SCOPES, help="customer (default): the activity's customer, or its called number when it has "
+                   "no customer; number: its called number; global: every customer")
     p.add_argument("--action", choices=_ACTIONS, default="reject")
     p.add_argument("--status", type=int, default=603, help="SIP status for reject (default 603 Decline)")
     p.add_argument("--expires", help="e.g. 1d, 12h (default never)")

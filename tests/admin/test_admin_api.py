@@ -118,7 +118,9 @@ async def test_admin_flag_by_number_creates_block_and_notifies(admin):
     assert resp.status == 201
     body = await resp.json()
     rule = body["rule"]
-    assert (rule["kind"], rule["value"], rule["scope"], rule["action"], rule["sip_status"]) == ("number", "+12025550100", "global", "reject", 603)
+    # No customer on the activity: the default scope is its called number, never every customer.
+    assert (rule["kind"], rule["value"], rule["scope"], rule["scope_value"], rule["action"], rule["sip_status"]) == (
+        "number", "+12025550100", "number", "+13125550199", "reject", 603)
     assert rule["activity_id"] == "a1" and rule["expires_at"] == T0 + DAY and body["created"] is True
     [stored] = await h.store.list_blocks()
     assert stored.id == rule["id"]
@@ -133,6 +135,18 @@ async def test_admin_flag_by_cnam_normalises_and_scopes_to_customer(admin):
     assert resp.status == 201
     [rule] = await h.store.list_blocks()
     assert (rule.kind, rule.value, rule.scope, rule.scope_value, rule.action.value) == (RuleKind.CNAM, "spamlikely", Scope.CUSTOMER, "acme", "voicemail")
+
+
+async def test_admin_flag_defaults_to_the_activity_customer(admin):
+    h, client = admin
+    await h.seed(id="a1", customer="acme")
+    resp = await client.post("/activities/a1/flag", json={"by": "number"}, headers=AUTH)
+    assert resp.status == 201
+    rule = (await resp.json())["rule"]
+    assert (rule["scope"], rule["scope_value"]) == ("customer", "acme")
+    await h.seed(id="a2", customer="acme", cnam="Robo")
+    rule = (await (await client.post("/activities/a2/flag", json={"by": "cnam", "scope": "global"}, headers=AUTH)).json())["rule"]
+    assert (rule["scope"], rule["scope_value"]) == ("global", "")  # global only when asked
 
 
 async def test_admin_flag_scope_number_uses_called_number(admin):

@@ -84,11 +84,11 @@ async def test_cli_activity_show_and_unknown(served, capsys):
 
 
 async def test_cli_flag_creates_rule_and_notifies(served, capsys):
-    await served.seed(id="a1", cnam="Spam Likely")
+    await served.seed(id="a1", cnam="Spam Likely", customer="acme")
     code, out, _ = await cli(capsys, "flag", "a1", "--by", "cnam", "--expires", "1d")
     assert code == 0
     [rule] = await served.store.list_blocks()
-    assert out == f"{rule.id} created: reject cnam 'spamlikely' (global), expires {fmt_time(T0 + DAY)} UTC\n"
+    assert out == f"{rule.id} created: reject cnam 'spamlikely' (customer acme), expires {fmt_time(T0 + DAY)} UTC\n"
     assert served.changes == [(rule, None)]
     assert [e["event"] for e in served.logs if e["event"] == "activity_flagged"] == ["activity_flagged"]
     assert rule.created_by == "cli"
