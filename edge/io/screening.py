@@ -320,18 +320,31 @@ class ScreenedCall:
                 self.proxy.gate.engine.observe_screening(a.calling_number, result.passed, now)
         elif isinstance(result, VoicemailResult) and result.path:
             a.voicemail_path = result.path if not result.empty else ""
-        elif isinstance(result, MenuResult) and result.selection:
-            a.reason += f" (option {result.selection})"
+        elif isinstance(result, MenuResult):
+            if result.selection:
+                a.reason += f" (option {result.selection})"
+            # A menu is a screening too: a caller who never makes a valid choice feeds failed_screenings,
+            # a valid choice counts as a pass; a caller who just hung up says nothing either way.
+            if (result.failed or result.selection) and self.proxy.gate is not None and a.calling_number:
+                self.proxy.gate.engine.observe_screening(a.calling_number, not result.failed, now)
 
     def _block(self, e: fl.BlockCaller, now: float) -> None:
         calling = e.calling_number or (self.activity.calling_number if self.activity else "")
         if not calling or self.proxy.gate is None:
             return
+        a = self.activity
+        scope, scope_value = Scope.GLOBAL, ""
+        if e.scope != "global":  # one customer's failed captcha must not block the caller for every customer
+            if a is not None and a.customer:
+                scope, scope_value = Scope.CUSTOMER, a.customer
+            elif a is not None and a.called_number:
+                scope, scope_value = Scope.NUMBER, a.called_number
         rule = BlockRule(
-            id=f"captcha-fail:{calling}",
+            id=f"captcha-fail:{scope_value or 'global'}:{calling}",
             kind=RuleKind.NUMBER,
             value=calling,
-            scope=Scope.GLOBAL,
+            scope=scope,
+            scope_value=scope_value,
             expires_at=now + e.duration_s,
             source="runtime",
             created_at=now,
