@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import msgspec
 import structlog
@@ -30,6 +30,7 @@ from edge.numbers import parse_number
 from edge.policy.blocking import normalise_rule
 from edge.policy.facts import Action
 from edge.policy.rules import BlockRule, RuleKind, Scope
+from edge.policy.spam import Flag
 from edge.store.protocol import MAX_PAGE, ActivityQuery, StateStore, parse_cursor
 from edge.store.sqlite import StoreError
 from edge.units import parse_duration
@@ -53,6 +54,7 @@ class AdminContext:
     registry: CollectorRegistry | None = None
     clock: Callable[[], float] = time.time
     region: str = "US"  # default region for numbers typed without a country code
+    cool_offs: CoolOffs | None = None  # the Spam Detective's flags (GET/DELETE /cool-off/{number})
 
 
 class FlagRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -536,7 +538,51 @@ def make_admin_app(ctx: AdminContext) -> web.Application:
     r.add_get("/numbers/{number}", get_number)
     r.add_post("/numbers/{number}/release", release_number)
     r.add_post("/numbers/{number}/assign", assign_number)
+    add_cool_off_routes(r)
     return app
+
+
+# -- Spam Detective cool-offs: look one up, lift it ------------------------------------------------
+
+
+class CoolOffs(Protocol):
+    """What the routes need from the policy engine (edge.policy.pipeline.PolicyEngine)."""
+
+    def flag(self, calling_number: str, now: float) -> Flag | None: ...
+    def clear_flag(self, calling_number: str) -> bool: ...
+
+
+def _cool_off(ctx: AdminContext, request: web.Request) -> tuple[CoolOffs, str]:
+    if ctx.cool_offs is None:
+        raise NotFound("no Spam Detective in this process")
+    return ctx.cool_offs, _number(request.match_info["number"], ctx.region, "caller number")
+
+
+async def get_cool_off(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    cool_offs, number = _cool_off(ctx, request)
+    now = ctx.clock()
+    flag = cool_offs.flag(number, now)
+    if flag is None:
+        raise NotFound(f"{number} is not in a Spam Detective cool-off")
+    return _json({"number": number, "until": flag.until, "seconds_left": round(flag.until - now, 1), "score": flag.score,
+                  "action": flag.action.value, "rule_id": flag.rule_id, "reason": flag.reason})
+
+
+async def clear_cool_off(request: web.Request) -> web.Response:
+    """Lift a caller's cool-off: its next call is judged on its own evidence again."""
+    ctx = request.app[CTX]
+    cool_offs, number = _cool_off(ctx, request)
+    flag = cool_offs.flag(number, ctx.clock())
+    if not cool_offs.clear_flag(number):
+        raise NotFound(f"{number} is not in a Spam Detective cool-off")
+    log.info("cool_off_cleared", calling=number, rule_id=flag.rule_id if flag else "", reason=flag.reason if flag else "")
+    return _json({"cleared": number})
+
+
+def add_cool_off_routes(r: web.UrlDispatcher) -> None:
+    r.add_get("/cool-off/{number}", get_cool_off)
+    r.add_delete("/cool-off/{number}", clear_cool_off)
 
 
 async def start_admin(app: web.Application, host: str = "127.0.0.1", port: int = 8081) -> web.AppRunner:

@@ -93,6 +93,9 @@ class Daemon:
         lifecycle.load(await store.list_numbers())
         engine.is_released = lifecycle.is_released
         gate = Gatekeeper(engine, cfg.stir, *self._stir(cfg))
+        for calling, scope, until in reversed(await store.list_captcha_passes(now, gate.passes.cap)):
+            if not scope:  # the daemon remembers passes node-wide (scope ''): a restart keeps them
+                gate.passes.remember(calling, until)
         self.proxy = proxy = Proxy(cfg, plan, gate)
         proxy.is_released = lifecycle.is_released
         proxy.released_status = RELEASED_STATUS[cfg.lifecycle.released_action]
@@ -189,6 +192,7 @@ class Daemon:
             on_rules_changed=self._rules_changed,
             health=self._health,
             registry=self.registry,
+            cool_offs=self.engine,
         )
         self.admin_ctx = ctx
         host, port = host_port(cfg.admin.listen, 8081)

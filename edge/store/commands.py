@@ -88,6 +88,24 @@ def _flag(client: AdminClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cool_off(client: AdminClient, args: argparse.Namespace) -> int:
+    path = f"/cool-off/{args.number}"
+    if args.clear:
+        result = client.delete(path)
+        if args.json:
+            write_json(result)
+        else:
+            sys.stdout.write(f"{result['cleared']}: cool-off lifted\n")
+        return 0
+    flag = client.get(path)
+    if args.json:
+        write_json(flag)
+    else:
+        shown = {**flag, "until": f"{fmt_time(flag['until'])} UTC", "score": f"{flag['score']:g}"}
+        write_fields(shown, order=["number", "until", "seconds_left", "action", "score", "rule_id", "reason"])
+    return 0
+
+
 def _scope_text(rule: dict) -> str:
     return rule["scope"] + (f" {rule['scope_value']}" if rule["scope_value"] else "")
 
@@ -176,6 +194,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--expires", help="e.g. 1d, 12h (default never)")
     p.add_argument("--reason", default="")
     p.set_defaults(func=command(_flag))
+
+    p = subparsers.add_parser("cool-off", parents=[opts], help="show (or --clear) a caller's Spam Detective cool-off")
+    p.add_argument("number")
+    p.add_argument("--clear", action="store_true", help="lift it: the next call is judged on its own evidence")
+    p.set_defaults(func=command(_cool_off))
 
     block = subparsers.add_parser("block", help="runtime block and allow rules")
     bsub = block.add_subparsers(dest="block_command", required=True)

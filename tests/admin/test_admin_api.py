@@ -362,3 +362,40 @@ def test_admin_load_token_creates_private_file_once(tmp_path):
     path.write_text("\n")
     with pytest.raises(ValueError, match="is empty"):
         load_token(path)
+
+
+def _cool_off(h, number: str = "+12025550100") -> None:
+    """Put a caller in cool-off the way the Spam Detective does: its own caller rate exceeded."""
+    from edge.policy.facts import Action
+    from edge.policy.plan import NumberPolicy
+    from edge.policy.rates import RateKey, RateLimit
+    from edge.policy.spam import RateRule, SpamConfig
+    from tests.policy.policy_factories import build_facts
+
+    spam = SpamConfig(id="acme/spam", rates=(RateRule("acme/spam.rate.caller", RateKey.CALLER, RateLimit(1, 60.0), weight=90.0),))
+    policy = NumberPolicy(number="+13125550199", customer="acme", spam=spam)
+    facts = build_facts(number, "+13125550199")
+    h.engine.decide(facts, policy, h.now)
+    assert h.engine.decide(facts, policy, h.now + 1).action is Action.REJECT
+
+
+async def test_admin_cool_off_show_and_clear(admin):
+    h, client = admin
+    _cool_off(h)
+    resp = await client.get("/cool-off/2025550100", headers=AUTH)
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["number"], body["action"], body["rule_id"], body["until"]) == ("+12025550100", "reject", "spam.threshold.80", T0 + 1 + 3600)
+    resp = await client.delete("/cool-off/+12025550100", headers=AUTH)
+    assert (resp.status, await resp.json()) == (200, {"cleared": "+12025550100"})
+    assert h.engine.flag("+12025550100", h.now) is None
+    assert h.engine.stats["flags_cleared_total"] == 1
+    resp = await client.delete("/cool-off/+12025550100", headers=AUTH)
+    assert (resp.status, await resp.json()) == (404, {"error": "+12025550100 is not in a Spam Detective cool-off"})
+
+
+async def test_admin_cool_off_bad_number_and_auth(admin):
+    h, client = admin
+    resp = await client.get("/cool-off/12345", headers=AUTH)
+    assert (resp.status, await resp.json()) == (422, {"error": "invalid caller number '12345': not a valid telephone number"})
+    assert (await client.delete("/cool-off/+12025550100")).status == 401
