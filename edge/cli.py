@@ -45,12 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", default=DEFAULT_CONFIG)
     c.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
     c.set_defaults(func=_check)
+    from edge.call import commands as explain_commands
     from edge.lifecycle import commands as lifecycle_commands
     from edge.stir import commands as stir_commands
     from edge.store import commands as store_commands
 
-    for module in (store_commands, lifecycle_commands, stir_commands):
-        module.register(sub)  # activities, flag, block, voicemail / numbers / stir
+    for module in (store_commands, lifecycle_commands, stir_commands, explain_commands):
+        module.register(sub)  # activities, flag, block, voicemail / numbers / stir / explain
     return p
 
 

@@ -62,3 +62,28 @@ def test_config_and_dialplan_problems_together(workdir: Path) -> None:
     got = check(str(cfg), "dialplans")
     line = next(i for i, t in enumerate(cfg.read_text().splitlines(), 1) if t.startswith("prompts_dir"))
     assert f"{cfg}:{line}:1: $.media.prompts_dir: not a directory: nowhere" in got
+
+
+def test_readme_explain_example_is_real_output(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Explain a decision"):text.index("### Logs and metrics")]
+    block = re.search(r"```console\n\$ (.*?)\n(.*?)```", section, re.S)
+    assert block, "README's explain section has no console example"
+    monkeypatch.chdir(ROOT)
+    argv = shlex.split(block.group(1))
+    assert argv[0] == "sip-edge"
+    assert main(argv[1:]) == 0
+    assert capsys.readouterr().out == block.group(2)
+
+
+def test_explain_json_and_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    monkeypatch.chdir(ROOT)
+    assert main(["explain", "--to", "+12025550100", "--from", "+13035550111", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert (body["file"], body["line"], body["action"], body["targets"]) == ("dialplans/acme.toml", 9, "allow", ["pbx-a", "pbx-b"])
+    assert main(["explain", "--to", "+12025550100", "--source", "10.1.2.3"]) == 1
+    assert capsys.readouterr().err == "source 10.1.2.3 is not a carrier (its INVITE would get 403 before any policy)\n"

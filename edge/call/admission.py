@@ -102,13 +102,17 @@ class Gatekeeper:
         decision = self._decide(facts, entry, result, now)
         return Admission(decision, facts, result, self._edits(msg, result))
 
-    def _decide(self, facts: CallFacts, entry: NumberEntry, result: StirResult, now: float) -> Decision:
+    def probe(self, facts: CallFacts, entry: NumberEntry, result: StirResult, now: float) -> Decision:
+        """The decision a contact with these facts would get now, changing no state (sip-edge explain)."""
+        return self._decide(facts, entry, result, now, probe=True)
+
+    def _decide(self, facts: CallFacts, entry: NumberEntry, result: StirResult, now: float, probe: bool = False) -> Decision:
         verdict = None
         if self.verifier is not None and facts.kind.value != "message":
             verdict = stir_decide(entry.stir, result)
             if verdict.action is StirAction.REJECT:
                 return Decision(Action.REJECT, verdict.rule_id, verdict.reason, sip_status=verdict.sip_status)
-        decision = self.engine.decide(facts, entry.policy, now)
+        decision = self.engine.probe(facts, entry.policy, now) if probe else self.engine.decide(facts, entry.policy, now)
         if decision.action is Action.CAPTCHA and self.passes.passed(facts.calling_number, now):
             return Decision(Action.ALLOW, "captcha.passed_recently", "caller passed a captcha recently",
                             evidence=decision.evidence, score=decision.score)

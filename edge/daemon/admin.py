@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from edge.call.activity import Activity
+from edge.call.explain import ExplainRequest, Explanation, validate_request
 from edge.lifecycle.manager import Lifecycle, LifecycleRefused
 from edge.numbers import parse_number
 from edge.policy.blocking import normalise_rule
@@ -55,6 +56,7 @@ class AdminContext:
     clock: Callable[[], float] = time.time
     region: str = "US"  # default region for numbers typed without a country code
     cool_offs: CoolOffs | None = None  # the Spam Detective's flags (GET/DELETE /cool-off/{number})
+    explain: Callable[[ExplainRequest], Explanation | str] | None = None  # POST /explain; str: why not
 
 
 class FlagRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -539,6 +541,7 @@ def make_admin_app(ctx: AdminContext) -> web.Application:
     r.add_post("/numbers/{number}/release", release_number)
     r.add_post("/numbers/{number}/assign", assign_number)
     add_cool_off_routes(r)
+    add_explain_routes(r)
     return app
 
 
@@ -583,6 +586,28 @@ async def clear_cool_off(request: web.Request) -> web.Response:
 def add_cool_off_routes(r: web.UrlDispatcher) -> None:
     r.add_get("/cool-off/{number}", get_cool_off)
     r.add_delete("/cool-off/{number}", clear_cool_off)
+
+
+# -- sip-edge explain --live: the decision path with this daemon's counts ---------------------------
+
+
+async def explain_contact(request: web.Request) -> web.Response:
+    """What a contact would get now (edge.call.explain), counting nothing."""
+    ctx = request.app[CTX]
+    if ctx.explain is None:
+        raise NotFound("explain is not available in this process")
+    req = await _body(request, ExplainRequest)
+    problems = validate_request(req)
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    result = ctx.explain(req)
+    if isinstance(result, str):
+        raise InvalidInput(result)
+    return _json(result)
+
+
+def add_explain_routes(r: web.UrlDispatcher) -> None:
+    r.add_post("/explain", explain_contact)
 
 
 async def start_admin(app: web.Application, host: str = "127.0.0.1", port: int = 8081) -> web.AppRunner:

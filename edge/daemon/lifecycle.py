@@ -193,11 +193,23 @@ class Daemon:
             health=self._health,
             registry=self.registry,
             cool_offs=self.engine,
+            explain=self._explain,
         )
         self.admin_ctx = ctx
         host, port = host_port(cfg.admin.listen, 8081)
         self.admin_runner = await start_admin(make_admin_app(ctx), host, port)
         log.info("admin_api_started", listen=cfg.admin.listen)
+
+    def _explain(self, req):  # type: ignore[no-untyped-def]
+        """POST /explain: the decision path with this daemon's plan, rules, counts, flags and passes."""
+        from edge.call.explain import carrier_source, explain
+
+        assert self.proxy is not None and self.proxy.gate is not None and self.cfg is not None
+        src = carrier_source(req.source, [c.sources for c in self.cfg.carriers], self.proxy.peers)
+        if isinstance(src, str):
+            return src
+        released = self.lifecycle.is_released if self.lifecycle is not None else None
+        return explain(req, self.proxy.plan, self.proxy.gate, src[0], src[1], time.time(), is_released=released, live=True)
 
     def _rules_changed(self, add: BlockRule | None, removed_id: str | None) -> None:
         """The admin API changed a runtime rule: the next contact sees it (no restart, no reload)."""

@@ -84,7 +84,15 @@ class PolicyEngine:
 
     # -- decisions --------------------------------------------------------------------------
 
-    def decide(self, facts: CallFacts, plan: NumberPolicy, now: float) -> Decision:
+    def probe(self, facts: CallFacts, plan: NumberPolicy, now: float) -> Decision:
+        """What `decide` would answer now, changing nothing: no rate counted, no flag, no counter (explain)."""
+        counters, self.counters = self.counters, PolicyStats(1)
+        try:
+            return self.decide(facts, plan, now, probe=True)
+        finally:
+            self.counters = counters
+
+    def decide(self, facts: CallFacts, plan: NumberPolicy, now: float, *, probe: bool = False) -> Decision:
         message = facts.kind is ContactKind.MESSAGE
         fax = facts.kind is ContactKind.FAX or facts.has_fax_sdp
         cnam = normalise_cnam(facts.cnam) if facts.cnam else ""
@@ -118,7 +126,8 @@ class PolicyEngine:
         stir = () if message else stir_evidence(facts, spam.signals.weights)
 
         # 3. Spam Detective
-        v = self.detective.assess(facts, spam, now, cnam, message=message, is_released=self.is_released, extra=stir)
+        v = self.detective.assess(facts, spam, now, cnam, message=message, is_released=self.is_released, extra=stir,
+                                  probe=probe)
         evidence.extend(v.evidence)
         if v.action is Action.ALLOW:
             reason = f"spam score {v.score:g} below every threshold"

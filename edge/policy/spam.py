@@ -149,7 +149,8 @@ class SpamDetective:
         self.signals = SignalState(max_callers, history_per_caller)
         self.flags = FlagTable(max_flagged)
 
-    def _rate_key(self, key: RateKey, facts: CallFacts, caller: str, cnam: str) -> str:
+    def rate_key(self, key: RateKey, facts: CallFacts, caller: str, cnam: str) -> str:
+        """What a rate of kind `key` counts this contact under ('' when it has no such key)."""
         if key is RateKey.CALLER:
             return caller
         if key is RateKey.SOURCE:
@@ -171,11 +172,14 @@ class SpamDetective:
         message: bool = False,
         is_released: Callable[[str], bool] | None = None,
         extra: list[Evidence] | tuple[Evidence, ...] = (),
+        probe: bool = False,
     ) -> SpamVerdict:
         """Count this contact in the rates, gather evidence and map it to an action.
 
         `message=True` (SIP MESSAGE): only rates count, per-call signals do not apply.
         `extra` is evidence from earlier stages (STIR) that counts towards the score.
+        `probe=True` (sip-edge explain): the same verdict for a contact that is not happening: rates are
+        read as if it were counted, nothing is counted and no caller is flagged.
         """
         caller = caller_key(facts)
         evidence: list[Evidence] = list(extra)
@@ -188,8 +192,13 @@ class SpamDetective:
                 slot = (rule.key, rule.limit.window)
                 est = seen.get(slot)
                 if est is None:
-                    key = self._rate_key(rule.key, facts, caller, cnam)
-                    est = self.rates.hit(rule.key, rule.limit.window, key, now) if key else 0.0
+                    key = self.rate_key(rule.key, facts, caller, cnam)
+                    if not key:
+                        est = 0.0
+                    elif probe:
+                        est = self.rates.peek(rule.key, rule.limit.window, key, now)
+                    else:
+                        est = self.rates.hit(rule.key, rule.limit.window, key, now)
                     seen[slot] = est
                 if est > rule.limit.count:
                     detail = f"{est:.1f} per {rule.limit.window:g}s > {rule.limit.count}"
@@ -233,7 +242,7 @@ class SpamDetective:
                 action, rule_id, flagged = f_action, flag.rule_id, True
                 reason = f"caller flagged for cool-off: {flag.reason}"
 
-        if own_action is not Action.ALLOW and not cfg.dry_run and caller and cfg.cool_off > 0:
+        if own_action is not Action.ALLOW and not cfg.dry_run and caller and cfg.cool_off > 0 and not probe:
             self.flags.set(caller, Flag(now + cfg.cool_off, own_score, own_action, own_rule, own_reason))
         status = cfg.reject_status if action is Action.REJECT else 0
         return SpamVerdict(action, rule_id, reason, score, tuple(evidence), status, flagged)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from admin_harness import AUTH, T0
+from admin_harness import AUTH, T0, Harness
 
 from edge.lifecycle.manager import DAY
 from edge.policy.rules import RuleKind, Scope
@@ -399,3 +399,44 @@ async def test_admin_cool_off_bad_number_and_auth(admin):
     resp = await client.get("/cool-off/12345", headers=AUTH)
     assert (resp.status, await resp.json()) == (422, {"error": "invalid caller number '12345': not a valid telephone number"})
     assert (await client.delete("/cool-off/+12025550100")).status == 401
+
+
+async def test_admin_explain_uses_live_counts(tmp_path):
+    """POST /explain answers with the daemon's own engine: counts of real calls show, nothing is counted."""
+    import dataclasses
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from edge.call.admission import Gatekeeper
+    from edge.daemon.admin import make_admin_app
+    from edge.call.explain import explain
+    from edge.call.peers import Peer
+    from edge.dialplan.load import load_dialplans
+    from edge.sip.message import parse
+    from edge.sip.transaction import Destination
+    from edge.stir.schema import StirConfig
+    from tests.call.test_explain import PLAN, invite
+
+    (tmp_path / "acme.toml").write_text(PLAN)
+    plan, _ = load_dialplans(tmp_path, {"pbx-a", "pbx-b"})
+    h = Harness()
+    h.engine.replace_static_rules(plan.rules)
+    gate = Gatekeeper(h.engine, StirConfig())
+    src, peer = Destination("udp", "192.0.2.10", 5060), Peer("carrier", "carrier-a")
+    ctx = dataclasses.replace(h.ctx, explain=lambda req: explain(req, plan, gate, src, peer, h.now, live=True))
+    client = TestClient(TestServer(make_admin_app(ctx)))
+    await client.start_server()
+    try:
+        entry = plan.lookup("+12025550100")
+        for i in range(2):
+            gate.admit(parse(invite("+13035550111", "+12025550100", i)), src, peer, entry, h.now)
+        for _ in range(2):
+            resp = await client.post("/explain", json={"called": "+12025550100", "calling": "+13035550111"}, headers=AUTH)
+            assert resp.status == 200
+            body = await resp.json()
+            assert (body["counts"], body["action"], body["rates"][0]["count"]) == ("live", "allow", 2.0)
+        resp = await client.post("/explain", json={"called": "nowhere"}, headers=AUTH)
+        assert (resp.status, await resp.json()) == (422, {"error": "called number 'nowhere' is not a telephone number"})
+        assert (await client.post("/explain", json={"called": "+12025550100"})).status == 401
+    finally:
+        await client.close()
