@@ -116,6 +116,7 @@ class Explanation(msgspec.Struct):
     would: str = ""  # dry run: what would have happened
     media: str = ""  # menu / captcha / voicemail box the treatment uses
     targets: list[str] = []  # PBXs in hunt order (a forwarded contact)
+    fax_target: str = ""  # where a screened call goes if its fax tone (CNG) is heard
     counts: str = "zero"  # 'zero' (files alone) | 'live' (the running daemon)
 
 
@@ -271,6 +272,8 @@ def explain(
     out.media = decision.target_ref
     if decision.action is Action.ALLOW:
         out.targets = list(entry.targets)
+    if decision.action in (Action.CAPTCHA, Action.MENU, Action.VOICEMAIL):
+        out.fax_target = entry.fax_target
     return out
 
 
@@ -322,4 +325,6 @@ def render(e: Explanation) -> str:
         lines.append(f"treatment {e.action} with {e.media!r}")
     if e.targets:
         lines.append(f"targets   {' -> '.join(e.targets)} (hunt order)")
+    if e.fax_target:
+        lines.append(f"fax       a fax tone (CNG) heard while screening sends the call to {e.fax_target}")
     return "\n".join(lines) + "\n"

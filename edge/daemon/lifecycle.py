@@ -248,6 +248,7 @@ class Daemon:
             out["screening_calls_active"] = len({id(c) for c in self.screening.calls.values()})
             out["screening_calls_started_total"] = self.screening.started
             out["media_sessions_refused_total"] = self.screening.refused
+            out["screening_fax_detected_total"] = self.screening.fax_detected
             for k, v in self.media.stats().items():
                 out[f"media_{k}"] = v
         return out

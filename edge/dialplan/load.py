@@ -70,6 +70,8 @@ class _FileCompiler:
         for t_i, t in enumerate(df.targets):
             if t not in self.pbx:
                 self.err(f"$.targets[{t_i}]", f"unknown PBX {t!r} (not in config [[pbx]])")
+        if df.fax_target and df.fax_target not in self.pbx:
+            self.err("$.fax_target", f"unknown PBX {df.fax_target!r} (not in config [[pbx]])")
         if df.numbers and not df.customer:
             self.err("$.customer", "a file with numbers must name its customer")
         scope, scope_value = (Scope.CUSTOMER, df.customer) if df.customer else (Scope.GLOBAL, "")
@@ -123,6 +125,8 @@ class _FileCompiler:
         for t_i, t in enumerate(ns.targets):
             if t not in self.pbx:
                 self.err(f"{path}.targets[{t_i}]", f"unknown PBX {t!r} (not in config [[pbx]])")
+        if ns.fax_target and ns.fax_target not in self.pbx:
+            self.err(f"{path}.fax_target", f"unknown PBX {ns.fax_target!r} (not in config [[pbx]])")
         prev = owner.get((exact, key)) if key else None
         if prev is not None:
             self.err(f"{path}.{field}", f"{key} is already defined at {prev}")
@@ -178,6 +182,7 @@ class _FileCompiler:
             key, exact, df.customer, tuple(targets), self.name, df.vetted,
             action=ns.action, policy=policy, stir=stir, media=media,
             screening=ns.screening or df.screening,
+            fax_target=ns.fax_target or df.fax_target,
             path=f"{path}.{field}", line=loc.line, col=loc.col,
         )
 

@@ -20,6 +20,7 @@ import structlog
 from edge.media import flow as fl
 from edge.media.captcha import Captcha, CaptchaResult
 from edge.media.dtmf import DtmfReceived as MediaDtmf
+from edge.media.fax import FaxToneDetected
 from edge.media.intercept import Intercept
 from edge.media.menus import Menu, MenuResult
 from edge.media.ports import PoolExhausted
@@ -32,7 +33,7 @@ from edge.media.session import RemoteLatched
 from edge.media.voicemail import VoicemailDeposit, VoicemailResult
 from edge.call.admission import apply_edits
 from edge.io.rtp_udp import MediaEngine, MediaSessionProtocol, NotAcceptable
-from edge.policy.facts import Action
+from edge.policy.facts import Action, Evidence
 from edge.policy.rules import BlockRule, RuleKind, Scope
 from edge.sip.message import SipMessage, split_list, uri_of
 from edge.sip.response import local_tag, make_response
@@ -63,6 +64,7 @@ class ScreeningService:
         self.on_pass = on_pass  # RememberPass: persist the captcha pass
         self.started = 0
         self.refused = 0
+        self.fax_detected = 0  # screened calls sent to a fax target on their CNG tone
 
     def screen(self, ctx: InviteContext, now: float) -> None:
         call = ScreenedCall(self, ctx)
@@ -159,6 +161,8 @@ class ScreenedCall:
             self._start_flow(Intercept(log=self.log), now)
             self.svc.hub.flush()
             return
+        if self.entry is not None and self.entry.fax_target:
+            self.a.session.detect_fax_tone()  # a G.711 fax cannot solve a captcha: listen for its CNG
         media = self.entry.media if self.entry is not None else None
         mode = self.entry.screening if self.entry is not None else ScreeningMode.ANSWER
         fallback = parse_duration(media.early_media_fallback) if media is not None else 3.0
@@ -283,6 +287,8 @@ class ScreenedCall:
         now = time.time()
         if isinstance(ev, MediaDtmf):
             self._deliver(fl.DtmfReceived(ev.digit, now, ev.source.value))
+        elif isinstance(ev, FaxToneDetected):
+            self._fax_heard(ev, now)
         elif isinstance(ev, MediaPlaybackFinished):
             pid = self.playlists.pop(ev.playback_id, None)
             if pid is not None and not ev.interrupted:
@@ -327,6 +333,24 @@ class ScreenedCall:
             # a valid choice counts as a pass; a caller who just hung up says nothing either way.
             if (result.failed or result.selection) and self.proxy.gate is not None and a.calling_number:
                 self.proxy.gate.engine.observe_screening(a.calling_number, not result.failed, now)
+
+    def _fax_heard(self, ev: FaxToneDetected, now: float) -> None:
+        """A fax machine is calling (CNG): it gets no captcha or menu but the number's fax target."""
+        target = self.entry.fax_target if self.entry is not None else ""
+        if not target or self.ended or self.b_targets:
+            return  # no fax target, or already on its way to the PBX
+        self.svc.fax_detected += 1
+        self.flow = None  # the screening is abandoned: its result is not recorded, its timers go idle
+        if self.a is not None:
+            self.a.stop_playback()
+        a = self.activity
+        if a is not None:
+            a.kind = "fax"
+            a.reason = f"{a.reason}; fax calling tone (CNG) heard: sent to fax target {target}"
+            a.evidence = list(a.evidence) + [Evidence("fax.cng", 0.0, f"1100 Hz burst of {ev.burst_ms} ms", "media.fax_cng")]
+        self.log.info("fax_detected", target=target, burst_ms=ev.burst_ms, flows=self.flows_run)
+        self.screening_value = "fax=cng"
+        self._forward(target, now)
 
     def _block(self, e: fl.BlockCaller, now: float) -> None:
         calling = e.calling_number or (self.activity.calling_number if self.activity else "")

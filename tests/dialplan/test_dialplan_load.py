@@ -142,3 +142,15 @@ def test_every_shipped_dialplan_validates(path: Path, tmp_path: Path) -> None:
     (tmp_path / path.name).write_text(path.read_text())
     plan, files = load_dialplans(tmp_path, PBX, prompts=None)
     assert len(plan) > 0 or plan.rules
+
+
+def test_fax_target_per_file_and_number_checked(tmp_path: Path) -> None:
+    write(tmp_path, "a.toml", 'customer = "a"\ntargets = ["pbx-a"]\nfax_target = "pbx-b"\n[[numbers]]\nnumber = "+12025550100"\n'
+                              '[[numbers]]\nnumber = "+12025550101"\nfax_target = "pbx-a"\n')
+    plan, _ = load_dialplans(tmp_path, PBX)
+    assert (plan.lookup("+12025550100").fax_target, plan.lookup("+12025550101").fax_target) == ("pbx-b", "pbx-a")
+    write(tmp_path, "a.toml", 'customer = "a"\ntargets = ["pbx-a"]\nfax_target = "fax"\n[[numbers]]\nnumber = "+12025550100"\nfax_target = "gw"\n')
+    assert errors(tmp_path) == [
+        f"{tmp_path}/a.toml:3:1: $.fax_target: unknown PBX 'fax' (not in config [[pbx]])",
+        f"{tmp_path}/a.toml:6:1: $.numbers[0].fax_target: unknown PBX 'gw' (not in config [[pbx]])",
+    ]
