@@ -22,7 +22,7 @@ from edge.sip.timers import TimerValues
 from edge.stir.schema import StirConfig
 from edge.stir.schema import validate as validate_stir_config
 from edge.store.schema import AdminConfig, StoreConfig, validate_admin, validate_store
-from edge.tomlfile import Problem, TomlFile, decode, is_within, read_toml
+from edge.tomlfile import Problem, Reported, TomlFile, decode, read_toml
 from edge.units import parse_duration
 
 
@@ -280,8 +280,8 @@ def load_config(path: str | Path) -> EdgeConfig:
     cfg, decode_errors = decode(tf.data, EdgeConfig)
     problems = [tf.problem(jp, reason) for jp, reason in decode_errors]
     if cfg is not None:
-        bad = {jp for jp, _ in decode_errors}
-        problems += [tf.problem(jp, reason) for jp, reason in validate_config(cfg) if not is_within(jp, bad)]
+        bad = Reported(jp for jp, _ in decode_errors)
+        problems += [tf.problem(jp, reason) for jp, reason in validate_config(cfg) if not bad.covers(jp)]
     if problems:
         raise ConfigError(sorted(problems, key=lambda p: (p.line, p.col)))
     cfg.path = str(path)

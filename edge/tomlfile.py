@@ -18,6 +18,7 @@ import tomllib
 import types
 import typing
 from bisect import bisect_right
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -73,17 +74,27 @@ def parse_path(path: str) -> Path:
     return tuple(out)
 
 
-def is_within(path: str, others: set[str]) -> bool:
-    """Is `path` one of `others`, inside one, or an ancestor of one (the root excepted)?"""
-    p = parse_path(path)
-    for o in others:
-        q = parse_path(o)
-        n = min(len(p), len(q))
-        if n and p[:n] == q[:n]:
-            return True
-        if not p and not q:
-            return True
-    return False
+class Reported:
+    """Paths already reported: a later check at one of them, inside one or around one (an ancestor) would
+    only repeat the same mistake in other words. O(path depth) per question."""
+
+    def __init__(self, paths: Iterable[str] = ()) -> None:
+        self._paths: set[Path] = set()
+        self._ancestors: set[Path] = set()
+        for p in paths:
+            self.add(p)
+
+    def add(self, path: str) -> None:
+        p = parse_path(path)
+        if p:  # the file itself ('$') covers nothing: every other problem still gets its line
+            self._paths.add(p)
+            self._ancestors.update(p[:n] for n in range(1, len(p)))
+
+    def covers(self, path: str) -> bool:
+        p = parse_path(path)
+        if not p:
+            return False
+        return p in self._paths or p in self._ancestors or any(p[:n] in self._paths for n in range(1, len(p)))
 
 
 class SourceMap:
@@ -101,7 +112,7 @@ class SourceMap:
         self._aot: dict[Path, int] = {}
         try:
             self._document()
-        except (IndexError, ValueError):
+        except (IndexError, ValueError, tomllib.TOMLDecodeError):
             pass  # positions found so far stay; anything later falls back to its parent
 
     def locate(self, path: str | Path) -> tuple[int, int]:
@@ -323,7 +334,7 @@ def decode(data: object, typ: Any, path: str = "$") -> tuple[Any, list[tuple[str
 
     A struct with a bad field is still built (the field keeps its default, unknown keys are dropped)
     so the rest of the file gets checked; callers should not repeat semantic errors at or around a
-    path reported here (see `is_within`). A list or table with an element that could not be built at
+    path reported here (see `Reported`). A list or table with an element that could not be built at
     all is left out whole, so later paths never point at the wrong element.
     """
     errors: list[tuple[str, str]] = []

@@ -87,3 +87,28 @@ def test_explain_json_and_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest
     assert (body["file"], body["line"], body["action"], body["targets"]) == ("dialplans/acme.toml", 9, "allow", ["pbx-a", "pbx-b"])
     assert main(["explain", "--to", "+12025550100", "--source", "10.1.2.3"]) == 1
     assert capsys.readouterr().err == "source 10.1.2.3 is not a carrier (its INVITE would get 403 before any policy)\n"
+
+
+def test_released_number_in_a_dialplan_points_at_its_entry(workdir: Path) -> None:
+    """A number released into quarantine but still routed: the problem names the dialplan line, not the directory."""
+    import asyncio
+
+    from edge.config import load_config
+    from edge.lifecycle.record import NumberRecord, NumberState
+    from edge.store.factory import open_store
+
+    cfg_path = workdir / "edge.toml"
+    cfg_path.write_text((ROOT / "config" / "edge.toml").read_text().replace('path = "var/edge.db"', f'path = "{workdir}/state.db"'))
+
+    async def release() -> None:
+        store = await open_store(load_config(cfg_path).store)
+        try:
+            await store.put_number(NumberRecord("+12025550101", NumberState.RELEASED, customer="acme", released_at=1.0))
+        finally:
+            await store.close()
+
+    asyncio.run(release())
+    assert check(str(cfg_path), "dialplans") == [
+        "dialplans/acme.toml:13:1: $.numbers[1].number: +12025550101 is routed by a dialplan but released (in quarantine); "
+        "remove it or reassign it with sip-edge numbers assign"
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from edge.tomlfile import Problem, SourceMap, decode, is_within, parse_path, read_toml
+from edge.tomlfile import Problem, Reported, SourceMap, decode, parse_path, read_toml
 
 SOURCE = "\n".join([
     "# comment with [brackets] and = signs",
@@ -70,12 +70,15 @@ def test_parse_path_forms() -> None:
     assert parse_path("$.menus[...].greeting") == ("menus",)
 
 
-def test_is_within_ancestors_and_descendants() -> None:
-    bad = {"$.numbers[0].number"}
-    assert is_within("$.numbers[0]", bad)
-    assert is_within("$.numbers[0].number", bad)
-    assert not is_within("$.numbers[1].number", bad)
-    assert not is_within("$.customer", bad)
+def test_reported_covers_the_path_its_ancestors_and_descendants() -> None:
+    bad = Reported(["$.numbers[0].number", "$"])
+    assert bad.covers("$.numbers[0]")
+    assert bad.covers("$.numbers")
+    assert bad.covers("$.numbers[0].number")
+    assert bad.covers("$.numbers[0].number.x")
+    assert not bad.covers("$.numbers[1].number")
+    assert not bad.covers("$.customer")
+    assert not bad.covers("$")
 
 
 def test_read_toml_syntax_error_has_line_and_column() -> None:
@@ -116,3 +119,46 @@ def test_decode_missing_required_key() -> None:
 def test_decode_equals_msgspec_on_valid_input() -> None:
     data = {"name": "x", "items": [{"n": 1, "mode": "b"}], "table": {}}
     assert decode(data, Outer) == (msgspec.convert(data, Outer), [])
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_TEXT = st.text(st.sampled_from(list("ab #=[]{}.,'\"\\\n\t") + ["é", "—"]), max_size=30)
+
+
+def _forms(s: str) -> list[str]:
+    """Every TOML string form that can carry `s`."""
+    import json
+
+    out = [json.dumps(s, ensure_ascii=False)]
+    if "'" not in s and "\n" not in s:
+        out.append(f"'{s}'")
+    if s.startswith("\n"):
+        return out  # a multi-line string drops a newline right after its opening quotes
+    if "'''" not in s and not s.endswith("'"):
+        out.append(f"'''{s}'''")
+    out.append('"""' + s.replace("\\", "\\\\").replace('"', '\\"') + '"""')
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(_TEXT, min_size=1, max_size=4), form=st.integers(0, 3))
+def test_sourcemap_follows_every_string_form(values: list[str], form: int) -> None:
+    import tomllib
+
+    lines = ["[[numbers]]"]
+    for i, v in enumerate(values):
+        forms = _forms(v)
+        lines.append(f"v{i} = {forms[form % len(forms)]}  # c")
+        lines.append(f"list{i} = [{forms[(form + 1) % len(forms)]}, {{ k = {forms[0]} }}]")
+    lines.append('after = "x"')
+    text = "\n".join(lines) + "\n"
+    data = tomllib.loads(text)
+    assert data["numbers"][0]["v0"] == values[0]
+    sm = SourceMap(text)
+    expected_line = text[: text.index('\nafter = "x"')].count("\n") + 2
+    assert sm.locate("$.numbers[0].after") == (expected_line, 1)
+    last = len(values) - 1
+    line_of_list = text[: text.index(f"\nlist{last} = ")].count("\n") + 2
+    assert sm.locate(f"$.numbers[0].list{last}[1].k")[0] >= line_of_list

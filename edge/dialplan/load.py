@@ -17,7 +17,7 @@ from edge.policy.facts import Action
 from edge.policy.rules import BlockRule, Scope
 from edge.policy.schema import compile_number_policy, compile_rules, compile_spam, number_problem, prefix_problem
 from edge.stir.schema import validate_policy
-from edge.tomlfile import Problem, TomlFile, decode, is_within, read_toml
+from edge.tomlfile import Problem, Reported, TomlFile, decode, read_toml
 
 DEFAULT_ACTIONS = (Action.ALLOW, Action.MENU, Action.CAPTCHA, Action.VOICEMAIL)
 
@@ -44,7 +44,7 @@ class _FileCompiler:
     """
 
     def __init__(self, tf: TomlFile, df: DialplanFile, pbx_names: set[str], prompts: Collection[str] | None,
-                 seen_rules: dict[str, str], skip: set[str]) -> None:
+                 seen_rules: dict[str, str], skip: Reported) -> None:
         self.tf = tf
         self.name = tf.name
         self.df = df
@@ -53,11 +53,13 @@ class _FileCompiler:
         self.seen = seen_rules
         self.skip = skip
         self.errors: list[Problem] = []
+        self._seen: set[Problem] = set()
         self.rules: list[BlockRule] = []
 
     def err(self, path: str, reason: str) -> None:
         problem = self.tf.problem(path, reason)
-        if not is_within(path, self.skip) and problem not in self.errors:  # file-wide sections recur per number
+        if not self.skip.covers(path) and problem not in self._seen:  # file-wide sections recur per number
+            self._seen.add(problem)
             self.errors.append(problem)
 
     def where(self, path: str) -> str:
@@ -220,7 +222,7 @@ def load_dialplans(
         if df is None:
             continue
         parsed[name] = df
-        comp = _FileCompiler(tf, df, pbx_names, prompts, seen_rules, {p for p, _ in decode_errors})
+        comp = _FileCompiler(tf, df, pbx_names, prompts, seen_rules, Reported(p for p, _ in decode_errors))
         entries += comp.compile(owner)
         rules += comp.rules
         problems += comp.errors
