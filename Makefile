@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 CONFIG ?= config/edge.toml
 DIALPLANS ?= dialplans
-DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server secsipidx:secsipidx
+DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server secsipidx:secsipidx chromium:chromium chromedriver:chromium-driver
 DEB_BENCH_TOOLS := kamailio:kamailio
 DEB_PROMPT_TOOLS := espeak-ng:espeak-ng sox:sox
 

@@ -10,8 +10,10 @@ import asyncio
 from pathlib import Path
 
 from edge.config import ConfigError, EdgeConfig, load_config, read_config_file
+from edge.tomlfile import locate_lines
 from edge.dialplan.load import DialplanError, load_dialplans
 from edge.dialplan.plan import Plan
+from edge.stir.schema import StirConfig
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".ogg", ".flac", ".opus", ".m4a", ".aac", ".au"}
 BUILTIN_PROMPTS = {"beep", "sit", "silence"}
@@ -37,11 +39,43 @@ def check(config_path: str, dialplan_dir: str) -> list[str]:
     if not Path(cfg.media.prompts_dir).is_dir():
         errors.append(str(tf.problem("$.media.prompts_dir", f"not a directory: {cfg.media.prompts_dir}")))
     try:
-        plan, _ = load_dialplans(dialplan_dir, {p.name for p in cfg.pbx}, prompts=prompt_names(cfg))
+        plan, files = load_dialplans(dialplan_dir, {p.name for p in cfg.pbx}, prompts=prompt_names(cfg))
     except DialplanError as exc:
         return errors + exc.errors
+    from edge.messaging.schema import compile_messaging
+
+    errors += locate_lines(compile_messaging(files, cfg.messaging)[1])
     errors += asyncio.run(_lifecycle_conflicts(cfg, plan, dialplan_dir))
     return errors
+
+
+def trust_report(config_path: str) -> list[str]:
+    """`sip-edge check`'s account of the STIR trust directory (see trust_lines); nothing if the config fails."""
+    try:
+        cfg = load_config(config_path)
+    except ConfigError:
+        return []
+    return trust_lines(cfg.stir)
+
+
+def trust_lines(stir: StirConfig) -> list[str]:
+    """What each certificate of the trust directory is: an anchor (self-signed CA) or chain material (used to
+    build paths to an anchor, never trusted on its own). One `file: role: subject` line each."""
+    from edge.io.cert_fetch import trust_files
+    from edge.stir.certs import TrustStore
+
+    if not stir.enabled or not stir.trust_dir or not Path(stir.trust_dir).is_dir():
+        return []
+    lines = []
+    for path, data in trust_files(stir.trust_dir):
+        try:
+            entries = TrustStore.entries(data)
+        except ValueError:
+            continue  # reported as an error by check()
+        for e in entries:
+            role = "anchor (self-signed CA)" if e.role == "anchor" else f"chain material (issued by {e.issuer})"
+            lines.append(f"{path}: {role}: {e.subject}")
+    return lines
 
 
 async def _lifecycle_conflicts(cfg: EdgeConfig, plan: Plan, dialplan_dir: str) -> list[str]:

@@ -22,9 +22,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from edge.check import check
+    from edge.check import check, trust_report
 
     errors = check(args.config, args.dialplans)
+    for line in trust_report(args.config):
+        sys.stdout.write(line + "\n")
     for e in errors:
         sys.stderr.write(e + "\n")
     if errors:
@@ -46,12 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
     c.set_defaults(func=_check)
     from edge.call import commands as explain_commands
+    from edge.daemon import message_commands
     from edge.lifecycle import commands as lifecycle_commands
     from edge.stir import commands as stir_commands
     from edge.store import commands as store_commands
 
-    for module in (store_commands, lifecycle_commands, stir_commands, explain_commands):
-        module.register(sub)  # activities, flag, block, voicemail / numbers / stir / explain
+    from edge.console import commands as console_commands
+
+    for module in (store_commands, lifecycle_commands, stir_commands, message_commands, console_commands, explain_commands):
+        module.register(sub)  # activities, flag, block, voicemail / numbers / stir / messages, optouts / users / explain
     return p
 
 

@@ -17,6 +17,7 @@ from edge.io.hep import HepConfig, validate_hep
 from edge.lifecycle.schema import LifecycleConfig, validate_lifecycle
 from edge.media.engine_config import MediaConfig
 from edge.media.engine_config import validate as validate_media_config
+from edge.messaging.schema import MessagingConfig, validate_messaging
 from edge.policy.schema import PolicySettings, validate_settings
 from edge.sip.timers import TimerValues
 from edge.stir.schema import StirConfig
@@ -140,6 +141,7 @@ class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
     media: MediaConfig = MediaConfig()
     flood: FloodConfig = msgspec.field(default_factory=FloodConfig)
     hep: HepConfig = msgspec.field(default_factory=HepConfig)
+    messaging: MessagingConfig = MessagingConfig()
     path: str = ""  # where it was loaded from (set by load_config)
 
 
@@ -257,6 +259,9 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
     errs += validate_media_config(cfg.media, "$.media")
     errs += validate_flood(cfg.flood)
     errs += validate_hep(cfg.hep)
+    errs += validate_messaging(cfg.messaging)
+    if cfg.messaging.screening_api.enabled and cfg.admin.enabled and cfg.messaging.screening_api.listen == cfg.admin.listen:
+        errs.append(("$.messaging.screening_api.listen", "must not be the admin API's listener"))
     return errs
 
 

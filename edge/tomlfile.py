@@ -306,6 +306,37 @@ def read_toml(name: str, text: str) -> TomlFile | Problem:
     return TomlFile(name, data, SourceMap(text))
 
 
+_UNLOCATED = re.compile(r"^(?P<file>.+?): (?P<path>\$\S*): (?P<reason>.*)$", re.S)
+
+
+def locate_lines(lines: list[str]) -> list[str]:
+    """`file: $.path: reason` lines from checks that do not know positions -> `file:line:col: $.path: reason`.
+
+    Each file is read and indexed once; a line naming no readable TOML file is left as it is.
+    """
+    maps: dict[str, SourceMap | None] = {}
+    out = []
+    for line in lines:
+        m = _UNLOCATED.match(line)
+        if m is None:
+            out.append(line)
+            continue
+        name = m.group("file")
+        if name not in maps:
+            try:
+                with open(name, encoding="utf-8") as f:
+                    maps[name] = SourceMap(f.read())
+            except (OSError, UnicodeDecodeError):
+                maps[name] = None
+        sm = maps[name]
+        if sm is None:
+            out.append(line)
+            continue
+        ln, col = sm.locate(m.group("path"))
+        out.append(f"{name}:{ln}:{col}: {m.group('path')}: {m.group('reason')}")
+    return out
+
+
 # ------------------------------------------------------------------------------------------------
 # Decoding with every error
 

@@ -2,7 +2,7 @@
 """Make a throw-away STI PKI for development and tests (ATIS-1000080 shape, RFC 8226 TNAuthList).
 
 Writes into OUT (default config/sti-ca):
-  root.pem                  trust anchor (the only certificate at the top level: everything there is trusted)
+  root.pem                  trust anchor (self-signed CA; other certificates at the top level are chain material only)
   signing/key.pem           EC P-256 private key of the STI leaf certificate (TEST ONLY, never for carriers)
   signing/cert-bundle.pem   leaf certificate then intermediate: what an x5u URL serves
 Run: .venv/bin/python scripts/make-test-sti-ca.py [--out DIR] [--spc 709J] [--days 730]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "edge"
-CORE_PACKAGES = ("sip", "policy", "dialplan", "call", "stir", "media", "lifecycle")
+CORE_PACKAGES = ("sip", "policy", "dialplan", "call", "stir", "media", "lifecycle", "messaging")
 
 #: Modules inside core packages that are adapters by design, not core.
 EXEMPT = {

@@ -28,9 +28,11 @@ from edge.stir.schema import StirAction, StirConfig
 from edge.stir.schema import decide as stir_decide
 from edge.stir.signer import Signer, attestation_for, origid_for
 from edge.stir.verifier import NeedCertificate, Verifier
-from edge.stir.verstat import from_with_verstat, pai_with_verstat, reason_header, strip_verstat
+from edge.stir.verstat import from_with_verstat, pai_from, pai_with_verstat, reason_header, strip_verstat
 
 log = structlog.get_logger("edge.admission")
+
+VERIFIED_METHODS = frozenset({"INVITE", "MESSAGE"})
 
 
 class Admission(msgspec.Struct):
@@ -38,6 +40,14 @@ class Admission(msgspec.Struct):
     facts: CallFacts
     stir: StirResult
     edits: list[tuple[str, str | None]] = []  # header (lower-case) -> new value; None removes
+
+
+class Signing(msgspec.Struct, frozen=True):
+    """STI-AS outcome for one outbound request: the Identity value and attestation, or why it has none."""
+
+    identity: str = ""
+    attestation: str = ""
+    unsigned_reason: str = ""
 
 
 class PassMemory:
@@ -87,20 +97,28 @@ class Gatekeeper:
               caller: CallerId | None = None) -> Admission | NeedCertificate:
         if caller is None:
             caller = caller_id(msg)
-        result = ABSENT
-        if self.verifier is not None and peer.kind == "carrier" and msg.method == "INVITE":
-            values: list[str] = []
-            for v in msg.get_all("identity"):
-                values += split_identity_values(v)
-            out = self.verifier.verify(values, caller.user, uri_user(msg.uri), msg.call_id, now)
-            if isinstance(out, NeedCertificate):
-                return out
-            result = out
-            key = result.status.value if result.status is not StirStatus.FAILED else f"failed:{result.code}"
-            self.stir_counts[key] = self.stir_counts.get(key, 0) + 1
+        out = self.verify_identity(msg, peer, caller, now)
+        if isinstance(out, NeedCertificate):
+            return out
+        result = out
         facts = build_facts(msg, src, peer, entry.customer or None, now, result, caller)
         decision = self._decide(facts, entry, result, now)
         return Admission(decision, facts, result, self._edits(msg, result))
+
+    def verify_identity(self, msg: SipMessage, peer: Peer, caller: CallerId, now: float) -> StirResult | NeedCertificate:
+        """STI-VS for a request from a carrier: INVITE and MESSAGE alike (RFC 8224 §6.2 covers any request
+        that carries Identity). ABSENT when verification is off or the request does not come from a carrier."""
+        if self.verifier is None or peer.kind != "carrier" or msg.method not in VERIFIED_METHODS:
+            return ABSENT
+        values: list[str] = []
+        for v in msg.get_all("identity"):
+            values += split_identity_values(v)
+        out = self.verifier.verify(values, caller.user, uri_user(msg.uri), msg.call_id, now)
+        if isinstance(out, NeedCertificate):
+            return out
+        key = out.status.value if out.status is not StirStatus.FAILED else f"failed:{out.code}"
+        self.stir_counts[key] = self.stir_counts.get(key, 0) + 1
+        return out
 
     def probe(self, facts: CallFacts, entry: NumberEntry, result: StirResult, now: float) -> Decision:
         """The decision a contact with these facts would get now, changing no state (sip-edge explain)."""
@@ -108,9 +126,12 @@ class Gatekeeper:
 
     def _decide(self, facts: CallFacts, entry: NumberEntry, result: StirResult, now: float, probe: bool = False) -> Decision:
         verdict = None
-        if self.verifier is not None and facts.kind.value != "message":
+        if self.verifier is not None:
             verdict = stir_decide(entry.stir, result)
-            if verdict.action is StirAction.REJECT:
+            # A message is rejected for an Identity that failed, not for lacking one (texts rarely carry
+            # Identity; on_absent is a call policy). Screening applies to calls only (below).
+            applies = facts.kind.value != "message" or result.status is StirStatus.FAILED
+            if verdict.action is StirAction.REJECT and applies:
                 return Decision(Action.REJECT, verdict.rule_id, verdict.reason, sip_status=verdict.sip_status)
         decision = self.engine.probe(facts, entry.policy, now) if probe else self.engine.decide(facts, entry.policy, now)
         if decision.action is Action.CAPTCHA and self.passes.passed(facts.calling_number, now):
@@ -139,9 +160,12 @@ class Gatekeeper:
         pai = msg.get("p-asserted-identity")
         frm = msg.get("from") or ""
         verified = self.verifier is not None
+        add_pai = verified and not pai and self.stir_cfg.verstat_without_pai == "pai"
         if pai:
             edits.append(("p-asserted-identity", pai_with_verstat(pai, result.verstat) if verified else strip_verstat(pai, pai=True)))
-        if verified and (self.stir_cfg.verstat_in_from or not pai):
+        elif add_pai:
+            edits.append(("p-asserted-identity", pai_from(frm, result.verstat)))
+        if verified and (self.stir_cfg.verstat_in_from or not (pai or add_pai)):
             edits.append(("from", from_with_verstat(frm, result.verstat)))
         elif "verstat" in frm.lower():
             edits.append(("from", strip_verstat(frm)))
@@ -153,17 +177,25 @@ class Gatekeeper:
 
     # -- outbound (STI-AS) ------------------------------------------------------------------------
     def sign_outbound(self, msg: SipMessage, peer: Peer, plan: Plan, now: float) -> str:
-        """The Identity header value for a call the PBX sends out ('' when not signed).
+        """The Identity header value for a call the PBX sends out ('' when not signed)."""
+        return self.sign_outbound_request(msg, peer, plan, now).identity
+
+    def sign_outbound_request(self, msg: SipMessage, peer: Peer, plan: Plan, now: float) -> Signing:
+        """STI-AS for a request the PBX sends out, with the reason when it is not signed (for the activity).
 
         Attestation A: the calling number belongs to a customer this PBX serves and its profile is
         vetted; B: the PBX serves known customers but we cannot vouch for the number; C: otherwise.
         """
-        if self.signer is None or msg.method != "INVITE":
-            return ""
+        if self.signer is None:
+            return Signing(unsigned_reason="signing disabled")
+        if msg.method != "INVITE":
+            return Signing(unsigned_reason=f"{msg.method} is not signed")
         calling = parse_number(calling_user(msg))
         called_user = uri_user(msg.uri)
-        if not calling.e164 or not called_user:
-            return ""
+        if not calling.e164:
+            return Signing(unsigned_reason="calling number is not E.164")
+        if not called_user:
+            return Signing(unsigned_reason="no called number")
         customers = plan.pbx_customers.get(peer.name, set())
         owner = plan.lookup(calling.e164)
         owned = owner is not None and owner.customer in customers
@@ -172,7 +204,8 @@ class Gatekeeper:
         attest = attestation_for(bool(customers), owned, vetted)
         origid = origid_for(customer or f"pbx:{peer.name}", self.stir_cfg.signing.origids)
         self.signed += 1
-        return self.signer.sign(calling.digits, [canonical_tn(called_user)], attest, origid, int(now))
+        identity = self.signer.sign(calling.digits, [canonical_tn(called_user)], attest, origid, int(now))
+        return Signing(identity=identity, attestation=attest)
 
 
 def apply_edits(msg: SipMessage, edits: list[tuple[str, str | None]]) -> None:
@@ -185,4 +218,4 @@ def apply_edits(msg: SipMessage, edits: list[tuple[str, str | None]]) -> None:
             msg.set(name, value)
 
 
-__all__ = ["Admission", "Gatekeeper", "PassMemory", "apply_edits"]
+__all__ = ["Admission", "Gatekeeper", "PassMemory", "Signing", "apply_edits"]

@@ -8,7 +8,7 @@ from edge.call.peers import Peer
 from edge.media import sdp
 from edge.numbers import parse_number
 from edge.policy.facts import CallFacts, ContactKind
-from edge.sip.message import SipMessage, split_list, uri_of
+from edge.sip.message import SipMessage, addr_start, split_list, uri_of
 from edge.sip.transaction import Destination
 from edge.sip.uri import uri_user
 from edge.stir.result import ABSENT, StirResult
@@ -19,7 +19,7 @@ ANONYMOUS_USERS = frozenset({"anonymous", "restricted", "unavailable", "unknown"
 def display_name(value: str) -> str:
     """Display name of a name-addr: quoted or token form before '<'."""
     value = split_list(value)[0] if value else ""
-    lt = value.find("<")
+    lt = addr_start(value)
     if lt <= 0:
         return ""
     name = value[:lt].strip()

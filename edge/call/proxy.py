@@ -19,16 +19,20 @@ from typing import Callable
 
 import structlog
 
-from edge.call.activity import Activity, new_activity_id
+from edge.call.activity import Activity, log_contact_decided, new_activity_id
 from edge.call.admission import Gatekeeper, apply_edits
 from edge.call.facts import CallerId, caller_id
 from edge.call.peers import Peer, PeerDirectory
 from edge.call.routing import Target, TargetPool
 from edge.config import EdgeConfig, host_port
 from edge.dialplan.plan import NumberEntry, Plan
+from edge.messaging.inbound import HeldMessage, MessageAction
+from edge.messaging.service import Messaging, OutboundAction
+from edge.messaging.text import message_text
 from edge.numbers import parse_number
 from edge.policy.facts import Action, Decision
 from edge.stir.verifier import NeedCertificate
+from edge.stir.verstat import reject_response
 from edge.sip.errors import SipParseError
 from edge.sip.message import MAGIC_COOKIE, SipMessage, Via, parse, split_list, uri_of
 from edge.sip.response import make_response
@@ -68,6 +72,8 @@ class Stats:
         "calls_ended",
         "released_hits",
         "source_limited",
+        "cancels_unanswered",
+        "outbound",
         "by_status",
     )
 
@@ -158,6 +164,9 @@ class InviteContext:
         "edits",
         "caller",
         "responded",
+        "from_edited",
+        "cancel_sent",
+        "cancel_final",
     )
 
     def __init__(self, server: ServerTransaction, request: SipMessage) -> None:
@@ -180,6 +189,9 @@ class InviteContext:
         self.edits: list[tuple[str, str | None]] = []  # header edits on every forwarded copy (verstat, Identity)
         self.caller: CallerId | None = None  # the caller's identity, read once
         self.responded = False  # first response (other than 100) seen, for the latency histogram
+        self.from_edited = False  # verstat written into From: responses upstream get the original back
+        self.cancel_sent = False  # a CANCEL went to the current target (once: Timer C does not repeat it)
+        self.cancel_final = 487  # our answer if that target never answers the CANCEL: 487, or 408 after Timer C
 
 
 class Proxy:
@@ -189,6 +201,7 @@ class Proxy:
         self.gate = gate
         self.screen: ScreenHook | None = None  # hands captcha/menu/voicemail contacts to the media B2BUA
         self.b2bua: object = None  # ScreeningService: in-dialog requests of screened calls go there
+        self.messaging: Messaging | None = None  # texts: content screening, A2P shaping, opt-outs
         self.is_released: Callable[[str], bool] | None = None  # number lifecycle: quarantined numbers
         self.released_status = 410
         self.released_intercept = False  # play the not-in-service intercept before the final response
@@ -563,6 +576,7 @@ class Proxy:
         activity.stir_status = out.stir.status.value
         activity.stir_attestation = out.stir.attestation or ""
         activity.stir_code = out.stir.code
+        activity.stir_reason = out.stir.reason
         activity.decision = decision.action.value
         activity.rule_id = decision.rule_id
         activity.reason = decision.reason
@@ -573,12 +587,17 @@ class Proxy:
         action = decision.action
         if action is Action.ALLOW:
             ctx.edits = out.edits
+            ctx.from_edited = any(name == "from" for name, _ in out.edits)
             self._forward_initial(ctx, now)
             return
         if action in (Action.REJECT, Action.INTERCEPT):
             self.stats.rejected += 1
             status = decision.sip_status or 603
-            self._final_local(ctx, status, None, now, [("Reason", f'SIP;cause={status};text="{decision.rule_id}"')])
+            phrase: str | None = None
+            reason = f'SIP;cause={status};text="{decision.rule_id}"'
+            if decision.rule_id.startswith("stir."):  # RFC 8224 phrase and Reason; the detail stays in the log
+                phrase, reason = reject_response(out.stir, status, decision.reason)
+            self._final_local(ctx, status, phrase, now, [("Reason", reason)])
             return
         # captcha / menu / voicemail: the screening B2BUA answers the caller (media path).
         if self.screen is None or ctx.request.method != "INVITE":
@@ -605,6 +624,8 @@ class Proxy:
     def _forward_initial(self, ctx: InviteContext, now: float) -> None:
         entry = ctx.entry
         assert entry is not None
+        if self.messaging is not None and ctx.request.method == "MESSAGE" and not self._message_inbound(ctx, now):
+            return  # rejected or held
         ctx.targets = self.pool.hunt_list(entry.targets)
         if not ctx.targets:
             if ctx.activity is not None:
@@ -615,19 +636,44 @@ class Proxy:
         self._try_next(ctx, now)
 
     def _route_outbound(self, ctx: InviteContext, now: float) -> None:
-        """A call the PBX sends out: to the carriers' outbound targets in order."""
+        """A call or message the PBX sends out: to the carriers' outbound targets in order, recorded as an
+        outbound activity (attestation signed or why none, carrier chosen, failovers, final status)."""
         msg = ctx.request
         ctx.called_user = uri_user(msg.uri)
+        ctx.caller = caller_id(msg)
+        assert ctx.peer is not None
+        a = ctx.activity = self._outbound_activity(ctx, now)
+        self.stats.outbound += 1
         ctx.targets = self.pool.outbound_list()
         if not ctx.targets:
+            a.decision, a.rule_id, a.reason = Action.REJECT.value, "outbound.no_carrier", "no outbound carrier"
             self._final_local(ctx, 403, "Forbidden: no outbound carrier", now)
             return
-        if self.gate is not None and ctx.peer is not None:
-            identity = self.gate.sign_outbound(msg, ctx.peer, self.plan, now)
-            if identity:
-                ctx.edits = [("identity", identity)]  # replaces any Identity the PBX sent
+        a.decision, a.rule_id = Action.ALLOW.value, "outbound"
+        if self.gate is not None:
+            signing = self.gate.sign_outbound_request(msg, ctx.peer, self.plan, now)
+            if signing.identity:
+                ctx.edits = [("identity", signing.identity)]  # replaces any Identity the PBX sent
+            a.stir_status = "signed" if signing.identity else "unsigned"
+            a.stir_attestation = signing.attestation
+            a.stir_code = signing.unsigned_reason
+        else:
+            a.stir_status, a.stir_code = "unsigned", "signing disabled"
+        if self.messaging is not None and msg.method == "MESSAGE" and not self._message_outbound(ctx, now):
+            return
         self._open_dialog(ctx, ctx.server.source, now)
         self._try_next(ctx, now)
+
+    def _outbound_activity(self, ctx: InviteContext, now: float) -> Activity:
+        """The activity of an outbound contact: calling is the PBX's caller, called the Request-URI user."""
+        assert ctx.peer is not None and ctx.caller is not None
+        msg = ctx.request
+        called = parse_number(ctx.called_user).e164 if ctx.called_user else ""
+        a = self._new_activity(msg, ctx.server.source, ctx.peer, called or ctx.called_user, ctx.caller, now)
+        a.direction = "outbound"
+        owner = self.plan.lookup(ctx.caller.e164) if ctx.caller.e164 else None
+        a.customer = owner.customer if owner is not None else ""
+        return a
 
     def _open_dialog(self, ctx: InviteContext, src: Destination, now: float) -> None:
         if ctx.request.method != "INVITE":
@@ -672,6 +718,8 @@ class Proxy:
         ctx.server.owner = None
         if ctx.client is not None:
             ctx.client.owner = None
+        if ctx.timers:
+            self.wheel.clear(ctx)  # Timer C, cancel_wait
 
     def _finish(self, ctx: InviteContext, status: int, now: float) -> None:
         self._first_response(ctx, now)
@@ -683,17 +731,7 @@ class Proxy:
                 a.billable = status < 300
             self.activities.append(a)
             if self.cfg.logging.log_calls:
-                log.info(
-                    "contact_decided",
-                    call_id=a.call_id,
-                    kind=a.kind,
-                    calling=a.calling_number,
-                    called=a.called_number,
-                    status=status,
-                    decision=a.decision,
-                    rule_id=a.rule_id,
-                    target=a.target,
-                )
+                log_contact_decided(log, a, status)
         if status >= 300 and ctx.dialog is not None and not ctx.dialog.confirmed:
             self._close_dialog(ctx.dialog)
 
@@ -701,6 +739,123 @@ class Proxy:
         if self.dialogs.get(dlg.call_id) is dlg:
             del self.dialogs[dlg.call_id]
         self.wheel.clear(dlg)
+
+    # -- messages (edge.messaging decides; the proxy does the SIP) ------------------------------
+    def _message_inbound(self, ctx: InviteContext, now: float) -> bool:
+        """Content screening of a MESSAGE the contact pipeline allowed; True: forward it now."""
+        assert self.messaging is not None and ctx.activity is not None
+        a = ctx.activity
+        msg = ctx.request
+        body = message_text(msg.body, msg.get("content-type") or "")
+        res = self.messaging.inbound(body, a.calling_number, a.called_number, a.customer, now)
+        v = res.verdict
+        a.direction = "inbound"
+        a.campaign = res.campaign
+        a.decision = v.action.value
+        a.rule_id, a.reason = v.rule_id, v.reason
+        a.score = max(a.score, v.score)
+        a.evidence = list(a.evidence) + list(v.evidence)
+        if v.dry_run:
+            a.dry_run, a.would = True, v.would
+        if res.reply is not None:
+            r = res.reply
+            sent = self.originate_message(r.sender, r.recipient, r.body, now)
+            # The automatic reply is an outbound message too: its own activity.
+            self.activities.append(Activity(
+                id=new_activity_id(now, self.node), call_id="", kind="message", received_at=now,
+                calling_number=r.sender, called_number=r.recipient, customer=a.customer, node=self.node,
+                direction="outbound", campaign=r.campaign, decision="send" if sent else "refuse",
+                rule_id=f"{v.rule_id}.reply", reason=f"automatic reply to {res.keyword.upper()}"
+                + ("" if sent else ": no outbound carrier"), ended_at=now))
+        if v.action is MessageAction.DELIVER:
+            return True
+        if v.action is MessageAction.HOLD:
+            self.messaging.held.add(HeldMessage(a.id, a.customer, a.calling_number, a.called_number, now, v.reason,
+                                                body[:1000], msg.to_bytes()))
+            self._final_local(ctx, 202, "Accepted: held for review", now)
+            return False
+        self.stats.rejected += 1
+        self._final_local(ctx, v.status, None, now, [("Reason", f'SIP;cause={v.status};text="{v.rule_id}"')])
+        return False
+
+    def _message_outbound(self, ctx: InviteContext, now: float) -> bool:
+        """A2P 10DLC checks and shaping of a MESSAGE the PBX sends out; True: send it now."""
+        assert self.messaging is not None
+        msg = ctx.request
+        caller = caller_id(msg)
+        called = parse_number(ctx.called_user).e164 or ctx.called_user
+        peer = ctx.peer
+        a = ctx.activity  # the outbound activity _route_outbound opened (signing, carrier, final status)
+        if a is None and peer is not None:
+            a = ctx.activity = self._new_activity(msg, ctx.server.source, peer, called, caller, now)
+        out = self.messaging.outbound(caller.e164 or caller.user, called, now,
+                                      message_text(msg.body, msg.get("content-type") or ""))
+        if a is not None:
+            a.direction = "outbound"
+            a.campaign = out.campaign
+            a.decision = "send" if out.action is OutboundAction.SEND else "refuse"
+            a.rule_id, a.reason = out.rule_id, out.reason
+            a.evidence = list(out.evidence)
+        if out.action is OutboundAction.REFUSE:
+            self.stats.rejected += 1
+            extra = [("Reason", f'SIP;cause={out.status};text="{out.rule_id}"')]
+            if out.retry_after:
+                extra.append(("Retry-After", str(out.retry_after)))
+            self._final_local(ctx, out.status, _REFUSAL_PHRASE.get(out.rule_id), now, extra)
+            return False
+        if out.queued:
+            if a is not None:
+                a.decision = "queued"
+            self.wheel.arm(ctx, "a2p", out.send_at)
+            return False
+        return True
+
+    def originate_message(self, sender: str, recipient: str, body: str, now: float) -> bool:
+        """A MESSAGE from the edge itself (HELP text, opt-out confirmation) to the first outbound carrier."""
+        targets = self.pool.outbound_list()
+        if not targets or not recipient:
+            return False
+        t = targets[0]
+        branch = self._new_branch()
+        host, port = self.local.get(t.dest.transport) or next(iter(self.local.values()))
+        headers = [
+            ("Via", self._via(t.dest.transport, branch)),
+            ("Max-Forwards", "70"),
+            ("From", f"<sip:{sender}@{host}:{port}>;tag={os.urandom(6).hex()}"),
+            ("To", f"<sip:{recipient}@{t.dest.host}>"),
+            ("Call-ID", f"{os.urandom(10).hex()}@{host}"),
+            ("CSeq", "1 MESSAGE"),
+            ("Content-Type", "text/plain;charset=UTF-8"),
+        ]
+        req = SipMessage.request("MESSAGE", t.uri_for(recipient), headers, body.encode("utf-8"))
+        ct = ClientTransaction(branch, req, t.dest, self.wheel, self.tv, self._send)
+        ct.owner = None  # fire and forget: the response is absorbed
+        self.client_txns[(branch, "MESSAGE")] = ct
+        ct.start(now)
+        return True
+
+    def release_held(self, held_id: str, now: float) -> bool:
+        """Deliver a held message to its number's PBX (operator release); False when unknown or no target."""
+        if self.messaging is None:
+            return False
+        h = self.messaging.held.get(held_id)
+        if h is None:
+            return False
+        entry = self.plan.lookup(h.recipient)
+        targets = self.pool.hunt_list(entry.targets) if entry is not None else []
+        if not targets:
+            return False
+        self.messaging.held.take(held_id)
+        req = parse(h.raw)
+        t = targets[0]
+        via = req.top_via
+        src = Destination(via.transport.lower(), via.host, via.port or 5060)  # as received: no Via fix-up
+        fwd = self._prepare_forward(req, src, t.uri_for(uri_user(req.uri)), t.dest, False, routes=[])
+        ct = ClientTransaction(fwd.branch, fwd, t.dest, self.wheel, self.tv, self._send)
+        ct.owner = None
+        self.client_txns[(fwd.branch, "MESSAGE")] = ct
+        ct.start(now)
+        return True
 
     # -- forwarding ---------------------------------------------------------------------------
     def _try_next(self, ctx: InviteContext, now: float) -> None:
@@ -714,6 +869,8 @@ class Proxy:
             target = ctx.targets[ctx.index]
             if ctx.index > 0:
                 self.stats.failovers += 1
+                if ctx.activity is not None:
+                    ctx.activity.failovers += 1
             fwd = self._prepare_forward(ctx.request, ctx.server.source, target.uri_for(ctx.called_user), target.dest, True,
                                         ctx.edits)
             branch = fwd.branch
@@ -726,6 +883,8 @@ class Proxy:
                 ctx.dialog.callee = target.dest
             if ctx.activity is not None:
                 ctx.activity.target = target.name
+                if ctx.activity.direction == "outbound":
+                    ctx.activity.carrier = target.name.split("#", 1)[0]
             ct.start(now)
             return
 
@@ -734,7 +893,7 @@ class Proxy:
         if ctx.done:
             return
         if ctx.cancelled:
-            self._final_local(ctx, 487, None, now)
+            self._final_local(ctx, ctx.cancel_final, None, now)
         elif ctx.best is not None:
             self._relay_final(ctx, ctx.best, now)
         else:
@@ -755,10 +914,12 @@ class Proxy:
         mf = req.max_forwards
         out: list[list] = [["via", "Via", self._via(dest.transport, branch or self._new_branch()), None]]
         if record_route:
-            if dest.transport != src.transport:
-                # RFC 5658 double Record-Route: one entry per side when the transports differ.
-                out.append(["record-route", "Record-Route", self._record_route(src.transport), None])
+            # RFC 5658 double Record-Route when the transports differ: the entry facing the next hop on top
+            # (the callee's route set starts there), the entry facing the previous hop below it (the
+            # caller's reversed route set reaches the edge through it).
             out.append(["record-route", "Record-Route", self._record_route(dest.transport), None])
+            if dest.transport != src.transport:
+                out.append(["record-route", "Record-Route", self._record_route(src.transport), None])
         elif routes:
             out.extend(["route", "Route", r, None] for r in routes)
         first_via = True
@@ -786,8 +947,28 @@ class Proxy:
             fwd.set_uri(new_uri)
         return fwd
 
+    def _upstream(self, ctx: InviteContext, resp: SipMessage) -> bytes:
+        """A response as relayed upstream (RFC 3261 §16.7 step 3). When the edge wrote verstat into From
+        (no PAI), the caller gets the From it sent back (§8.2.6.2: a response copies the request's From)."""
+        data = resp.bytes_without_top_via()
+        if not ctx.from_edited:
+            return data
+        got = resp.get("from") or ""
+        original = ctx.request.get("from") or ""
+        if got == original:
+            return data
+        # Splice the value in the header bytes (the hot path); re-serialise only if the PBX reformatted it.
+        needle = got.encode("utf-8", "surrogateescape")
+        i = data.find(needle, 0, data.find(b"\r\n\r\n"))
+        if needle and i >= 0:
+            return data[:i] + original.encode("utf-8", "surrogateescape") + data[i + len(needle):]
+        out = resp.copy()
+        out.pop_first_value("via")
+        out.set("from", original)
+        return out.to_bytes()
+
     def _relay_final(self, ctx: InviteContext, resp: SipMessage, now: float) -> None:
-        ctx.server.respond(resp.status, resp.bytes_without_top_via(), now)
+        ctx.server.respond(resp.status, self._upstream(ctx, resp), now)
         self._count_status(resp.status)
         ctx.done = True
         self._finish(ctx, resp.status, now)
@@ -816,6 +997,14 @@ class Proxy:
             ct.cancel_pending = True  # RFC 3261 §9.1: CANCEL only after a provisional response
 
     def _send_cancel(self, ct: ClientTransaction, now: float) -> None:
+        ctx = ct.owner
+        if isinstance(ctx, InviteContext):
+            if ctx.cancel_sent:
+                return
+            ctx.cancel_sent = True
+            # RFC 3261 §9.1: with no final response 64*T1 after the CANCEL, the INVITE transaction is
+            # considered cancelled and destroyed; the caller then gets our own final response.
+            self.wheel.arm(ctx, "cancel_wait", now + 64 * self.tv.t1)
         cancel = build_cancel(ct.request)
         cc = ClientTransaction(ct.branch, cancel, ct.dest, self.wheel, self.tv, self._send)
         cc.owner = None
@@ -984,7 +1173,7 @@ class Proxy:
         self._first_response(ctx, now)
         status = resp.status
         first_final = status >= 200 and not ctx.done
-        ctx.server.respond(status, resp.bytes_without_top_via(), now)
+        ctx.server.respond(status, self._upstream(ctx, resp), now)
         if status < 200:
             return
         if first_final:
@@ -1022,7 +1211,7 @@ class Proxy:
             if a.answered_at:
                 a.duration = round(now - a.answered_at, 3)
             self.activities.append(a)
-            if self.gate is not None and a.calling_number:
+            if self.gate is not None and a.calling_number and a.direction == "inbound":
                 # Short-call history for Spam Detective (robocalls hang up within seconds of answer).
                 self.gate.engine.observe_call_end(a.calling_number, bool(a.answered_at), a.duration, now)
 
@@ -1046,13 +1235,23 @@ class Proxy:
                 owner.owner = None
             return
         if isinstance(owner, InviteContext):
+            if name == "a2p":
+                if not owner.done:
+                    self._try_next(owner, now)  # a shaped outbound MESSAGE whose turn has come
+                return
             if name == "C" and not owner.done and owner.client is not None:
                 if owner.client.got_provisional:
+                    # RFC 3261 §16.8: CANCEL the ringing target; if it never answers, 408 (§16.7 step 6:
+                    # no final response in the context), not 487: the caller asked for nothing.
+                    if not owner.cancelled:
+                        owner.cancel_final = 408
                     owner.cancelled = True
                     self._send_cancel(owner.client, now)
                 else:
                     owner.client.terminate()
                     self._client_failed(owner.client, 408, now)
+            elif name == "cancel_wait" and not owner.done and owner.client is not None:
+                self._cancel_unanswered(owner, now)
             return
         if isinstance(owner, Dialog):
             if name == "max_age":
@@ -1062,6 +1261,21 @@ class Proxy:
         on_timer = getattr(owner, "on_timer", None)
         if on_timer is not None:
             on_timer(name, now)
+
+    def _cancel_unanswered(self, ctx: InviteContext, now: float) -> None:
+        """64*T1 after our CANCEL the target still sent no final response: destroy the INVITE client
+        transaction (§9.1) and answer the caller ourselves."""
+        ct = ctx.client
+        assert ct is not None
+        log.warning("cancel_unanswered", call_id=ctx.request.call_id, status=ctx.cancel_final,
+                    target=ctx.targets[ctx.index].name if 0 <= ctx.index < len(ctx.targets) else "")
+        self.stats.cancels_unanswered += 1
+        ct.terminate()
+        k = (ct.branch, ct.method)
+        if self.client_txns.get(k) is ct:
+            del self.client_txns[k]
+        ct.owner = None
+        self._final_local(ctx, ctx.cancel_final, None, now)
 
     def _client_failed(self, ct: ClientTransaction, status: int, now: float) -> None:
         """Timer B/F fired or the transport failed: fail over to the next target, or answer ourselves."""
@@ -1081,7 +1295,7 @@ class Proxy:
         if ctx.best is not None and not ctx.cancelled:
             self._relay_final(ctx, ctx.best, now)
         else:
-            self._final_local(ctx, 487 if ctx.cancelled else status, None, now)
+            self._final_local(ctx, ctx.cancel_final if ctx.cancelled else status, None, now)
         if ctx.request.method == "BYE" and ctx.dialog is not None:
             self._end_dialog(ctx.dialog, now)
 
@@ -1105,6 +1319,14 @@ class Proxy:
         return not self.dialogs and not any(
             isinstance(st.owner, InviteContext) and not st.owner.done for st in self.server_txns.values()
         )
+
+
+_REFUSAL_PHRASE = {
+    "a2p.unregistered": "Forbidden: sending number not registered to an A2P campaign",
+    "a2p.opted_out": "Forbidden: recipient opted out",
+    "a2p.rate": "Service Unavailable: campaign throughput exceeded",
+    "a2p.daily_cap": "Service Unavailable: daily cap reached",
+}
 
 
 def _better(a: int, b: int) -> bool:

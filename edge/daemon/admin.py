@@ -1,16 +1,17 @@
 """Admin HTTP API (aiohttp): activities, flag -> block, blocks, number lifecycle, health, Prometheus metrics.
 
-Bound to 127.0.0.1 by default. Every route except `GET /health` needs `Authorization: Bearer <token>`
-(the token file named in `[admin] token_file`); `/metrics` is authenticated too (Prometheus sends the
-token with `authorization.credentials_file`). Errors are JSON `{"error": reason}`: 400 bad JSON,
-401 missing/wrong token, 404 unknown id, 409 lifecycle refusal, 422 invalid input, 503 store failure.
+Bound to 127.0.0.1 by default. Every route except `GET /health` needs credentials (edge.console.auth):
+the operator's `Authorization: Bearer <token>` (the token file named in `[admin] token_file`), a console
+user's Basic credentials or console session; `/metrics` needs an operator (Prometheus sends the token
+with `authorization.credentials_file`). Console users are scoped to their customer (edge.console.access).
+Errors are JSON `{"error": reason}`: 400 bad JSON, 401 missing/wrong credentials, 403 role refuses,
+404 unknown (or another customer's) id, 409 lifecycle refusal, 422 invalid input, 503 store failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hmac
 import inspect
 import os
 import secrets
@@ -26,6 +27,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from edge.call.activity import Activity
 from edge.call.explain import ExplainRequest, Explanation, validate_request
+from edge.console import access
+from edge.console.access import Forbidden, Principal
+from edge.console.auth import CONSOLE, Console, ConsoleSettings, authenticate, security_headers, who
 from edge.lifecycle.manager import Lifecycle, LifecycleRefused
 from edge.numbers import parse_number
 from edge.policy.blocking import normalise_rule
@@ -55,12 +59,18 @@ class AdminContext:
     registry: CollectorRegistry | None = None
     clock: Callable[[], float] = time.time
     region: str = "US"  # default region for numbers typed without a country code
+    held: Any = None  # edge.daemon.messaging.HeldView: messages held for review, opt-outs
+    customer_of: Callable[[str], str] = lambda number: ""  # dialplan owner of a called number (console scoping)
+    console: ConsoleSettings = ConsoleSettings()
+    rule_hits: Callable[[], dict[str, int]] = dict  # decisions per rule id since start (policy counters)
+    plan_numbers: Callable[[], list[tuple[str, str]]] = list  # (exact number, customer) from the dialplans
+    plan_rules: Callable[[], list[BlockRule]] = list  # block/allow rules written in the dialplan files
     cool_offs: CoolOffs | None = None  # the Spam Detective's flags (GET/DELETE /cool-off/{number})
     explain: Callable[[ExplainRequest], Explanation | str] | None = None  # POST /explain; str: why not
 
 
 class FlagRequest(msgspec.Struct, forbid_unknown_fields=True):
-    by: Literal["number", "cnam"]
+    by: Literal["number", "cnam", "name", "email", "ip"]  # name = cnam (chats and forms)
     scope: Scope | None = None  # default: the activity's customer (its called number when it has none); global only when asked
     action: Action = Action.REJECT
     sip_status: int = 603
@@ -116,6 +126,8 @@ class InvalidInput(ApiError):
 
 
 CTX = web.AppKey("ctx", AdminContext)
+#: Decisions of texts (deliver/hold; outbound send/queued/refuse) and of chats and forms (challenge).
+CONTENT_DECISIONS = ("deliver", "hold", "send", "queued", "refuse", "challenge")
 _enc = msgspec.json.Encoder()
 
 
@@ -160,6 +172,8 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         return await handler(request)
     except ApiError as exc:
         return _error(exc.status, str(exc))
+    except Forbidden as exc:
+        return _error(403, str(exc))
     except LifecycleRefused as exc:
         return _error(409, exc.reason)
     except StoreError as exc:
@@ -168,24 +182,6 @@ async def _errors(request: web.Request, handler: Callable[[web.Request], Awaitab
         if exc.status < 400:
             raise
         return _error(exc.status, exc.reason)
-
-
-@web.middleware
-async def _auth(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    if request.path == "/health":
-        return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    token = request.app[CTX].token
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        log.warning("admin_unauthorized", path=request.path, remote=request.remote)
-        return web.Response(
-            body=_enc.encode({"error": "missing or invalid bearer token"}),
-            status=401,
-            content_type=_JSON,
-            headers={"WWW-Authenticate": 'Bearer realm="sip-edge"'},
-        )
-    return await handler(request)
 
 
 # --- input parsing ---------------------------------------------------------------------------------
@@ -234,15 +230,18 @@ def _activity_query(request: web.Request, ctx: AdminContext, limit_default: int 
         flagged = q["flagged"] in ("true", "1")
     voicemail = q.get("voicemail", "") in ("true", "1")
     decision = q.get("decision", "")
-    if decision and decision not in {a.value for a in Action}:
-        raise InvalidInput(f"invalid decision {decision!r}: expected one of {', '.join(a.value for a in Action)}")
+    decisions = [a.value for a in Action] + list(CONTENT_DECISIONS)
+    if decision and decision not in decisions:
+        raise InvalidInput(f"invalid decision {decision!r}: expected one of {', '.join(decisions)}")
     cursor = q.get("cursor", "")
     if cursor:
         try:
             parse_cursor(cursor)
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
+    p = who(request)
     return ActivityQuery(
+        customer="" if p.operator else p.customer,
         since=_time(q["since"], now, "since") if "since" in q else None,
         until=_time(q["until"], now, "until") if "until" in q else None,
         number=_number(q["number"], ctx.region) if q.get("number") else "",
@@ -286,7 +285,7 @@ def new_rule_id() -> str:
     return f"rt-{secrets.token_hex(6)}"
 
 
-async def _rules_changed(ctx: AdminContext, add: BlockRule | None, removed: str | None) -> None:
+async def notify_rules_changed(ctx: AdminContext, add: BlockRule | None, removed: str | None) -> None:
     result = ctx.on_rules_changed(add, removed)
     if inspect.isawaitable(result):
         await result
@@ -304,6 +303,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    access.require_operator(who(request), "metrics")
     data = generate_latest(ctx.registry) if ctx.registry is not None else generate_latest()
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -345,16 +345,16 @@ async def export_activities(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _activity_or_404(ctx: AdminContext, activity_id: str) -> Activity:
+async def _activity_or_404(ctx: AdminContext, activity_id: str, p: Principal) -> Activity:
     activity = await ctx.store.get_activity(activity_id)
-    if activity is None:
+    if activity is None or not access.sees_activity(p, activity):
         raise NotFound(f"unknown activity {activity_id!r}")
     return activity
 
 
 async def get_activity(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    return _json(await _activity_or_404(ctx, request.match_info["id"]))
+    return _json(await _activity_or_404(ctx, request.match_info["id"], who(request)))
 
 
 async def flag_activity(request: web.Request) -> web.Response:
@@ -362,13 +362,28 @@ async def flag_activity(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     activity_id = request.match_info["id"]
     req = await _body(request, FlagRequest)
-    activity = await _activity_or_404(ctx, activity_id)
+    p = who(request)
+    activity = await _activity_or_404(ctx, activity_id, p)
+    access.require_editor(p)
+    if req.scope is Scope.GLOBAL:
+        access.require_operator(p, "a global rule")
+    if p.via != "token":
+        req = msgspec.structs.replace(req, created_by=p.name)  # a user's rule names the user
     now = ctx.clock()
     _check_action(req.action, False, req.sip_status)
     if req.by == "number":
         if not activity.calling_number:
             raise InvalidInput(f"activity {activity_id} has no calling number (anonymous): block kind 'anonymous' instead")
         kind, value = RuleKind.NUMBER, activity.calling_number
+    elif req.by == "email":
+        if not activity.email:
+            raise InvalidInput(f"activity {activity_id} has no e-mail address to block")
+        kind, value = RuleKind.EMAIL, activity.email
+    elif req.by == "ip":
+        ip = activity.source.rsplit(":", 1)[0] if activity.kind not in ("form", "chat") else activity.source
+        if not ip:
+            raise InvalidInput(f"activity {activity_id} has no IP address to block")
+        kind, value = RuleKind.IP, ip.strip("[]")
     else:
         if not activity.cnam:
             raise InvalidInput(f"activity {activity_id} has no caller name to block")
@@ -410,20 +425,21 @@ async def flag_activity(request: web.Request) -> web.Response:
             return _json({"rule": existing, "activity": flagged, "created": False})
     await ctx.store.add_block(rule)
     flagged = await ctx.store.set_activity_flagged(activity_id)
-    await _rules_changed(ctx, rule, None)
+    await notify_rules_changed(ctx, rule, None)
     log.info("activity_flagged", activity_id=activity_id, rule_id=rule.id, kind=kind.value, scope=scope.value)
     return _json({"rule": rule, "activity": flagged, "created": True}, status=201)
 
 
 async def list_blocks(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    return _json({"blocks": await ctx.store.list_blocks()})
+    p = who(request)
+    return _json({"blocks": [r for r in await ctx.store.list_blocks() if access.sees_rule(p, r, ctx.customer_of)]})
 
 
 async def get_block(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     rule = await ctx.store.get_block(request.match_info["id"])
-    if rule is None:
+    if rule is None or not access.sees_rule(who(request), rule, ctx.customer_of):
         raise NotFound(f"unknown block rule {request.match_info['id']!r}")
     return _json(rule)
 
@@ -431,6 +447,16 @@ async def get_block(request: web.Request) -> web.Response:
 async def add_block(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     req = await _body(request, BlockRequest)
+    p = who(request)
+    access.require_editor(p)
+    if not p.operator:
+        if req.scope is Scope.GLOBAL:
+            raise Forbidden("a global rule is for operators only: use scope customer or number")
+        if req.scope is Scope.CUSTOMER and req.scope_value not in ("", p.customer):
+            raise Forbidden(f"rules can only be scoped to your own customer {p.customer!r}")
+        req = msgspec.structs.replace(req, scope_value=p.customer if req.scope is Scope.CUSTOMER else req.scope_value)
+    if p.via != "token":
+        req = msgspec.structs.replace(req, created_by=p.name)
     now = ctx.clock()
     _check_action(req.action, req.allow, req.sip_status)
     if req.kind in (RuleKind.ANONYMOUS, RuleKind.INVALID) and req.value:
@@ -442,6 +468,8 @@ async def add_block(request: web.Request) -> web.Response:
     scope_value = req.scope_value
     if req.scope is Scope.NUMBER:
         scope_value = _number(req.scope_value, ctx.region, "called number")
+        if not access.owns_number(p, scope_value, "", ctx.customer_of):
+            raise Forbidden(f"{scope_value} is not one of customer {p.customer!r}'s numbers")
     rule = _normalised(
         BlockRule(
             id=new_rule_id(),
@@ -460,7 +488,7 @@ async def add_block(request: web.Request) -> web.Response:
         )
     )
     await ctx.store.add_block(rule)
-    await _rules_changed(ctx, rule, None)
+    await notify_rules_changed(ctx, rule, None)
     log.info("block_added", rule_id=rule.id, kind=rule.kind.value, scope=rule.scope.value, allow=rule.allow)
     return _json(rule, status=201)
 
@@ -468,20 +496,28 @@ async def add_block(request: web.Request) -> web.Response:
 async def remove_block(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     rule_id = request.match_info["id"]
+    p = who(request)
+    rule = await ctx.store.get_block(rule_id)
+    if rule is None or not access.sees_rule(p, rule, ctx.customer_of):
+        raise NotFound(f"unknown block rule {rule_id!r}")
+    access.require_editor(p)
     if not await ctx.store.remove_block(rule_id):
         raise NotFound(f"unknown block rule {rule_id!r}")
-    await _rules_changed(ctx, None, rule_id)
+    await notify_rules_changed(ctx, None, rule_id)
     log.info("block_removed", rule_id=rule_id)
     return _json({"removed": rule_id})
 
 
 async def list_numbers(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
-    return _json({"numbers": ctx.lifecycle.statuses(ctx.clock())})
+    p = who(request)
+    return _json({"numbers": [s for s in ctx.lifecycle.statuses(ctx.clock())
+                              if access.owns_number(p, s.number, s.customer, ctx.customer_of)]})
 
 
 async def numbers_available(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
+    access.require_operator(who(request), "the pool of available numbers")
     return _json({"numbers": ctx.lifecycle.available(ctx.clock())})
 
 
@@ -489,7 +525,7 @@ async def get_number(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     number = _number(request.match_info["number"], ctx.region)
     status = ctx.lifecycle.status(number, ctx.clock())
-    if status is None:
+    if status is None or not access.owns_number(who(request), number, status.customer, ctx.customer_of):
         raise NotFound(f"{number} has no lifecycle record (never released)")
     return _json(status)
 
@@ -498,6 +534,13 @@ async def release_number(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     number = _number(request.match_info["number"], ctx.region)
     req = await _body(request, ReleaseRequest, empty_ok=True)
+    p = who(request)
+    status = ctx.lifecycle.status(number, ctx.clock())
+    if not access.owns_number(p, number, status.customer if status else "", ctx.customer_of):
+        raise NotFound(f"{number} is not one of customer {p.customer!r}'s numbers")
+    access.require_editor(p)
+    if not p.operator:
+        req = ReleaseRequest(customer=p.customer)
     now = ctx.clock()
     record = ctx.lifecycle.release(number, now, customer=req.customer)
     await ctx.store.put_number(record)
@@ -509,6 +552,16 @@ async def assign_number(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     number = _number(request.match_info["number"], ctx.region)
     req = await _body(request, AssignRequest)
+    p = who(request)
+    status = ctx.lifecycle.status(number, ctx.clock())
+    if not access.owns_number(p, number, status.customer if status else "", ctx.customer_of):
+        raise NotFound(f"{number} is not one of customer {p.customer!r}'s numbers")
+    access.require_editor(p)
+    if not p.operator:
+        if req.customer != p.customer:
+            raise Forbidden(f"a number can only be assigned back to your own customer {p.customer!r}")
+        if req.force:
+            raise Forbidden("forcing an assignment before eligibility is for operators only")
     now = ctx.clock()
     record = ctx.lifecycle.assign(number, req.customer, now, force=req.force, reason=req.reason)
     await ctx.store.put_number(record)
@@ -520,9 +573,67 @@ async def assign_number(request: web.Request) -> web.Response:
     return _json(ctx.lifecycle.status(number, now))
 
 
+def _held(request: web.Request) -> Any:
+    held = request.app[CTX].held
+    if held is None:
+        raise NotFound("messaging is not running")
+    return held
+
+
+def _own_held(request: web.Request, held_id: str) -> None:
+    """A customer user reviews only its own customer's held messages (404 otherwise, like activities)."""
+    p = who(request)
+    access.require_editor(p)
+    if p.operator:
+        return
+    if not any(h["id"] == held_id for h in _held(request).list(p.customer)):
+        raise NotFound(f"no held message {held_id}")
+
+
+async def list_held(request: web.Request) -> web.Response:
+    """Messages held for review, oldest first (`?customer=` narrows; a customer user sees only its own)."""
+    p = who(request)
+    customer = request.query.get("customer", "") if p.operator else p.customer
+    return _json({"held": _held(request).list(customer)})
+
+
+async def _reviewed(ctx: AdminContext, activity_id: str, decision: str, rule_id: str, reason: str) -> None:
+    """The held message's activity records the review's outcome."""
+    a = await ctx.store.get_activity(activity_id)
+    if a is not None:
+        a.decision, a.rule_id, a.reason = decision, rule_id, reason
+        await ctx.store.update_activity(a)
+
+
+async def release_held(request: web.Request) -> web.Response:
+    """Deliver a held message to its number's PBX."""
+    held_id = request.match_info["id"]
+    _own_held(request, held_id)
+    if not _held(request).release(held_id):
+        raise NotFound(f"no held message {held_id} (or no PBX target in rotation)")
+    await _reviewed(request.app[CTX], held_id, "deliver", "review.released", "released by an operator after review")
+    return _json({"released": held_id})
+
+
+async def drop_held(request: web.Request) -> web.Response:
+    held_id = request.match_info["id"]
+    _own_held(request, held_id)
+    if not _held(request).drop(held_id):
+        raise NotFound(f"no held message {held_id}")
+    await _reviewed(request.app[CTX], held_id, "reject", "review.dropped", "dropped by an operator after review")
+    return _json({"dropped": held_id})
+
+
+async def list_optouts(request: web.Request) -> web.Response:
+    """Recipients who opted out, per campaign (this node's view, shared through the store)."""
+    access.require_operator(who(request), "the opt-out list")
+    return _json({"optouts": _held(request).optouts()})
+
+
 def make_admin_app(ctx: AdminContext) -> web.Application:
-    app = web.Application(middlewares=[_errors, _auth], client_max_size=1 << 20)
+    app = web.Application(middlewares=[security_headers, _errors, authenticate], client_max_size=1 << 20)
     app[CTX] = ctx
+    app[CONSOLE] = Console(ctx.store, ctx.token, ctx.console, ctx.clock)
     r = app.router
     r.add_get("/health", health)
     r.add_get("/metrics", metrics)
@@ -540,8 +651,15 @@ def make_admin_app(ctx: AdminContext) -> web.Application:
     r.add_get("/numbers/{number}", get_number)
     r.add_post("/numbers/{number}/release", release_number)
     r.add_post("/numbers/{number}/assign", assign_number)
+    r.add_get("/messages/held", list_held)
+    r.add_post("/messages/held/{id}/release", release_held)
+    r.add_delete("/messages/held/{id}", drop_held)
+    r.add_get("/optouts", list_optouts)
     add_cool_off_routes(r)
     add_explain_routes(r)
+    from edge.console import pages
+
+    pages.mount(app, ctx)
     return app
 
 
@@ -556,6 +674,8 @@ class CoolOffs(Protocol):
 
 
 def _cool_off(ctx: AdminContext, request: web.Request) -> tuple[CoolOffs, str]:
+    # A cool-off is about a caller across every customer: operators only.
+    access.require_operator(who(request), "a Spam Detective cool-off")
     if ctx.cool_offs is None:
         raise NotFound("no Spam Detective in this process")
     return ctx.cool_offs, _number(request.match_info["number"], ctx.region, "caller number")
@@ -594,6 +714,7 @@ def add_cool_off_routes(r: web.UrlDispatcher) -> None:
 async def explain_contact(request: web.Request) -> web.Response:
     """What a contact would get now (edge.call.explain), counting nothing."""
     ctx = request.app[CTX]
+    access.require_operator(who(request), "explain (it shows every customer's rules)")
     if ctx.explain is None:
         raise NotFound("explain is not available in this process")
     req = await _body(request, ExplainRequest)
@@ -630,7 +751,7 @@ async def expire_rules(ctx: AdminContext) -> list[str]:
     """Drop expired runtime rules from the store and the matcher; the daemon calls this every second or so."""
     gone = await ctx.store.expire_blocks(ctx.clock())
     for rule_id in gone:
-        await _rules_changed(ctx, None, rule_id)
+        await notify_rules_changed(ctx, None, rule_id)
     if gone:
         log.info("blocks_expired", count=len(gone))
     return gone

@@ -70,10 +70,17 @@ class Daemon:
         self.shared = None  # redis shared state (other nodes' blocks, numbers, passes, rates)
         self.guard: FloodGuard | None = None
         self.hep = None
+        self.messaging_plan = None  # compiled by load(), swapped in by run()/_reload()
+        self.screen_api = None
+        self.screen_runner = None
+        self.console = None  # edge.console.auth.Console once the admin listener is up
 
     def load(self) -> tuple[EdgeConfig, Plan, dict]:
         cfg = load_config(self.config_path)
         plan, files = load_dialplans(self.dialplan_dir, {p.name for p in cfg.pbx}, time.time(), prompt_names(cfg))
+        from edge.daemon.messaging import compile_plan
+
+        self.messaging_plan = compile_plan(cfg, files)
         return cfg, plan, files
 
     # -- start -----------------------------------------------------------------------------------
@@ -101,6 +108,7 @@ class Daemon:
         proxy.released_status = RELEASED_STATUS[cfg.lifecycle.released_action]
         proxy.released_intercept = cfg.lifecycle.released_action == "intercept"
         self.shared = await attach_shared_state(self)  # redis: other nodes' blocks, numbers, passes, rates
+        await self._start_messaging()
         self.hub = SipHub(proxy, cfg, on_activities=self._queue_activities, after_flush=self._after_flush)
         # Flood and scanner guard before parsing; carriers and PBXs (read live, so reloads apply) are exempt.
         self.guard = FloodGuard(cfg.flood, lambda ip, port: self.proxy.peers.classify(ip, port) is not None)
@@ -117,6 +125,7 @@ class Daemon:
         self.registry.register(StoreCollector(store))
         if cfg.admin.enabled:
             await self._start_admin(cfg)
+        await self._start_screen_api()
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._reload)
@@ -168,6 +177,21 @@ class Daemon:
         self.proxy.b2bua = self.screening
         log.info("media_started", prompts=len(prompts), rtp_ports=f"{cfg.media.rtp_port_min}-{cfg.media.rtp_port_max}")
 
+    async def _start_messaging(self) -> None:
+        """Texts (content screening, A2P shaping, opt-outs) in the proxy; metrics for them."""
+        from edge.daemon.messaging import MessagingCollector, start_messaging
+
+        await start_messaging(self, self.messaging_plan)
+        self.registry.register(MessagingCollector(self))
+
+    async def _start_screen_api(self) -> None:
+        """Chats and forms: `POST /v1/screen` on its own listener when enabled."""
+        from edge.daemon.messaging import start_screen_api
+
+        started = await start_screen_api(self)
+        if started is not None:
+            self.screen_runner, self.screen_api = started
+
     def _persist_rule(self, rule: BlockRule) -> None:
         assert self.store is not None
         self._spawn(self.store.add_block(rule))
@@ -182,22 +206,33 @@ class Daemon:
         task.add_done_callback(self._fetching.discard)
 
     async def _start_admin(self, cfg: EdgeConfig) -> None:
+        from edge.console.auth import CONSOLE, console_settings
         from edge.daemon.admin import AdminContext, load_token, make_admin_app, start_admin
 
         assert self.store is not None and self.lifecycle is not None
+        from edge.daemon.messaging import HeldView
+
         ctx = AdminContext(
+            held=HeldView(self),
             store=self.store,
             lifecycle=self.lifecycle,
             token=load_token(cfg.admin.token_file, create=True),
             on_rules_changed=self._rules_changed,
             health=self._health,
             registry=self.registry,
+            customer_of=self._customer_of,
+            console=console_settings(cfg.admin),
+            rule_hits=lambda: dict(self.engine.counters.by_rule) if self.engine is not None else {},
+            plan_numbers=lambda: [(e.key, e.customer) for e in self.proxy.plan.numbers() if e.exact] if self.proxy else [],
+            plan_rules=lambda: list(self.proxy.plan.rules) if self.proxy else [],
             cool_offs=self.engine,
             explain=self._explain,
         )
         self.admin_ctx = ctx
         host, port = host_port(cfg.admin.listen, 8081)
-        self.admin_runner = await start_admin(make_admin_app(ctx), host, port)
+        app = make_admin_app(ctx)
+        self.console = app[CONSOLE]
+        self.admin_runner = await start_admin(app, host, port)
         log.info("admin_api_started", listen=cfg.admin.listen)
 
     def _explain(self, req):  # type: ignore[no-untyped-def]
@@ -210,6 +245,11 @@ class Daemon:
             return src
         released = self.lifecycle.is_released if self.lifecycle is not None else None
         return explain(req, self.proxy.plan, self.proxy.gate, src[0], src[1], time.time(), is_released=released, live=True)
+
+    def _customer_of(self, number: str) -> str:
+        """The customer whose dialplan routes `number` ('' when none): scopes console users."""
+        entry = self.proxy.plan.lookup(number) if self.proxy is not None else None
+        return entry.customer if entry is not None else ""
 
     def _rules_changed(self, add: BlockRule | None, removed_id: str | None) -> None:
         """The admin API changed a runtime rule: the next contact sees it (no restart, no reload)."""
@@ -241,6 +281,8 @@ class Daemon:
                 out[f"flood_{k}_total"] = v
             out["flood_sources"] = self.guard.sources
             out["flood_active_bans"] = self.guard.active_bans
+        if self.console is not None:
+            out.update(self.console.stats())
         if self.hep is not None:
             for k, v in self.hep.stats().items():
                 out[k] = v
@@ -271,6 +313,10 @@ class Daemon:
             hits, proxy.released_hits = proxy.released_hits, []
             for called, calling in hits:
                 self._released_hit(called, calling)
+        if proxy.messaging is not None and proxy.messaging.optout_changes:
+            from edge.daemon.messaging import flush_messaging
+
+            flush_messaging(self)
 
     async def _fetch(self, url: str) -> None:
         assert self.fetcher is not None and self.proxy is not None and self.hub is not None
@@ -302,6 +348,8 @@ class Daemon:
                 for ev in self.guard.take_events():
                     log.warning("source_banned", ip=ev.ip, port=ev.port, reason=ev.reason, until=ev.until, detail=ev.detail)
                 self.guard.expire(time.time())
+            if self.proxy is not None and self.proxy.messaging is not None:
+                self.proxy.messaging.held.expire(time.time())
             try:
                 if self.admin_runner is not None:
                     await expire_rules(self.admin_ctx)
@@ -328,6 +376,8 @@ class Daemon:
         if self.guard is not None:
             self.guard.configure(cfg.flood)
         proxy.set_plan(plan)
+        if proxy.messaging is not None and self.messaging_plan is not None:
+            proxy.messaging.set_plan(self.messaging_plan)
         self.engine.replace_static_rules(plan.rules)
         old_pool = proxy.pool
         old_pool.stopped = True
@@ -340,6 +390,7 @@ class Daemon:
         proxy.pool.start(proxy.client_txns, time.time())
         if self.hub is not None:
             self.hub.reload_tls(cfg)
+        self._reload_stir_trust(cfg)
         self.cfg = cfg
         self.reloads += 1
         log.info("reloaded", numbers=len(plan), dialplan_files=len(files), rules=len(self.engine.rules),
@@ -347,6 +398,20 @@ class Daemon:
         self.notifier.ready(f"serving {len(plan)} numbers")
         if self.hub is not None:
             self.hub.flush()
+
+    def _reload_stir_trust(self, cfg: EdgeConfig) -> None:
+        """STI-CA anchors and CRLs are re-read on every reload; a bad file keeps the previous ones."""
+        from edge.io.cert_fetch import reload_trust
+
+        gate = self.proxy.gate if self.proxy is not None else None
+        if gate is None or gate.verifier is None or not cfg.stir.enabled:
+            return
+        try:
+            trust = reload_trust(gate.verifier, cfg.stir)
+        except (OSError, ValueError) as exc:
+            log.error("stir_trust_reload_failed", error=str(exc), detail="the previous anchors and CRLs stay in force")
+            return
+        log.info("stir_trust_reloaded", anchors=len(trust.anchors), chain=len(trust.intermediates), crls=trust.crl_count)
 
     # -- stop -----------------------------------------------------------------------------------
     async def _drain(self) -> None:
@@ -375,6 +440,8 @@ class Daemon:
             self.hep.close()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
+        if self.screen_runner is not None:
+            await self.screen_runner.cleanup()
         if self._fetching:
             await asyncio.wait(list(self._fetching), timeout=2)
         if self.fetcher is not None:

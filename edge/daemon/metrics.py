@@ -44,6 +44,8 @@ class EdgeCollector(Collector):
             ("calls_ended", "calls ended by BYE"),
             ("released_hits", "contacts to released (quarantined) numbers"),
             ("source_limited", "requests refused: too many live transactions from one source"),
+            ("cancels_unanswered", "INVITEs given up 64*T1 after a CANCEL the next hop never answered"),
+            ("outbound", "calls and messages from PBXs toward carriers"),
         ):
             yield CounterMetricFamily(f"edge_sip_{name}", help_, value=getattr(st, name))
         c = CounterMetricFamily("edge_sip_final_responses", "final responses sent upstream by status", labels=["status"])

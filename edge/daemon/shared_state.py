@@ -80,7 +80,7 @@ class SharedState:
         store = self.store
         if store is None:
             return
-        store.on_block = store.on_number = store.on_captcha = store.on_resync = ignore_change
+        store.on_block = store.on_number = store.on_captcha = store.on_resync = store.on_optout = ignore_change
         engine = self.daemon.engine
         if engine is not None and engine.detective.rates.shared is store.rates:
             engine.detective.rates.shared = None

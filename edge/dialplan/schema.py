@@ -26,6 +26,7 @@ from __future__ import annotations
 import msgspec
 
 from edge.media.schema import CaptchaSpec, MenuSpec, ScreeningMode, VoicemailBoxSpec
+from edge.messaging.schema import BrandSpec, CampaignSpec, MessagesSpec
 from edge.policy.facts import Action
 from edge.policy.schema import BlockRuleSpec, NumberPolicySpec, SpamSpec
 from edge.stir.schema import StirPolicy
@@ -66,3 +67,7 @@ class DialplanFile(msgspec.Struct, forbid_unknown_fields=True):
     menus: dict[str, MenuSpec] = {}
     captcha: CaptchaSpec | None = None
     voicemail: dict[str, VoicemailBoxSpec] = {}
+    # messages: A2P 10DLC brand and campaigns (outbound), content screening (inbound)
+    brand: BrandSpec | None = None
+    campaigns: list[CampaignSpec] = []
+    messages: MessagesSpec | None = None

@@ -219,7 +219,7 @@ async def verify(
 _TRUST_SUFFIXES = (".pem", ".crt", ".cer", ".crl")
 
 
-def _read_dir(path: str) -> list[tuple[Path, bytes]]:
+def trust_files(path: str) -> list[tuple[Path, bytes]]:
     return [(p, p.read_bytes()) for p in sorted(Path(path).iterdir()) if p.suffix.lower() in _TRUST_SUFFIXES]
 
 
@@ -229,13 +229,21 @@ def load_trust_store(trust_dir: str, crl_dir: str = "") -> TrustStore:
     for d in (trust_dir, crl_dir):
         if not d:
             continue
-        for p, data in _read_dir(d):
+        for p, data in trust_files(d):
             try:
                 TrustStore.from_blobs([data])
             except ValueError as exc:
                 raise ValueError(f"{p}: {exc}") from exc
             blobs.append(data)
     return TrustStore.from_blobs(blobs)
+
+
+def reload_trust(verifier: Verifier, cfg: StirConfig) -> TrustStore:
+    """SIGHUP: re-read the trust and CRL directories into the running verifier; raises (and leaves the
+    verifier as it was) when a file cannot be read."""
+    trust = load_trust_store(cfg.trust_dir, cfg.crl_dir)
+    verifier.set_trust(trust)
+    return trust
 
 
 def load_signer(cfg: StirConfig) -> Signer | None:
@@ -251,7 +259,7 @@ def validate_stir(cfg: StirConfig, path: str = "$.stir") -> list[tuple[str, str]
         try:
             store = load_trust_store(cfg.trust_dir, cfg.crl_dir)
             if not store.anchors:
-                errors.append((f"{path}.trust_dir", f"no STI-CA trust anchors (*.pem certificates) in {cfg.trust_dir}"))
+                errors.append((f"{path}.trust_dir", f"no STI-CA trust anchors (self-signed CA certificates) in {cfg.trust_dir}"))
         except (OSError, ValueError) as exc:
             errors.append((f"{path}.trust_dir", f"cannot load trust anchors: {exc}"))
     if cfg.signing.enabled and cfg.signing.key_file:

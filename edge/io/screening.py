@@ -31,6 +31,7 @@ from edge.media.session import PlaybackFinished as MediaPlaybackFinished
 from edge.media.session import PlaybackProgress as MediaPlaybackProgress
 from edge.media.session import RemoteLatched
 from edge.media.voicemail import VoicemailDeposit, VoicemailResult
+from edge.call.activity import log_contact_decided
 from edge.call.admission import apply_edits
 from edge.io.rtp_udp import MediaEngine, MediaSessionProtocol, NotAcceptable
 from edge.policy.facts import Action, Evidence
@@ -491,6 +492,8 @@ class ScreenedCall:
                 a.duration = round(now - a.answered_at, 3)
             a.billable = a.answered_at is not None
             self.proxy.activities.append(a)
+            if self.proxy.cfg.logging.log_calls:
+                log_contact_decided(self.log, a, a.final_status)
             self.log.info("screening_ended", flows=self.flows_run, status=a.final_status, answered=bool(a.answered_at),
                           duration=a.duration, reason=a.reason)
         self.svc.forget(self)

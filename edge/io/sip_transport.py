@@ -79,7 +79,8 @@ class SipHub:
             self.on_activities(acts)
         elif proxy.activities:
             proxy.activities.clear()
-        if self.after_flush is not None and (proxy.cert_fetches or proxy.released_hits):
+        if self.after_flush is not None and (proxy.cert_fetches or proxy.released_hits or (
+                proxy.messaging is not None and proxy.messaging.optout_changes)):
             self.after_flush(proxy)
         self._arm()
 

@@ -22,7 +22,8 @@ import structlog
 from edge.numbers import parse_number
 from edge.policy.cnam import WildcardSet, is_wildcard, normalise_cnam, normalise_pattern
 from edge.policy.facts import CallFacts
-from edge.policy.rules import BlockRule, RuleKind, Scope
+from edge.messaging.rules import content_value_problem, normalise_content_value
+from edge.policy.rules import CONTENT_KINDS, BlockRule, RuleKind, Scope
 
 log = structlog.get_logger()
 
@@ -64,6 +65,11 @@ def normalise_rule(rule: BlockRule) -> BlockRule:
         value = value.strip().upper()
         if value not in phonenumbers.SUPPORTED_REGIONS:
             raise RuleValueError("value", f"invalid country {rule.value!r}: expected an ISO 3166 alpha-2 code")
+    elif kind in CONTENT_KINDS:
+        problem = content_value_problem(kind.value, value)
+        if problem:
+            raise RuleValueError("value", problem)
+        value = normalise_content_value(kind.value, value)
     else:
         value = ""
     scope_value = rule.scope_value
@@ -108,6 +114,7 @@ class _Bucket:
         "countries",
         "invalid",
         "anonymous",
+        "content",
         "size",
     )
 
@@ -122,6 +129,7 @@ class _Bucket:
         self.countries: dict[str, list[BlockRule]] = {}
         self.invalid: list[BlockRule] = []
         self.anonymous: list[BlockRule] = []
+        self.content: list[BlockRule] = []  # text/email/ip: edge.messaging.rules matches them, calls never do
         self.size = 0
 
     def add(self, rule: BlockRule) -> None:
@@ -145,6 +153,8 @@ class _Bucket:
             self.countries.setdefault(rule.value, []).append(rule)
         elif kind is RuleKind.INVALID:
             self.invalid.append(rule)
+        elif kind in CONTENT_KINDS:
+            self.content.append(rule)
         else:
             self.anonymous.append(rule)
         self.size += 1
@@ -174,6 +184,8 @@ class _Bucket:
             _drop(self.countries, rule.value, rule)
         elif kind is RuleKind.INVALID:
             self.invalid.remove(rule)
+        elif kind in CONTENT_KINDS:
+            self.content.remove(rule)
         else:
             self.anonymous.remove(rule)
         self.size -= 1

@@ -16,6 +16,13 @@ class RuleKind(str, enum.Enum):
     ANONYMOUS = "anonymous"  # value: ''
     INVALID = "invalid"  # value: '' (phonenumbers says the caller number is not valid)
     COUNTRY = "country"  # value: ISO 3166 region code ('NG')
+    # Content kinds (messages, chats, forms): indexed apart, matched by edge.messaging.rules.
+    TEXT = "text"  # value: normalised text pattern, '*' wildcards ('*giftcard*')
+    EMAIL = "email"  # value: lower-case address or pattern ('*@mailinator.com', 'bob@x.org')
+    IP = "ip"  # value: address or CIDR ('203.0.113.0/24')
+
+
+CONTENT_KINDS = frozenset({RuleKind.TEXT, RuleKind.EMAIL, RuleKind.IP})
 
 
 class Scope(str, enum.Enum):

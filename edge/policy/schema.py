@@ -130,6 +130,9 @@ class BlockRuleSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     anonymous: bool = False
     invalid: bool = False
     country: str | None = None
+    text: str | None = None  # messages, chats, forms: '*gift card*' (case- and spacing-insensitive)
+    email: str | None = None  # chats and forms: address, '@domain' or pattern ('*@mailinator.com')
+    ip: str | None = None  # chats and forms: address or CIDR
     action: Action | None = None  # block only; default reject
     status: int | None = None  # SIP status for reject/intercept; default 603
     dry_run: bool = False
@@ -202,7 +205,7 @@ def validate_settings(settings: PolicySettings, path: str = "$.policy") -> list[
 # ---------------------------------------------------------------------------------------------
 # Compilation
 
-_MATCHERS = ("number", "cnam", "prefix", "anonymous", "invalid", "country")
+_MATCHERS = ("number", "cnam", "prefix", "anonymous", "invalid", "country", "text", "email", "ip")
 
 
 def _status_error(status: int) -> str | None:

@@ -162,9 +162,31 @@ def param(value: str, name: str) -> str | None:
     return None
 
 
+def addr_start(value: str) -> int:
+    """Index of the '<' that opens a name-addr's URI (-1 for an addr-spec): a quoted display name may hold
+    '<' itself (RFC 3261 §25.1 quoted-string, with backslash escapes), so it is skipped first."""
+    if '"' not in value:
+        return value.find("<")
+    i = value.find('"')
+    lt = value.find("<")
+    if 0 <= lt < i:
+        return lt
+    n = len(value)
+    i += 1
+    while i < n:
+        ch = value[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == '"':
+            return value.find("<", i + 1)
+        i += 1
+    return value.find("<")  # unterminated quote: read it as before, leniently
+
+
 def uri_of(value: str) -> str:
     """The URI inside a name-addr (<...>) or an addr-spec without header parameters."""
-    lt = value.find("<")
+    lt = addr_start(value)
     if lt >= 0:
         gt = value.find(">", lt)
         return value[lt + 1 : gt if gt > 0 else len(value)].strip()

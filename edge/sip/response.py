@@ -18,6 +18,10 @@ REASONS = {
     408: "Request Timeout",
     410: "Gone",
     420: "Bad Extension",
+    428: "Use Identity Header",  # RFC 8224 §13.2
+    436: "Bad Identity Info",
+    437: "Unsupported Credential",
+    438: "Invalid Identity Header",
     481: "Call/Transaction Does Not Exist",
     482: "Loop Detected",
     483: "Too Many Hops",

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 import msgspec
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import verification
 
@@ -27,11 +28,40 @@ _CRL_PEM = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.
 _CERT_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
-class TrustStore:
-    """STI-CA trust anchors and the CRLs that apply to certificates they (or their intermediates) issued."""
+def is_anchor(cert: x509.Certificate) -> bool:
+    """A trust anchor is a self-signed CA certificate: issuer == subject, CA basic constraint, and its
+    signature verifies with its own key. Anything else in the trust directory is chain material only."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    if not bc.ca:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
-    def __init__(self, anchors: list[x509.Certificate], crls: list[x509.CertificateRevocationList]) -> None:
+
+class TrustEntry(msgspec.Struct, frozen=True):
+    """One certificate of the trust directory and the role it plays, for `sip-edge check`."""
+
+    role: str  # 'anchor' | 'chain'
+    subject: str
+    issuer: str
+
+
+class TrustStore:
+    """STI-CA trust anchors (self-signed CA certificates only), other CA certificates found with them (used to
+    build paths, never trusted on their own), and the CRLs that apply to certificates they issued."""
+
+    def __init__(self, anchors: list[x509.Certificate], crls: list[x509.CertificateRevocationList],
+                 intermediates: list[x509.Certificate] | None = None) -> None:
         self.anchors = anchors
+        self.intermediates = intermediates or []
         self._crls: dict[x509.Name, list[x509.CertificateRevocationList]] = collections.defaultdict(list)
         for crl in crls:
             self._crls[crl.issuer].append(crl)
@@ -41,19 +71,29 @@ class TrustStore:
     def crl_count(self) -> int:
         return sum(len(v) for v in self._crls.values())
 
+    @staticmethod
+    def entries(blob: bytes) -> list[TrustEntry]:
+        """The certificates of one trust file and whether each is an anchor or chain material."""
+        return [
+            TrustEntry("anchor" if is_anchor(c) else "chain", c.subject.rfc4514_string(), c.issuer.rfc4514_string())
+            for c in (x509.load_pem_x509_certificate(b) for b in _CERT_PEM.findall(blob))
+        ]
+
     @classmethod
     def from_blobs(cls, blobs: Iterable[bytes]) -> TrustStore:
         """Build from file contents: PEM certificates, PEM CRLs or DER CRLs, in any mix."""
         anchors: list[x509.Certificate] = []
+        chain: list[x509.Certificate] = []
         crls: list[x509.CertificateRevocationList] = []
         for blob in blobs:
             for block in _CERT_PEM.findall(blob):
-                anchors.append(x509.load_pem_x509_certificate(block))
+                cert = x509.load_pem_x509_certificate(block)
+                (anchors if is_anchor(cert) else chain).append(cert)
             for block in _CRL_PEM.findall(blob):
                 crls.append(x509.load_pem_x509_crl(block))
             if b"-----BEGIN" not in blob and blob:
                 crls.append(x509.load_der_x509_crl(blob))
-        return cls(anchors, crls)
+        return cls(anchors, crls, chain)
 
     def crls_for(self, issuer: x509.Name) -> list[x509.CertificateRevocationList]:
         return self._crls.get(issuer, [])
@@ -73,13 +113,41 @@ class TrustStore:
         )
 
 
+class TnAuthList(msgspec.Struct, frozen=True):
+    """TNAuthList entries (RFC 8226 §9): SPCs, single TNs and TN ranges (start, count)."""
+
+    spcs: tuple[str, ...] = ()
+    tns: tuple[str, ...] = ()
+    ranges: tuple[tuple[str, int], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.spcs or self.tns or self.ranges)
+
+    def covers(self, tn: str) -> bool:
+        """An SPC covers any number (the STI-PA vouched for the provider); a certificate with only TN entries
+        (RFC 9060 delegate certificates) must list the number or a range holding it (same length, digits)."""
+        if self.spcs:
+            return True
+        digits = "".join(c for c in tn if c.isdigit())
+        if not digits:
+            return False
+        if digits in self.tns:
+            return True
+        n = int(digits)
+        for start, count in self.ranges:
+            if len(start) == len(digits) and int(start) <= n < int(start) + count:
+                return True
+        return False
+
+
 class VerifiedCert(msgspec.Struct, frozen=True):
-    """What the signature check needs from a validated x5u: the key, the earliest notAfter, the SPCs."""
+    """What the signature check needs from a validated x5u: the key, the earliest notAfter, the TNAuthList."""
 
     public_key: ec.EllipticCurvePublicKey
     not_after: float
     spcs: tuple[str, ...]
     subject: str
+    tnauthlist: TnAuthList = msgspec.field(default_factory=TnAuthList)
 
 
 def parse_bundle(body: bytes) -> tuple[x509.Certificate, list[x509.Certificate]]:
@@ -119,29 +187,71 @@ def _der_items(data: bytes) -> list[tuple[int, bytes]]:
     return items
 
 
-def tnauthlist_spcs(cert: x509.Certificate) -> tuple[str, ...]:
-    """Service Provider Codes in TNAuthList (RFC 8226 §9: SEQUENCE OF TNEntry, spc [0] EXPLICIT IA5String)."""
+def _ia5(tag: int, content: bytes) -> str:
+    if tag != 0x16:
+        raise ValueError("not an IA5String")
+    return content.decode("ascii")
+
+
+def _explicit_or_implicit(content: bytes, inner_tag: int) -> bytes:
+    """The value of a context tag, EXPLICIT (RFC 8226's module) or IMPLICIT (seen from some CAs)."""
+    items = _der_items(content)
+    if len(items) == 1 and items[0][0] == inner_tag:
+        return items[0][1]
+    return content
+
+
+def _range(content: bytes) -> tuple[str, int]:
+    """TelephoneNumberRange ::= SEQUENCE { start TelephoneNumber, count INTEGER (2..MAX) }."""
+    items = _der_items(_explicit_or_implicit(content, 0x30))
+    if len(items) < 2 or items[1][0] != 0x02:
+        raise ValueError("bad TelephoneNumberRange")
+    start = _ia5(*items[0])
+    count = int.from_bytes(items[1][1], "big", signed=True)
+    if not start.isdigit() or count < 1 or len(items[1][1]) > 8:
+        raise ValueError("bad TelephoneNumberRange")
+    return start, count
+
+
+def tnauthlist(cert: x509.Certificate) -> TnAuthList:
+    """TNAuthList (RFC 8226 §9): SEQUENCE OF TNEntry, spc [0], range [1], one [2]; tagged EXPLICIT as in the
+    RFC's module, implicit tags accepted too. An undecodable extension counts as absent."""
     try:
         ext = cert.extensions.get_extension_for_oid(TNAUTHLIST_OID)
     except x509.ExtensionNotFound:
-        return ()
+        return TnAuthList()
     value = ext.value
     raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
+    spcs: list[str] = []
+    tns: list[str] = []
+    ranges: list[tuple[str, int]] = []
     try:
         (outer,) = _der_items(raw)
         if outer[0] != 0x30:
-            return ()
-        spcs: list[str] = []
+            return TnAuthList()
         for tag, content in _der_items(outer[1]):
             if tag == 0xA0:  # [0] EXPLICIT ServiceProviderCode
                 inner = _der_items(content)
-                if len(inner) == 1 and inner[0][0] == 0x16:
-                    spcs.append(inner[0][1].decode("ascii"))
-            elif tag == 0x80:  # implicitly tagged IA5String, seen from some CAs
+                if len(inner) == 1:
+                    spcs.append(_ia5(*inner[0]))
+            elif tag == 0x80:  # implicitly tagged IA5String
                 spcs.append(content.decode("ascii"))
-        return tuple(s for s in spcs if s)
+            elif tag == 0xA1:  # [1] TelephoneNumberRange
+                ranges.append(_range(content))
+            elif tag == 0xA2:  # [2] EXPLICIT TelephoneNumber
+                inner = _der_items(content)
+                if len(inner) == 1:
+                    tns.append(_ia5(*inner[0]))
+            elif tag == 0x82:  # implicitly tagged TelephoneNumber
+                tns.append(content.decode("ascii"))
     except (ValueError, UnicodeDecodeError):
-        return ()
+        return TnAuthList()
+    return TnAuthList(tuple(s for s in spcs if s), tuple(t for t in tns if t), tuple(ranges))
+
+
+def tnauthlist_spcs(cert: x509.Certificate) -> tuple[str, ...]:
+    """Service Provider Codes in TNAuthList."""
+    return tnauthlist(cert).spcs
 
 
 def _check_revocation(chain: list[x509.Certificate], store: TrustStore) -> None:
@@ -158,7 +268,7 @@ def validate(body: bytes, store: TrustStore, now: float) -> VerifiedCert:
     leaf, intermediates = parse_bundle(body)
     key = leaf.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise StirFailure("bad_certificate", "leaf key is not EC P-256 (required for ES256)")
+        raise StirFailure("bad_key", "leaf key is not EC P-256 (required for ES256)")
     for cert in [leaf, *intermediates]:
         nb = cert.not_valid_before_utc.timestamp()
         na = cert.not_valid_after_utc.timestamp()
@@ -168,16 +278,17 @@ def validate(body: bytes, store: TrustStore, now: float) -> VerifiedCert:
                 f"certificate {cert.subject.rfc4514_string()} valid {cert.not_valid_before_utc.isoformat()}"
                 f" .. {cert.not_valid_after_utc.isoformat()}, not at {dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat()}",
             )
-    spcs = tnauthlist_spcs(leaf)
-    if not spcs:
-        raise StirFailure("missing_tnauthlist", "leaf has no TNAuthList extension with an SPC")
+    tnal = tnauthlist(leaf)
+    if not tnal:
+        raise StirFailure("missing_tnauthlist", "leaf has no TNAuthList extension with an SPC, TN or TN range")
     try:
-        chain = store.verifier(now).verify(leaf, intermediates).chain
+        chain = store.verifier(now).verify(leaf, [*intermediates, *store.intermediates]).chain
     except verification.VerificationError as exc:
         raise StirFailure("untrusted_chain", f"no chain to an STI-CA trust anchor: {exc}") from exc
     _check_revocation(chain, store)
     not_after = min(c.not_valid_after_utc.timestamp() for c in chain)
-    return VerifiedCert(public_key=key, not_after=not_after, spcs=spcs, subject=leaf.subject.rfc4514_string())
+    return VerifiedCert(public_key=key, not_after=not_after, spcs=tnal.spcs, subject=leaf.subject.rfc4514_string(),
+                        tnauthlist=tnal)
 
 
 def cache_ttl(cache_control: str | None, default_ttl: float, max_ttl: float) -> float:

@@ -6,6 +6,8 @@ import enum
 
 import msgspec
 
+from edge.stir.outcomes import NO_VALIDATION, PASSED, verstat_for
+
 
 class StirStatus(str, enum.Enum):
     PASSED = "passed"
@@ -34,11 +36,12 @@ class StirResult(msgspec.Struct, frozen=True):
 
     @property
     def verstat(self) -> str:
+        """The value told to the PBX, from the table in `edge.stir.outcomes` (Failed only when checked)."""
         if self.status is StirStatus.PASSED:
-            return "TN-Validation-Passed"
+            return PASSED
         if self.status is StirStatus.FAILED:
-            return "TN-Validation-Failed"
-        return "No-TN-Validation"
+            return verstat_for(self.code)
+        return NO_VALIDATION
 
 
 ABSENT = StirResult(status=StirStatus.ABSENT)

@@ -47,6 +47,9 @@ class StirConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     allow_insecure_hosts: list[str] = []  # hosts fetched over plain http (tests only)
     allow_private_networks: list[str] = []  # CIDRs allowed as x5u destinations despite private/loopback (tests)
     verstat_in_from: bool = False  # also add verstat to From, not only P-Asserted-Identity
+    # Without a PAI from the carrier: 'from' writes verstat into From (the carrier's own From is restored in
+    # the responses relayed back), 'pai' adds a P-Asserted-Identity with the caller's URI and verstat instead.
+    verstat_without_pai: str = "from"
     signing: StirSigning = msgspec.field(default_factory=StirSigning)
 
 
@@ -115,6 +118,8 @@ def validate(cfg: StirConfig, path: str = "$.stir") -> list[tuple[str, str]]:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             errors.append((f"{path}.allow_private_networks[{i}]", f"{net!r} is not an IP network"))
+    if cfg.verstat_without_pai not in ("from", "pai"):
+        errors.append((f"{path}.verstat_without_pai", f"{cfg.verstat_without_pai!r} is not 'from' or 'pai'"))
     if not cfg.trust_dir:
         errors.append((f"{path}.trust_dir", "a trust directory with STI-CA anchors is required"))
     s = cfg.signing

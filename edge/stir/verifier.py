@@ -77,6 +77,12 @@ class Verifier:
         self.cache = CertCache(s.cert_cache_size, s.cert_cache_ttl, s.cert_cache_max_ttl, s.negative_cache_ttl)
         self.replay = ReplayGuard(s.replay_cache_size, s.max_age)
 
+    def set_trust(self, trust: TrustStore) -> None:
+        """New anchors and CRLs (SIGHUP). Cached certificates were validated against the old ones, and a CRL
+        may now revoke one of them, so the cache starts empty; the replay table is kept."""
+        self.trust = trust
+        self.cache.clear()
+
     # -- certificate feed -------------------------------------------------------------------------------
 
     def certificate_fetched(
@@ -225,9 +231,27 @@ class Verifier:
         note("replay", True, "")
 
         for p in chain:
-            cert = self._cert(p.x5u, now, used)
-            note(f"certificate[{p.ppt}]", True, f"{cert.subject} spc={','.join(cert.spcs)}")
-            passport.verify_signature(p, cert.public_key)
+            step = f"certificate[{p.ppt}]"
+            try:
+                cert = self._cert(p.x5u, now, used)
+            except StirFailure as failure:
+                note(step, False, f"{failure.code}: {failure.reason}")
+                raise
+            # The signer must hold the number it vouches for: orig.tn for SHAKEN, the diverting number for
+            # div (RFC 8946 §5). A certificate with an SPC covers any number.
+            tnal = cert.tnauthlist
+            tn, claim = (p.div_tn, "div.tn") if p.ppt == "div" else (pp.orig_tn, "orig.tn")
+            if not tnal.covers(tn):
+                detail = f"TNAuthList {list(tnal.tns) + [f'{s}+{n}' for s, n in tnal.ranges]} lacks {claim} {tn}"
+                note(step, False, f"tn_not_authorized: {detail}")
+                raise StirFailure("tn_not_authorized", detail)
+            covered = f"spc={','.join(tnal.spcs)}" if tnal.spcs else f"{claim} {tn} in TNAuthList"
+            note(step, True, f"{cert.subject} {covered}")
+            try:
+                passport.verify_signature(p, cert.public_key)
+            except StirFailure as failure:
+                note(f"signature[{p.ppt}]", False, f"{failure.code}: {failure.reason}")
+                raise
             note(f"signature[{p.ppt}]", True, "")
         for p in chain:
             self.replay.record(p.signature_b64, call_id, p.iat, now)

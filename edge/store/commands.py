@@ -166,7 +166,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--number", help="calling or called number")
     p.add_argument("--calling")
     p.add_argument("--called")
-    p.add_argument("--decision", choices=[a.value for a in Action])
+    p.add_argument("--decision", choices=[a.value for a in Action] + ["deliver", "hold", "send", "queued", "refuse", "challenge"])
     p.add_argument("--flagged", action="store_true", help="only flagged activities")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--cursor", help="continue from a previous page")
@@ -186,7 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("flag", parents=[opts], help="block future contacts like this activity")
     p.add_argument("id")
-    p.add_argument("--by", choices=["number", "cnam"], required=True)
+    p.add_argument("--by", choices=["number", "cnam", "name", "email", "ip"], required=True)
     p.add_argument("--scope", choices=_SCOPES, help="customer (default): the activity's customer, or its called number when it has "
                    "no customer; number: its called number; global: every customer")
     p.add_argument("--action", choices=_ACTIONS, default="reject")

@@ -7,7 +7,9 @@ from collections import OrderedDict
 import msgspec
 
 from edge.call.activity import Activity
+from edge.console.users import ConsoleUser
 from edge.lifecycle.record import NumberRecord
+from edge.messaging.optout import OptOut
 from edge.policy.rules import BlockRule
 from edge.store.protocol import (
     ActivityPage,
@@ -41,6 +43,8 @@ class MemoryStore:
         self._blocks: OrderedDict[str, BlockRule] = OrderedDict()
         self._numbers: OrderedDict[str, NumberRecord] = OrderedDict()
         self._captcha: dict[tuple[str, str], float] = {}
+        self._optouts: dict[tuple[str, str], OptOut] = {}
+        self._users: dict[str, ConsoleUser] = {}
         self._health = StoreHealth(backend="memory")
 
     # --- activities ----------------------------------------------------------------------------
@@ -151,6 +155,27 @@ class MemoryStore:
             del self._captcha[(calling, scope)]
             return False
         return True
+
+    async def add_optout(self, optout: OptOut) -> None:
+        self._optouts[(optout.campaign, optout.recipient)] = optout
+
+    async def remove_optout(self, campaign: str, recipient: str) -> bool:
+        return self._optouts.pop((campaign, recipient), None) is not None
+
+    async def list_optouts(self) -> list[OptOut]:
+        return sorted(self._optouts.values(), key=lambda o: (o.at, o.campaign, o.recipient))
+    # --- console users ---------------------------------------------------------------------------
+    async def put_user(self, user: ConsoleUser) -> None:
+        self._users[user.name] = user
+
+    async def get_user(self, name: str) -> ConsoleUser | None:
+        return self._users.get(name)
+
+    async def list_users(self) -> list[ConsoleUser]:
+        return sorted(self._users.values(), key=lambda u: u.name)
+
+    async def remove_user(self, name: str) -> bool:
+        return self._users.pop(name, None) is not None
 
     async def flush(self) -> None:
         return None

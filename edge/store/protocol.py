@@ -12,7 +12,9 @@ from typing import Protocol, runtime_checkable
 import msgspec
 
 from edge.call.activity import Activity
+from edge.console.users import ConsoleUser
 from edge.lifecycle.record import NumberRecord
+from edge.messaging.optout import OptOut
 from edge.policy.rules import BlockRule
 
 DEFAULT_PAGE = 100
@@ -30,6 +32,7 @@ class ActivityQuery(msgspec.Struct, frozen=True):
     decision: str = ""
     flagged: bool | None = None
     voicemail: bool = False  # only contacts that left a voicemail message
+    customer: str = ""  # only this customer's contacts (console users are scoped by it)
     limit: int = DEFAULT_PAGE
     cursor: str = ""  # from the previous page's next_cursor
 
@@ -90,6 +93,8 @@ def activity_matches(a: Activity, q: ActivityQuery) -> bool:
         return False
     if q.voicemail and not a.voicemail_path:
         return False
+    if q.customer and a.customer != q.customer:
+        return False
     return True
 
 
@@ -123,6 +128,16 @@ class StateStore(Protocol):
     async def remember_captcha_pass(self, calling: str, scope: str, until: float) -> None: ...
     async def captcha_passed(self, calling: str, scope: str, now: float) -> bool: ...
     async def list_captcha_passes(self, now: float, limit: int) -> list[tuple[str, str, float]]: ...
+
+    # text-message opt-outs (per campaign and recipient), shared between nodes
+    async def add_optout(self, optout: OptOut) -> None: ...
+    async def remove_optout(self, campaign: str, recipient: str) -> bool: ...
+    async def list_optouts(self) -> list[OptOut]: ...
+    # console users (edge.console): local to the node that serves the console
+    async def put_user(self, user: ConsoleUser) -> None: ...
+    async def get_user(self, name: str) -> ConsoleUser | None: ...
+    async def list_users(self) -> list[ConsoleUser]: ...
+    async def remove_user(self, name: str) -> bool: ...
 
     async def flush(self) -> None: ...
     async def close(self) -> None: ...

@@ -40,7 +40,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from edge.call.activity import Activity
+from edge.console.users import ConsoleUser
 from edge.lifecycle.record import NumberRecord
+from edge.messaging.optout import OptOut
 from edge.policy.rates import BucketCounts, RateHit, SharedRates
 from edge.policy.rules import BlockRule
 from edge.store.protocol import ActivityPage, ActivityQuery, StateStore, StoreHealth
@@ -87,11 +89,14 @@ class Change(msgspec.Struct, omit_defaults=True):
     calling: str = ""
     scope: str = ""
     until: float = 0.0
+    optout: OptOut | None = None  # text-message opt-out added (or removed with optout_removed)
+    optout_removed: bool = False
 
 
 _dec_change = msgspec.json.Decoder(Change)
 _dec_block = msgspec.json.Decoder(BlockRule)
 _dec_number = msgspec.json.Decoder(NumberRecord)
+_dec_optout = msgspec.json.Decoder(OptOut)
 
 # Queued shared writes: (op, payload)
 Op = tuple[str, Any]
@@ -180,6 +185,7 @@ class RedisStore:
         self.on_block: Callable[[BlockRule | None, str | None], Any] = ignore_change
         self.on_number: Callable[[NumberRecord], Any] = ignore_change
         self.on_captcha: Callable[[str, str, float], Any] = ignore_change
+        self.on_optout: Callable[[OptOut, bool], Any] = ignore_change  # (optout, removed)
         self.on_resync: Callable[[list[BlockRule], list[NumberRecord]], Any] = ignore_change
         self._script = client.register_script(RATE_SCRIPT)
         self._queue: collections.deque[Op] = collections.deque()
@@ -339,6 +345,13 @@ class RedisStore:
         elif change.record is not None:
             await self.local.put_number(change.record)
             self._call(self.on_number, change.record)
+        elif change.optout is not None:
+            o = change.optout
+            if change.optout_removed:
+                await self.local.remove_optout(o.campaign, o.recipient)
+            else:
+                await self.local.add_optout(o)
+            self._call(self.on_optout, o, change.optout_removed)
         elif change.calling:
             await self.local.remember_captcha_pass(change.calling, change.scope, change.until)
             self._call(self.on_captcha, change.calling, change.scope, change.until)
@@ -387,6 +400,14 @@ class RedisStore:
             pipe.hset(self._k_num(record.number), mapping={"state": record.state.value, "doc": _enc.encode(record)})
             pipe.sadd(f"{self.ns}:numbers", record.number)
             pipe.publish(self.channels[1], _enc.encode(Change(self.node, record=record)))
+        elif kind in ("add_optout", "remove_optout"):
+            o: OptOut = payload
+            field = f"{o.campaign}|{o.recipient}"
+            if kind == "add_optout":
+                pipe.hset(f"{self.ns}:optouts", field, _enc.encode(o))
+            else:
+                pipe.hdel(f"{self.ns}:optouts", field)
+            pipe.publish(self.channels[0], _enc.encode(Change(self.node, optout=o, optout_removed=kind == "remove_optout")))
         else:  # captcha
             calling, scope, until = payload
             px = int((max(until - self.clock(), 0.0) + CAPTCHA_GRACE) * 1000)
@@ -577,7 +598,37 @@ class RedisStore:
 
         return await self._read(shared, lambda: self.local.captcha_passed(calling, scope, now))
 
+    # --- opt-outs -------------------------------------------------------------------------------
+    async def add_optout(self, optout: OptOut) -> None:
+        await self.local.add_optout(optout)
+        await self._share(("add_optout", optout))
+
+    async def remove_optout(self, campaign: str, recipient: str) -> bool:
+        existed = await self.local.remove_optout(campaign, recipient)
+        await self._share(("remove_optout", OptOut(campaign, recipient, 0.0)))
+        return existed
+
+    async def list_optouts(self) -> list[OptOut]:
+        async def shared() -> list[OptOut]:
+            docs = await self.client.hvals(f"{self.ns}:optouts")
+            return sorted((_dec_optout.decode(d) for d in docs), key=lambda o: (o.at, o.campaign, o.recipient))
+
+        return await self._read(shared, self.local.list_optouts)
+
     # --- lifecycle -------------------------------------------------------------------------------
+    # --- console users: local (each node that serves a console keeps its own) ---------------------
+    async def put_user(self, user: ConsoleUser) -> None:
+        await self.local.put_user(user)
+
+    async def get_user(self, name: str) -> ConsoleUser | None:
+        return await self.local.get_user(name)
+
+    async def list_users(self) -> list[ConsoleUser]:
+        return await self.local.list_users()
+
+    async def remove_user(self, name: str) -> bool:
+        return await self.local.remove_user(name)
+
     async def flush(self) -> None:
         await self._send_batch()
         await self.local.flush()

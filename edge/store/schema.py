@@ -51,6 +51,12 @@ class AdminConfig(msgspec.Struct, forbid_unknown_fields=True):
     listen: str = "127.0.0.1:8081"
     token_file: str = "var/admin.token"
     enabled: bool = True
+    # web console (README "Console"): sessions of users made with `sip-edge users add`
+    session_ttl: str = "12h"  # a login lasts at most this long
+    session_idle: str = "1h"  # ... and ends after this long without a request
+    secure_cookies: bool = False  # mark the session cookie Secure (set it behind a TLS-terminating proxy)
+    login_failures: int = 5  # failed logins per address and per user name ...
+    login_window: str = "5m"  # ... within this window before logins are refused (429)
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -122,4 +128,8 @@ def validate_admin(cfg: AdminConfig, prefix: str = "$.admin") -> list[tuple[str,
         errors.append((f"{prefix}.listen", str(exc)))
     if cfg.enabled and not cfg.token_file:
         errors.append((f"{prefix}.token_file", "required when the admin API is enabled"))
+    for name in ("session_ttl", "session_idle", "login_window"):
+        _check_duration(errors, f"{prefix}.{name}", getattr(cfg, name))
+    if not 1 <= cfg.login_failures <= 100:
+        errors.append((f"{prefix}.login_failures", "must be 1-100"))
     return errors

@@ -25,7 +25,9 @@ import msgspec
 import structlog
 
 from edge.call.activity import Activity
+from edge.console.users import ConsoleUser
 from edge.lifecycle.record import NumberRecord
+from edge.messaging.optout import OptOut
 from edge.policy.rules import BlockRule
 from edge.store.protocol import ActivityPage, ActivityQuery, StoreHealth, clamp_limit, make_cursor, parse_cursor
 
@@ -70,6 +72,24 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX captcha_until ON captcha_passes (until);
     """,
+    # 2: text-message opt-outs
+    """
+    CREATE TABLE optouts (
+        campaign TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        at REAL NOT NULL,
+        doc BLOB NOT NULL,
+        PRIMARY KEY (campaign, recipient)
+    );
+    """,
+    # 3: console users; activities by customer (console scoping)
+    """
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        doc BLOB NOT NULL
+    );
+    CREATE INDEX activities_customer ON activities (json_extract(doc, '$.customer'), received_at)
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -82,6 +102,9 @@ _enc = msgspec.json.Encoder()
 _dec_activity = msgspec.json.Decoder(Activity)
 _dec_block = msgspec.json.Decoder(BlockRule)
 _dec_number = msgspec.json.Decoder(NumberRecord)
+_dec_optout = msgspec.json.Decoder(OptOut)
+_UPSERT_OPTOUT = "INSERT OR REPLACE INTO optouts (campaign, recipient, at, doc) VALUES (?, ?, ?, ?)"
+_dec_user = msgspec.json.Decoder(ConsoleUser)
 
 
 class StoreError(Exception):
@@ -338,6 +361,9 @@ class SqliteStore:
             params.append(int(query.flagged))
         if query.voicemail:
             where.append("json_extract(doc, '$.voicemail_path') != ''")
+        if query.customer:
+            where.append("json_extract(doc, '$.customer') = ?")
+            params.append(query.customer)
         if query.cursor:
             ts, last_id = parse_cursor(query.cursor)
             where.append("(received_at < ? OR (received_at = ? AND id < ?))")
@@ -386,6 +412,21 @@ class SqliteStore:
         if purged:
             log.info("store_activities_purged", count=purged, before=before)
         return purged
+
+    # --- opt-outs -------------------------------------------------------------------------------
+    async def add_optout(self, optout: OptOut) -> None:
+        await self._write([(_UPSERT_OPTOUT, [(optout.campaign, optout.recipient, optout.at, _enc.encode(optout))])])
+
+    async def remove_optout(self, campaign: str, recipient: str) -> bool:
+        rows = await self._read("SELECT 1 FROM optouts WHERE campaign = ? AND recipient = ?", (campaign, recipient))
+        if not rows:
+            return False
+        await self._write([("DELETE FROM optouts WHERE campaign = ? AND recipient = ?", [(campaign, recipient)])])
+        return True
+
+    async def list_optouts(self) -> list[OptOut]:
+        rows = await self._read("SELECT doc FROM optouts ORDER BY at, campaign, recipient")
+        return [_dec_optout.decode(r[0]) for r in rows]
 
     # --- blocks ----------------------------------------------------------------------------------
     async def list_blocks(self) -> list[BlockRule]:
@@ -453,6 +494,25 @@ class SqliteStore:
             rows = await self._read("SELECT until FROM captcha_passes WHERE calling = ? AND scope = ?", (calling, scope))
             until = rows[0][0] if rows else None
         return until is not None and until > now
+
+    # --- console users ---------------------------------------------------------------------------
+    async def put_user(self, user: ConsoleUser) -> None:
+        if not await self._write([("INSERT OR REPLACE INTO users (name, doc) VALUES (?, ?)", [(user.name, _enc.encode(user))])]):
+            raise StoreError(f"could not save user {user.name!r}: {self._health.last_error}")
+
+    async def get_user(self, name: str) -> ConsoleUser | None:
+        rows = await self._read("SELECT doc FROM users WHERE name = ?", (name,))
+        return _dec_user.decode(rows[0][0]) if rows else None
+
+    async def list_users(self) -> list[ConsoleUser]:
+        rows = await self._read("SELECT doc FROM users ORDER BY name")
+        return [_dec_user.decode(r[0]) for r in rows]
+
+    async def remove_user(self, name: str) -> bool:
+        if await self.get_user(name) is None:
+            return False
+        await self._write([("DELETE FROM users WHERE name = ?", [(name,)])])
+        return True
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def close(self) -> None:

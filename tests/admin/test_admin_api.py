@@ -35,7 +35,8 @@ async def test_admin_without_valid_token_is_401(admin, headers, path):
     _, client = admin
     resp = await client.get(path, headers=headers)
     assert resp.status == 401
-    assert await resp.json() == {"error": "missing or invalid bearer token"}
+    basic = headers.get("Authorization", "").startswith("Basic")  # console users' credentials: not a user here
+    assert await resp.json() == {"error": "wrong user name or password" if basic else "missing or invalid bearer token"}
     assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -88,7 +89,7 @@ async def test_admin_activities_filters_and_pages(admin):
         ({"number": "123"}, "invalid number '123': not a valid telephone number"),
         ({"since": "yesterday"}, "invalid since 'yesterday': expected unix seconds, ISO 8601 or a duration like '1h'"),
         ({"flagged": "maybe"}, "invalid flagged 'maybe': expected true or false"),
-        ({"decision": "nuke"}, "invalid decision 'nuke': expected one of allow, reject, captcha, menu, voicemail, intercept"),
+        ({"decision": "nuke"}, "invalid decision 'nuke': expected one of allow, reject, captcha, menu, voicemail, intercept, deliver, hold, send, queued, refuse, challenge"),
         ({"cursor": "abc"}, "invalid cursor 'abc'"),
         ({"colour": "red"}, "unknown filter 'colour'"),
     ],

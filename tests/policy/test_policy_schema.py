@@ -123,10 +123,10 @@ def test_compile_rules_allow_entries() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[[block]]\naction = "reject"\n', ["$.block[0]: exactly one of number, cnam, prefix, anonymous, invalid, country must be set (got none)"]),
+        ('[[block]]\naction = "reject"\n', ["$.block[0]: exactly one of number, cnam, prefix, anonymous, invalid, country, text, email, ip must be set (got none)"]),
         (
             '[[block]]\nnumber = "+12025550100"\ncnam = "x"\n',
-            ["$.block[0]: exactly one of number, cnam, prefix, anonymous, invalid, country must be set (got number, cnam)"],
+            ["$.block[0]: exactly one of number, cnam, prefix, anonymous, invalid, country, text, email, ip must be set (got number, cnam)"],
         ),
         ('[[block]]\nnumber = "+1555"\n', ["$.block[0].number: '+1555' is not a valid E.164 number (too short for country code +1)"]),
         ('[[block]]\nprefix = "1900"\n', ["$.block[0].prefix: '1900' is not an E.164 prefix (write '+' followed by the country code and leading digits, e.g. '+1202')"]),

@@ -30,6 +30,27 @@ def tnauthlist(spc: str) -> x509.UnrecognizedExtension:
     return x509.UnrecognizedExtension(TNAUTHLIST_OID, bytes([0x30, len(entry)]) + entry)
 
 
+def _tlv(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    length = bytes([n]) if n < 0x80 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + content
+
+
+def tnauthlist_entries(spcs: tuple[str, ...] = (), tns: tuple[str, ...] = (),
+                       ranges: tuple[tuple[str, int], ...] = (), implicit: bool = False) -> x509.UnrecognizedExtension:
+    """TNAuthList with any mix of entries (RFC 8226 §9, EXPLICIT TAGS): spc [0], range [1], one [2];
+    `implicit` encodes the tags the IMPLICIT way some CAs do."""
+    body = b""
+    for spc in spcs:
+        body += _tlv(0xA0, _tlv(0x16, spc.encode()))
+    for start, count in ranges:
+        inner = _tlv(0x16, start.encode()) + _tlv(0x02, count.to_bytes((count.bit_length() + 8) // 8, "big"))
+        body += _tlv(0xA1, inner if implicit else _tlv(0x30, inner))
+    for tn in tns:
+        body += _tlv(0x82, tn.encode()) if implicit else _tlv(0xA2, _tlv(0x16, tn.encode()))
+    return x509.UnrecognizedExtension(TNAUTHLIST_OID, _tlv(0x30, body))
+
+
 def make_cert(
     cn: str,
     key: ec.EllipticCurvePrivateKey,
@@ -38,6 +59,7 @@ def make_cert(
     *,
     ca: bool,
     spc: str | None = None,
+    tnal: x509.UnrecognizedExtension | None = None,
     not_before: float = NOW - 86400,
     not_after: float = NOW + 30 * 86400,
     serial: int | None = None,
@@ -64,6 +86,8 @@ def make_cert(
     )
     if spc is not None:
         b = b.add_extension(tnauthlist(spc), critical=False)
+    elif tnal is not None:
+        b = b.add_extension(tnal, critical=False)
     return b.sign(issuer_key, hashes.SHA256())
 
 
@@ -94,7 +118,8 @@ class Pki:
     def leaf_variant(self, **kw: object) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
         """A new leaf under the intermediate with different properties; returns (key, PEM bundle)."""
         key = ec.generate_private_key(ec.SECP256R1())
-        kw.setdefault("spc", "709J")
+        if "tnal" not in kw:
+            kw.setdefault("spc", "709J")
         cert = make_cert("variant leaf", key, "STI test intermediate", self.inter_key, ca=False, **kw)  # type: ignore[arg-type]
         return key, pem(cert, self.inter)
 

@@ -76,3 +76,18 @@ def test_commands_sign_unreadable_key_exit_2(tmp_path: Path, capsys) -> None:
     rc = _run(["stir", "sign", "--key", str(tmp_path / "none.pem"), "--x5u", X5U, "--from", CALLER, "--to", CALLED])
     assert rc == 2
     assert "cannot load key" in capsys.readouterr().err
+
+
+def test_commands_verify_prints_failing_certificate_step(files: dict[str, str], capsys, tmp_path: Path, pki: Pki) -> None:
+    value = _sign(files, capsys)
+    other = tmp_path / "other-ca"
+    other.mkdir()
+    (other / "root.pem").write_bytes(pem(pki.other_root))
+    rc = _run(["stir", "verify", "--identity", value, "--from", CALLER, "--to", CALLED, "--trust-dir", str(other),
+               "--cert-file", files["bundle"], "--now", str(NOW)])
+    out = capsys.readouterr().out
+    assert rc == 1
+    failed = [line.split() for line in out.splitlines() if line.startswith("FAIL")]
+    assert [f[:3] for f in failed] == [["FAIL", "certificate[shaken]", "untrusted_chain:"]]
+    assert "-> 437 Unsupported Credential" in out
+    assert out.rstrip().endswith("verstat: TN-Validation-Failed")

@@ -82,3 +82,27 @@ def test_replay_guard_bounded_and_expiring() -> None:
     assert not g.is_replay("sig0", "other", NOW + 10)  # evicted
     assert not g.is_replay("sig4", "other", NOW + 61)  # expired with the token's freshness
     assert len(g) == 0
+
+
+DIV_X5U = "https://cert.example.net/sti/div-delegate.pem"
+
+
+def _div_by_delegate(verifier: Verifier, pki: Pki, covers: str) -> StirStatus | str:
+    """A div PASSporT signed under a delegate certificate (RFC 9060) whose TNAuthList holds only `covers`."""
+    from tests.stir.pki import tnauthlist_entries
+
+    key, bundle = pki.leaf_variant(tnal=tnauthlist_entries(tns=(covers,)))
+    cl = {"dest": {"tn": [FORWARDED_TO]}, "iat": int(NOW), "orig": {"tn": CALLER}, "div": {"tn": CALLED}}
+    div = identity(key, header(ppt="div", x5u=DIV_X5U), cl)
+    _ready(verifier, pki).certificate_fetched(DIV_X5U, bundle, None, "", NOW)
+    res = verifier.verify([identity(pki.leaf_key), div], CALLER, FORWARDED_TO, "c", NOW)
+    return res.status if res.status is StirStatus.PASSED else res.code
+
+
+def test_passports_div_delegate_must_cover_diverting_number(verifier: Verifier, pki: Pki) -> None:
+    # RFC 8946: the div signer vouches for the number that diverted (div.tn), not for the caller.
+    assert _div_by_delegate(verifier, pki, covers=CALLED) is StirStatus.PASSED
+
+
+def test_passports_div_delegate_for_caller_only_refused(verifier: Verifier, pki: Pki) -> None:
+    assert _div_by_delegate(verifier, pki, covers=CALLER) == "tn_not_authorized"

@@ -26,11 +26,11 @@ def test_schema_decodes_toml_and_forbids_unknown_keys() -> None:
 
 
 def test_schema_validate_reports_paths() -> None:
-    cfg = StirConfig(max_age="sixty", cert_cache_size=0, allow_private_networks=["nope"],
+    cfg = StirConfig(max_age="sixty", cert_cache_size=0, allow_private_networks=["nope"], verstat_without_pai="to",
                      signing=StirSigning(enabled=True, x5u="http://cert.example/x.pem"))
     errors = dict(validate(cfg))
     assert set(errors) == {"$.stir.max_age", "$.stir.cert_cache_size", "$.stir.allow_private_networks[0]",
-                           "$.stir.signing.key_file", "$.stir.signing.x5u"}
+                           "$.stir.signing.key_file", "$.stir.signing.x5u", "$.stir.verstat_without_pai"}
     assert "must be an https URL" in errors["$.stir.signing.x5u"]
 
 

@@ -41,45 +41,49 @@ def test_verifier_no_identity_is_absent_428(verifier: Verifier) -> None:
     assert res.verstat == "No-TN-Validation"
 
 
+F, N = "TN-Validation-Failed", "No-TN-Validation"
+
+
 def _sig_of(value: str) -> str:
     return value.split(";")[0].split(".")[2]
 
 
 CASES = [
-    # id, builder(pki) -> identity value, expected code, layer, status
-    ("compact", lambda p: ".." + _sig_of(identity(p.leaf_key)) + f";info=<{X5U}>;ppt=shaken", "compact_form", "parse", 438),
-    ("two-segments", lambda p: "abc.def;info=<" + X5U + ">", "malformed", "parse", 438),
-    ("no-info", lambda p: identity(p.leaf_key, params=";alg=ES256;ppt=shaken"), "missing_info", "parse", 436),
-    ("info-unbracketed", lambda p: identity(p.leaf_key, params=f";info={X5U};ppt=shaken"), "bad_info", "parse", 436),
-    ("bad-base64", lambda p: "a*b.c.d;info=<" + X5U + ">;ppt=shaken", "bad_base64", "parse", 438),
-    ("header-not-json", lambda p: identity(p.leaf_key, b"{not json"), "bad_json", "parse", 438),
-    ("alg-rs256", lambda p: identity(p.leaf_key, header(alg="RS256"), params=f";info=<{X5U}>;ppt=shaken"), "unsupported_alg", "header", 437),
-    ("alg-param-differs", lambda p: identity(p.leaf_key, params=f";info=<{X5U}>;alg=RS256;ppt=shaken"), "alg_mismatch", "header", 438),
-    ("typ-jwt", lambda p: identity(p.leaf_key, header(typ="JWT")), "bad_typ", "header", 438),
-    ("ppt-unknown", lambda p: identity(p.leaf_key, header(ppt="foo")), "unsupported_ppt", "header", 438),
-    ("ppt-param-missing", lambda p: identity(p.leaf_key, params=f";info=<{X5U}>;alg=ES256"), "missing_ppt", "parse", 438),
-    ("ppt-param-differs", lambda p: identity(p.leaf_key, params=f";info=<{X5U}>;alg=ES256;ppt=div"), "ppt_mismatch", "header", 438),
-    ("x5u-missing", lambda p: identity(p.leaf_key, header(x5u=None)), "missing_x5u", "header", 436),
-    ("x5u-differs", lambda p: identity(p.leaf_key, header(x5u="https://evil.example/c.pem"), params=f";info=<{X5U}>;ppt=shaken"), "x5u_mismatch", "header", 436),
-    ("attest-d", lambda p: identity(p.leaf_key, cl=claims(attest="D")), "bad_attest", "claims", 438),
-    ("dest-string", lambda p: identity(p.leaf_key, cl=claims(dest={"tn": CALLED})), "bad_dest", "claims", 438),
-    ("iat-string", lambda p: identity(p.leaf_key, cl=claims(iat=str(int(NOW)))), "bad_iat", "claims", 438),
-    ("orig-missing", lambda p: identity(p.leaf_key, cl=claims(orig=None)), "bad_orig", "claims", 438),
-    ("origid-missing", lambda p: identity(p.leaf_key, cl=claims(origid=None)), "bad_origid", "claims", 438),
-    ("stale", lambda p: identity(p.leaf_key, cl=claims(iat=int(NOW) - 61)), "stale_date", "freshness", 403),
-    ("future", lambda p: identity(p.leaf_key, cl=claims(iat=int(NOW) + 61)), "stale_date", "freshness", 403),
-    ("orig-other", lambda p: identity(p.leaf_key, cl=claims(orig={"tn": "12025550100"})), "orig_mismatch", "numbers", 438),
-    ("dest-other", lambda p: identity(p.leaf_key, cl=claims(dest={"tn": ["12025550100"]})), "dest_mismatch", "numbers", 438),
-    ("wrong-key", lambda p: identity(p.other_root_key), "bad_signature", "signature", 438),
+    # id, builder(pki) -> identity value, expected code, layer, status, verstat (the table in edge.stir.outcomes)
+    ("compact", lambda p: ".." + _sig_of(identity(p.leaf_key)) + f";info=<{X5U}>;ppt=shaken", "compact_form", "parse", 438, N),
+    ("two-segments", lambda p: "abc.def;info=<" + X5U + ">", "malformed", "parse", 438, N),
+    ("no-info", lambda p: identity(p.leaf_key, params=";alg=ES256;ppt=shaken"), "missing_info", "parse", 436, N),
+    ("info-unbracketed", lambda p: identity(p.leaf_key, params=f";info={X5U};ppt=shaken"), "bad_info", "parse", 436, N),
+    ("bad-base64", lambda p: "a*b.c.d;info=<" + X5U + ">;ppt=shaken", "bad_base64", "parse", 438, N),
+    ("header-not-json", lambda p: identity(p.leaf_key, b"{not json"), "bad_json", "parse", 438, N),
+    ("alg-rs256", lambda p: identity(p.leaf_key, header(alg="RS256"), params=f";info=<{X5U}>;ppt=shaken"), "unsupported_alg", "header", 437, N),
+    ("alg-param-differs", lambda p: identity(p.leaf_key, params=f";info=<{X5U}>;alg=RS256;ppt=shaken"), "alg_mismatch", "header", 438, N),
+    ("typ-jwt", lambda p: identity(p.leaf_key, header(typ="JWT")), "bad_typ", "header", 438, N),
+    ("ppt-unknown", lambda p: identity(p.leaf_key, header(ppt="foo")), "unsupported_ppt", "header", 438, N),
+    ("ppt-param-missing", lambda p: identity(p.leaf_key, params=f";info=<{X5U}>;alg=ES256"), "missing_ppt", "parse", 438, N),
+    ("ppt-param-differs", lambda p: identity(p.leaf_key, params=f";info=<{X5U}>;alg=ES256;ppt=div"), "ppt_mismatch", "header", 438, N),
+    ("x5u-missing", lambda p: identity(p.leaf_key, header(x5u=None)), "missing_x5u", "header", 436, N),
+    ("x5u-differs", lambda p: identity(p.leaf_key, header(x5u="https://evil.example/c.pem"), params=f";info=<{X5U}>;ppt=shaken"), "x5u_mismatch", "header", 436, N),
+    ("attest-d", lambda p: identity(p.leaf_key, cl=claims(attest="D")), "bad_attest", "claims", 438, N),
+    ("dest-string", lambda p: identity(p.leaf_key, cl=claims(dest={"tn": CALLED})), "bad_dest", "claims", 438, N),
+    ("iat-string", lambda p: identity(p.leaf_key, cl=claims(iat=str(int(NOW)))), "bad_iat", "claims", 438, N),
+    ("orig-missing", lambda p: identity(p.leaf_key, cl=claims(orig=None)), "bad_orig", "claims", 438, N),
+    ("origid-missing", lambda p: identity(p.leaf_key, cl=claims(origid=None)), "bad_origid", "claims", 438, N),
+    ("stale", lambda p: identity(p.leaf_key, cl=claims(iat=int(NOW) - 61)), "stale_date", "freshness", 403, N),
+    ("future", lambda p: identity(p.leaf_key, cl=claims(iat=int(NOW) + 61)), "stale_date", "freshness", 403, N),
+    ("orig-other", lambda p: identity(p.leaf_key, cl=claims(orig={"tn": "12025550100"})), "orig_mismatch", "numbers", 438, F),
+    ("dest-other", lambda p: identity(p.leaf_key, cl=claims(dest={"tn": ["12025550100"]})), "dest_mismatch", "numbers", 438, F),
+    ("wrong-key", lambda p: identity(p.other_root_key), "bad_signature", "signature", 438, F),
 ]
 
 
-@pytest.mark.parametrize(("build", "code", "layer", "status"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_verifier_failure_class(verifier: Verifier, pki: Pki, build, code: str, layer: str, status: int) -> None:
+@pytest.mark.parametrize(("build", "code", "layer", "status", "verstat"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_verifier_failure_class(verifier: Verifier, pki: Pki, build, code: str, layer: str, status: int,
+                                verstat: str) -> None:
     res = run(verifier, [build(pki)], pki.bundle)
     assert (res.status, res.code, res.layer, res.sip_status) == (StirStatus.FAILED, code, layer, status)
     assert res.attestation is None
-    assert res.verstat == "TN-Validation-Failed"
+    assert res.verstat == verstat
 
 
 def test_verifier_cheap_failure_needs_no_certificate(verifier: Verifier, pki: Pki) -> None:
@@ -126,18 +130,19 @@ def test_verifier_pai_with_plus_and_separators_matches(verifier: Verifier, pki: 
 def test_verifier_certificate_unusable(verifier: Verifier, pki: Pki, body, code: str, status: int) -> None:
     res = run(verifier, [identity(pki.leaf_key)], body)
     assert (res.code, res.layer, res.sip_status) == (code, "certificate", status)
+    assert res.verstat == N  # nothing could be checked
 
 
 def test_verifier_expired_leaf(verifier: Verifier, pki: Pki) -> None:
     key, bundle = pki.leaf_variant(not_before=NOW - 10 * 86400, not_after=NOW - 86400)
     res = run(verifier, [identity(key)], bundle)
-    assert (res.code, res.sip_status) == ("cert_expired", 437)
+    assert (res.code, res.sip_status, res.verstat) == ("cert_expired", 437, F)
 
 
 def test_verifier_missing_tnauthlist(verifier: Verifier, pki: Pki) -> None:
     key, bundle = pki.leaf_variant(spc=None)
     res = run(verifier, [identity(key)], bundle)
-    assert (res.code, res.sip_status) == ("missing_tnauthlist", 437)
+    assert (res.code, res.sip_status, res.verstat) == ("missing_tnauthlist", 437, F)
 
 
 def test_verifier_wrong_trust_anchor(pki: Pki) -> None:
@@ -145,7 +150,7 @@ def test_verifier_wrong_trust_anchor(pki: Pki) -> None:
 
     v = Verifier(TrustStore.from_blobs([pem(pki.other_root)]))
     res = run(v, [identity(pki.leaf_key)], pki.bundle)
-    assert (res.code, res.sip_status) == ("untrusted_chain", 437)
+    assert (res.code, res.sip_status, res.verstat) == ("untrusted_chain", 437, F)
 
 
 def test_verifier_intermediate_not_served(verifier: Verifier, pki: Pki) -> None:
@@ -159,7 +164,7 @@ def test_verifier_crl_revokes_leaf(pki: Pki) -> None:
     key, bundle = pki.leaf_variant(serial=424242)
     v = Verifier(TrustStore.from_blobs([pem(pki.root), pki.crl(424242)]))
     res = run(v, [identity(key)], bundle)
-    assert (res.code, res.layer, res.sip_status) == ("cert_revoked", "certificate", 437)
+    assert (res.code, res.layer, res.sip_status, res.verstat) == ("cert_revoked", "certificate", 437, F)
     v2 = Verifier(TrustStore.from_blobs([pem(pki.root), pki.crl(111)]))
     assert run(v2, [identity(key)], bundle).status is StirStatus.PASSED
 
@@ -169,7 +174,7 @@ def test_verifier_replay_with_other_call_id(verifier: Verifier, pki: Pki) -> Non
     assert run(verifier, [value], pki.bundle, call_id="a").status is StirStatus.PASSED
     assert run(verifier, [value], pki.bundle, call_id="a", now=NOW + 1).status is StirStatus.PASSED
     res = run(verifier, [value], pki.bundle, call_id="b", now=NOW + 2)
-    assert (res.code, res.layer, res.sip_status) == ("replay", "replay", 438)
+    assert (res.code, res.layer, res.sip_status, res.verstat) == ("replay", "replay", 438, F)
 
 
 def test_verifier_negative_cache_remembers_fetch_failure(verifier: Verifier, pki: Pki) -> None:
@@ -210,3 +215,55 @@ def test_verifier_trace_lists_every_check(verifier: Verifier, pki: Pki) -> None:
     assert steps == ["identity[0].parse", "identity[0].header+claims", "identity[0].freshness", "numbers.orig",
                      "numbers.dest", "replay", "certificate[shaken]", "signature[shaken]"]
     assert all(c.ok for c in trace)
+
+
+# -- delegate certificates: TN entries must cover orig.tn ----------------------------------------------------
+
+
+def test_verifier_delegate_certificate_covering_orig_passes(verifier: Verifier, pki: Pki) -> None:
+    from tests.stir.pki import tnauthlist_entries
+
+    key, bundle = pki.leaf_variant(tnal=tnauthlist_entries(ranges=((CALLER[:-2] + "00", 100),)))
+    res = run(verifier, [identity(key)], bundle)
+    assert res.status is StirStatus.PASSED
+
+
+def test_verifier_delegate_certificate_not_covering_orig_fails(verifier: Verifier, pki: Pki) -> None:
+    from tests.stir.pki import tnauthlist_entries
+
+    key, bundle = pki.leaf_variant(tnal=tnauthlist_entries(tns=("13035550188",)))
+    trace: list[Check] = []
+    verifier.certificate_fetched(X5U, bundle, None, "", NOW)
+    res = verifier.verify([identity(key)], CALLER, CALLED, "c", NOW, trace)
+    assert (res.status, res.code, res.sip_status, res.verstat) == (StirStatus.FAILED, "tn_not_authorized", 437, F)
+    assert (trace[-1].step, trace[-1].ok) == ("certificate[shaken]", False)
+    assert "13035550188" in trace[-1].detail and CALLER in trace[-1].detail
+
+
+def test_verifier_rsa_leaf_is_bad_key_failed(verifier: Verifier, pki: Pki) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.stir.pki import make_cert
+
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    leaf = make_cert("p384 leaf", p384, "STI test intermediate", pki.inter_key, ca=False, spc="709J")
+    res = run(verifier, [identity(pki.leaf_key)], pem(leaf, pki.inter))
+    assert (res.code, res.sip_status, res.verstat) == ("bad_key", 437, F)
+
+
+@pytest.mark.parametrize(
+    ("bundle_of", "step", "code"),
+    [
+        (lambda p: p.leaf_variant(not_before=NOW - 10 * 86400, not_after=NOW - 86400), "certificate[shaken]", "cert_expired"),
+        (lambda p: (p.other_root_key, p.bundle), "signature[shaken]", "bad_signature"),
+    ],
+    ids=["certificate", "signature"],
+)
+def test_verifier_trace_names_failing_step(verifier: Verifier, pki: Pki, bundle_of, step: str, code: str) -> None:
+    key, bundle = bundle_of(pki)
+    verifier.certificate_fetched(X5U, bundle, None, "", NOW)
+    trace: list[Check] = []
+    res = verifier.verify([identity(key)], CALLER, CALLED, "c", NOW, trace)
+    assert res.code == code
+    assert (trace[-1].step, trace[-1].ok) == (step, False)
+    assert trace[-1].detail.startswith(code + ":")

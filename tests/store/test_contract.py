@@ -238,3 +238,44 @@ async def test_health_reports_not_degraded_after_writes(store, make_activity):
     assert h.degraded is False and h.write_errors == 0 and h.dropped_writes == 0
     assert h.flushed >= 1
     assert msgspec.json.decode(msgspec.json.encode(h))["backend"] == h.backend
+
+
+async def test_optouts_add_list_remove(store):
+    from edge.messaging.optout import OptOut
+
+    a = OptOut("C1", "+13035550111", 100.0, "stop")
+    b = OptOut("C2", "+13035550111", 101.0, "stopall")
+    await store.add_optout(a)
+    await store.add_optout(b)
+    await store.add_optout(a)  # idempotent
+    assert await store.list_optouts() == [a, b]
+    assert await store.remove_optout("C1", "+13035550111") is True
+    assert await store.remove_optout("C1", "+13035550111") is False
+    assert await store.list_optouts() == [b]
+
+
+async def test_users_put_get_list_remove(store):
+    from edge.console.users import ConsoleUser, Role
+
+    viewer = ConsoleUser(name="ann", role=Role.VIEWER, customer="acme", secret_hash="scrypt$1$1$1$a$b", created_at=5.0)
+    op = ConsoleUser(name="noc", role=Role.OPERATOR, secret_hash="scrypt$1$1$1$c$d")
+    await store.put_user(viewer)
+    await store.put_user(op)
+    assert await store.get_user("ann") == viewer
+    assert await store.get_user("nobody") is None
+    assert [u.name for u in await store.list_users()] == ["ann", "noc"]
+    await store.put_user(msgspec.structs.replace(viewer, role=Role.EDITOR))
+    assert (await store.get_user("ann")).role is Role.EDITOR
+    assert await store.remove_user("ann") is True
+    assert await store.remove_user("ann") is False
+    assert [u.name for u in await store.list_users()] == ["noc"]
+
+
+async def test_activity_query_by_customer_returns_only_that_customer(store, make_activity):
+    await store.append_activity(make_activity(10.0, customer="acme"))
+    await store.append_activity(make_activity(11.0, customer="globex"))
+    await store.append_activity(make_activity(12.0))
+    await store.flush()
+    page = await store.query_activities(ActivityQuery(customer="acme"))
+    assert [a.customer for a in page.items] == ["acme"]
+    assert len((await store.query_activities(ActivityQuery())).items) == 3

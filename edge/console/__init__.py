@@ -1,0 +1,1 @@
+"""The web console: per-customer users, sessions and pages served by the admin listener."""
