@@ -11,13 +11,19 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import msgspec
 
 from edge.call.explain import ExplainRequest, Explanation, carrier_source, explain, render, validate_request
-from edge.daemon.admin_client import AdminError, client_from_args, client_options
+from edge.daemon.admin_client import DEFAULT_CONFIG, AdminError, client_from_args, client_options, default_config
 
 DEFAULT_DIALPLANS = "dialplans"
+
+
+def _dialplans_beside(config: str) -> str:
+    """A checkout keeps dialplans/ at its root; an installed config keeps them next to it (/etc/sip-edge/dialplans)."""
+    return DEFAULT_DIALPLANS if config == DEFAULT_CONFIG else str(Path(config).parent / "dialplans")
 
 
 def _request(args: argparse.Namespace) -> ExplainRequest:
@@ -82,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
             return 2 if exc.status == 0 else 1
         result: Explanation | list[str] = msgspec.convert(body, Explanation)
     else:
-        result = _from_files(req, getattr(args, "config", "config/edge.toml"), args.dialplans)
+        config = getattr(args, "config", None) or default_config() or DEFAULT_CONFIG
+        result = _from_files(req, config, args.dialplans or _dialplans_beside(config))
     if isinstance(result, list):
         sys.stderr.write("".join(f"{p}\n" for p in result))
         return 1
@@ -105,5 +112,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attestation", choices=["A", "B", "C"], default="A", help="with --stir passed")
     p.add_argument("--fax", action="store_true", help="the INVITE offers T.38")
     p.add_argument("--live", action="store_true", help="ask the running daemon (live counts) through the admin API")
-    p.add_argument("--dialplans", default=DEFAULT_DIALPLANS, help="dialplan directory (files alone)")
+    p.add_argument("--dialplans", default="", help="dialplan directory (files alone; default: dialplans/ of a checkout, "
+                   "else the dialplans/ next to the config)")
     p.set_defaults(func=_explain)

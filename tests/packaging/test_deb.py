@@ -80,11 +80,17 @@ def test_install_into_temporary_root_check_and_verify(deb: Path, tmp_path: Path)
     pre = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStartPre="))
     assert pre == "/usr/bin/sip-edge check --config /etc/sip-edge/edge.toml /etc/sip-edge/dialplans"
     ok = in_root(root, pre)
-    assert (ok.returncode, ok.stdout) == (0, "ok: /etc/sip-edge/edge.toml and /etc/sip-edge/dialplans\n"), ok.stderr
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines() == ["/etc/sip-edge/sti-ca/root.pem: anchor (self-signed CA): O=sip-edge TEST STI-CA,CN=sip-edge TEST STI root",
+                                      "ok: /etc/sip-edge/edge.toml and /etc/sip-edge/dialplans"]
     # ... and it still catches mistakes there (a broken copy of the installed dialplans).
     bad = in_root(root, "mkdir -p /tmp/dp && sed 's/+12025550101/+1555/' /etc/sip-edge/dialplans/acme.toml > /tmp/dp/acme.toml"
                         " && /usr/bin/sip-edge check --config /etc/sip-edge/edge.toml /tmp/dp")
     assert bad.returncode == 1 and "/tmp/dp/acme.toml:" in bad.stderr and "'+1555' is not a valid E.164 number" in bad.stderr
+    # Operator commands find the installed config by themselves (no --config, run from anywhere).
+    exp = in_root(root, "cd / && sip-edge explain --from +13035550111 --to +12025550100 --json")
+    assert exp.returncode == 0, exp.stderr
+    assert '"file": "/etc/sip-edge/dialplans/acme.toml"' in exp.stdout and '"action": "allow"' in exp.stdout
     if shutil.which("systemd-analyze"):
         verify = in_root(root, "systemd-analyze verify /usr/lib/systemd/system/sip-edge.service")
         assert verify.returncode == 0, verify.stdout + verify.stderr
