@@ -1,11 +1,17 @@
 """End-to-end call-rate benchmark: sipp carrier -> proxy -> sipp PBX on loopback, stepped rates.
 
-The method is /work/shared/BENCHMARKING.md's: 4 MB socket buffers everywhere, 10 ms pauses between
-180/200 (UAS) and ACK/BYE (UAC), a fixed number of calls per rate step, stop at the first step with any
-failed call or retransmission on either sipp side, re-run the best passing step N times and quote
-medians, and measure a tuned Kamailio in the same run so ratios do not depend on the machine's drift.
-CPU per call is utime+stime of every process of the proxy (from /proc) over the step, divided by the
-calls completed.
+Method: every socket gets 4 MB buffers; the PBX waits 10 ms between 180 and 200 and the carrier 10 ms
+between ACK and BYE; each rate step places a fixed number of calls and the sweep stops at the first step
+with a failed call, a retransmission on either sipp side, or calls completing well below the offered
+rate. The best passing step is re-run N times (interleaved between the systems) and medians are quoted.
+A tuned Kamailio is measured in the same run, so the ratios edge/Kamailio do not depend on how busy the
+machine was. CPU per call is the user + system time all the proxy's processes used during the step
+(read from /proc), divided by the calls completed.
+
+After the sweep, an overload step offers each system a multiple of its own best rate for a fixed time
+and reports goodput, 503s with Retry-After, failed established calls and OPTIONS response times
+(`benchmarks/overload.py`); `--profile` samples the daemon with py-spy for one step
+(`benchmarks/profiling.py`). Memory per held dialog is `python -m benchmarks.held_calls`.
 
 A scenario is (daemon config + dialplans, UAC/UAS sipp scenarios, Kamailio config, optional hooks);
 `clean` is the plain INVITE/100/180/200/ACK/BYE/200 call that policy lets through.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import argparse
+import contextlib
 import csv
 import functools
 import http.server
@@ -24,6 +31,7 @@ import math
 import os
 import platform
 import random
+import resource
 import shlex
 import shutil
 import signal
@@ -41,6 +49,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import msgspec
+
+from benchmarks import overload, profiling
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -344,6 +354,11 @@ def peak_rss_kb(pids: list[int]) -> int:
     return max((_status_kb(p, "VmHWM") for p in pids), default=0)
 
 
+def rss_kb(pids: list[int]) -> int:
+    """Resident set size right now (VmRSS), summed over the processes."""
+    return sum(_status_kb(p, "VmRSS") for p in pids)
+
+
 def pss_kb(pids: list[int]) -> int:
     """Proportional set size of the whole tree right now: shared pages split between their users."""
     total = 0
@@ -502,6 +517,7 @@ class System(abc.ABC):
         self.uas_port = free_port()
         self.uac_port = free_port()
         self.admin_port = free_port()
+        self.probe_port = free_port()  # the overload step's OPTIONS prober sends from here
         self.uas: Uas | None = None
         self.proc: subprocess.Popen | None = None
         self.ctx = ScenarioContext(workdir, workdir / "dialplans",
@@ -540,6 +556,10 @@ class System(abc.ABC):
     def checks(self) -> str:
         """What the proxy itself counted (e.g. STIR results), read before it stops; '' when nothing to say."""
         return ""
+
+    def counted_503(self) -> int:
+        """How many 503s the proxy says it sent so far; -1 when it cannot say."""
+        return -1
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -596,7 +616,7 @@ class EdgeSystem(System):
 
     def _values(self, node: _EdgeNode) -> dict[str, str]:
         return {"EDGE_PORT": str(node.port), "UAC_PORT": str(node.uac_port), "UAS_PORT": str(self.uas_port),
-                "ADMIN_PORT": str(node.admin_port), "LOG_CALLS": "true" if self.log_calls else "false",
+                "ADMIN_PORT": str(node.admin_port), "PROBE_PORT": str(self.probe_port), "LOG_CALLS": "true" if self.log_calls else "false",
                 "STATE_DIR": str(node.state_dir), "NODE": f"bench-{node.index + 1}", "STORE_BACKEND": "sqlite",
                 "REDIS_PORT": "6379"} | self.ctx.values
 
@@ -670,6 +690,19 @@ class EdgeSystem(System):
                          f"rejected={int(m.get('edge_sip_rejected_total', 0))} "
                          f"rules={int(m.get('edge_policy_rules', 0))} final responses {finals} STIR results {stir}")
         return "; ".join(parts)
+
+    def counted_503(self) -> int:
+        """Final responses 503 from the core plus INVITEs the transport's overload control shed with 503
+        before parsing them (`edge_overload_shed_invites_total`, where the daemon has overload control)."""
+        total = 0
+        for node in self.nodes:
+            try:
+                m = self.metrics(node)
+            except (OSError, ValueError):
+                return -1
+            total += int(m.get('edge_sip_final_responses_total{status="503"}', 0))
+            total += int(sum(v for k, v in m.items() if k.startswith("edge_overload_shed_invites")))
+        return total
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -756,6 +789,8 @@ class StepResult:
     answer_p99_ms: float = math.nan
     cpu_us_per_call: float = math.nan
     cpu_pct: float = 0.0  # proxy CPU as a share of one core over the step
+    sipp_uac_pct: float = 0.0  # the carrier sipp(s), same unit: near 100 % sipp, not the proxy, is the limit
+    sipp_uas_pct: float = 0.0  # the PBX sipp
     peak_rss_mb: float = 0.0
     pss_mb: float = 0.0
     host_idle_pct: float = 0.0
@@ -779,8 +814,10 @@ class StepResult:
                 and self.failed_uas == 0 and self.retrans_uac == 0 and self.retrans_uas == 0 and self.kept_up)
 
 
-def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, min_achieved: float = 0.9) -> StepResult:
-    """Drive `calls` calls at `rate` CPS through `system`; measure the proxy's CPU and both sipp sides."""
+def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, min_achieved: float = 0.9,
+             uac: Path | None = None, uac_extra: tuple[str, ...] = ()) -> StepResult:
+    """Drive `calls` calls at `rate` CPS through `system`; measure the proxy's CPU and both sipp sides.
+    `uac` replaces the scenario's carrier (the overload step's), `uac_extra` adds sipp arguments."""
     assert system.uas is not None
     stepdir.mkdir(parents=True, exist_ok=True)
     res = StepResult(system.label, rate, calls, run, min_achieved=min_achieved)
@@ -793,14 +830,16 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         d = stepdir if len(entries) == 1 else stepdir / f"node-{k + 1}"
         d.mkdir(parents=True, exist_ok=True)
         node_rate = rate * n / calls
-        cmds.append((d, [SIPP, "-i", "127.0.0.1", "-p", str(uac_port), "-sf", str(system.scenario.uac),
+        cmds.append((d, [SIPP, "-i", "127.0.0.1", "-p", str(uac_port), "-sf", str(uac or system.scenario.uac),
                          "-s", system.scenario.service, f"127.0.0.1:{port}", "-m", str(n), "-r", f"{node_rate:g}",
                          "-rp", "1000", "-l", str(n), "-nostdin", "-buff_size", str(BUFF),
                          "-trace_stat", "-stf", "stats.csv", "-fd", "1", "-trace_rtt", "-rtt_freq", str(min(100, n)),
                          "-trace_err", "-error_file", "errors.log", "-timeout", f"{int(budget)}s", "-timeout_error",
-                         *system.scenario.uac_args(system.ctx, d, node_rate, n)]))
+                         *uac_extra, *system.scenario.uac_args(system.ctx, d, node_rate, n)]))
     pids, helpers = system.pids(), system.helper_pids()
+    uas_pid = [system.uas.proc.pid]
     host0, t0, cpu0, hcpu0 = host_cpu(), time.time(), cpu_ticks(pids), cpu_ticks(helpers)
+    uas_ticks0, kids0 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)  # the UACs are reaped in the step
     procs = []
     try:
         for d, cmd in cmds:
@@ -819,6 +858,7 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         for proc in procs:
             stop_process(proc, signal.SIGUSR1, wait=3)
     cpu1, t1, host1, hcpu1 = cpu_ticks(pids), time.time(), host_cpu(), cpu_ticks(helpers)
+    uas_ticks1, kids1 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     uas1 = system.uas.counters_after(t1)
     res.wall_s = t1 - t0
     elapsed = 0.0
@@ -844,6 +884,10 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         if helpers:
             res.helper_cpu_us_per_call = (hcpu1 - hcpu0) / CLK_TCK * 1e6 / res.successful
     res.cpu_pct = 100 * cpu_s / res.wall_s if res.wall_s > 0 else 0.0
+    if res.wall_s > 0:
+        uac_s = kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
+        res.sipp_uac_pct = 100 * uac_s / res.wall_s
+        res.sipp_uas_pct = 100 * (uas_ticks1 - uas_ticks0) / CLK_TCK / res.wall_s
     res.peak_rss_mb = peak_rss_kb(pids) / 1024
     res.pss_mb = pss_kb(pids) / 1024
     total = host1[0] - host0[0]
@@ -875,7 +919,7 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
 COLUMNS = [
     ("system", 22, "{}"), ("offered", 7, "{:g}"), ("achieved", 8, "{:.0f}"), ("ok", 6, "{}"),
     ("fail c/s", 9, "{}"), ("retr c/s", 9, "{}"), ("180 p50/p99", 11, "{}"), ("200 p50/p99", 11, "{}"),
-    ("cpu us/call", 11, "{:.0f}"), ("cpu %", 6, "{:.0f}"), ("rss MB", 6, "{:.0f}"), ("idle %", 6, "{:.0f}"),
+    ("cpu us/call", 11, "{:.0f}"), ("cpu %", 6, "{:.0f}"), ("sipp % c/s", 10, "{}"), ("rss MB", 6, "{:.0f}"), ("idle %", 6, "{:.0f}"),
     ("steal", 5, "{:.1f}"), ("", 4, "{}"),
 ]
 
@@ -887,7 +931,8 @@ def _ms(a: float, b: float) -> str:
 def row(r: StepResult) -> str:
     vals = [r.system, r.rate, r.achieved_cps, r.successful, f"{r.failed_uac}/{r.failed_uas}",
             f"{r.retrans_uac}/{r.retrans_uas}", _ms(r.ring_p50_ms, r.ring_p99_ms),
-            _ms(r.answer_p50_ms, r.answer_p99_ms), r.cpu_us_per_call, r.cpu_pct, r.peak_rss_mb,
+            _ms(r.answer_p50_ms, r.answer_p99_ms), r.cpu_us_per_call, r.cpu_pct,
+            f"{r.sipp_uac_pct:.0f}/{r.sipp_uas_pct:.0f}", r.peak_rss_mb,
             r.host_idle_pct, r.host_steal_pct, "PASS" if r.passed else "FAIL"]
     cells = []
     for (_, width, fmt), v in zip(COLUMNS, vals):
@@ -981,13 +1026,93 @@ def sweep(system: System, rates: list[float], calls: int, workdir: Path, min_ach
     return results, best
 
 
+def overload_step(system: System, capacity: float, lower_bound: bool, args: argparse.Namespace,
+                  workdir: Path) -> overload.OverloadResult:
+    """Offer `--overload-factor` x `capacity` for `--overload-seconds` with the 503-aware carrier while the
+    OPTIONS prober runs, then keep probing `--overload-after` seconds; bounded by run_step's sipp timeout."""
+    offered = capacity * args.overload_factor
+    calls = max(1, round(offered * args.overload_seconds))
+    res = overload.OverloadResult(system.label, capacity, lower_bound, offered, args.overload_seconds, calls,
+                                  after_seconds=args.overload_after)
+    stepdir = workdir / "overload"
+    before_503 = system.counted_503()
+    prober = overload.OptionsProber(system.port, port=system.probe_port)
+    start = time.time()
+    prober.start()
+    try:
+        step = run_step(system, offered, calls, stepdir, "overload", args.min_achieved,
+                        uac=BENCH / "sipp" / "uac_overload.xml", uac_extra=("-trace_counts",))
+        uac = read_sipp_stats(stepdir / "stats.csv")
+        end = stat_epoch(uac, "CurrentTime") or time.time()
+        time.sleep(max(0.0, min(end + args.overload_after - time.time(), args.overload_after)))
+    finally:
+        prober.close()
+    res.options_during = overload.summarize_probes(prober.window(start, end))
+    res.options_after = overload.summarize_probes(prober.window(end, end + args.overload_after))
+    res.retrans_uac, res.retrans_uas, res.failed_uas, res.cpu_pct = (step.retrans_uac, step.retrans_uas,
+                                                                      step.failed_uas, step.cpu_pct)
+    res.sipp_uac_pct, res.sipp_uas_pct, res.host_idle_pct = step.sipp_uac_pct, step.sipp_uas_pct, step.host_idle_pct
+    after_503 = system.counted_503() if system.alive() else -1
+    res.edge_503 = after_503 - before_503 if before_503 >= 0 and after_503 >= 0 else -1
+    failed = {k[:-3]: stat_int(uac, k) for k in uac if k.startswith("Failed") and k.endswith("(C)")}
+    counts_path = overload.find_counts(stepdir)
+    if counts_path is None:
+        res.note = "sipp wrote no per-message counts"
+    else:
+        overload.fill(res, overload.parse_counts(counts_path), failed, stat_int(uac, "CurrentCall"))
+    notes = [res.note] if res.note else []
+    if not system.alive():
+        notes.append("the proxy process exited")
+    if step.sipp_rc not in (0, 1):
+        notes.append(f"sipp exit code {step.sipp_rc} (its time budget ran out or it could not run)")
+    res.note = "; ".join(notes)
+    return res
+
+
+def profile_step(system: EdgeSystem, rate: float, calls: int, workdir: Path, args: argparse.Namespace) -> tuple[str, profiling.Profile]:
+    """One step at `rate` with py-spy attached to the daemon; the step's row and the profile.
+
+    The sampler costs CPU on the same machine, so this step's figures are not comparable to the sweep's."""
+    stepdir = workdir / "profile"
+    stepdir.mkdir(parents=True, exist_ok=True)
+    sampler = profiling.Sampler(system.root_pid, stepdir / "edge.collapsed")
+    sampler.start()
+    try:
+        sampler.wait_attached()
+    except RuntimeError:
+        with contextlib.suppress(RuntimeError):
+            sampler.stop()
+        raise
+    try:
+        r = run_step(system, rate, calls, stepdir, "profile", args.min_achieved)
+        r.system = "profiled (py-spy)"
+    finally:
+        prof = sampler.stop()
+    return row(r), prof
+
+
+def goal_lines(ratios: list[dict]) -> list[str]:
+    """Goals 1 and 2 of the performance issue, for the clean call, as ratios from this run."""
+    lines = []
+    for r in ratios:
+        if not r["edge"].startswith("edge log_calls="):
+            continue
+        cpu, cps = r["cpu_per_call_ratio_at_common_rate"], r["cps_ratio"]
+        cpu_text = (f"{cpu:.2f} at {r['common_rate']} CPS -> {'met' if cpu <= 2.5 else 'missed'}"
+                    if r["common_rate"] and not math.isnan(cpu) else "no rate passed by both -> not measured")
+        cps_text = f"{cps:.2f} -> {'met' if cps >= 0.6 else 'missed'}" if not math.isnan(cps) else "-"
+        lines.append(f"{r['edge']} vs {r['kamailio']}: goal 1, CPU per clean call at the highest rate both "
+                     f"passed (target <= 2.5): {cpu_text}; goal 2, max zero-failure CPS (target >= 0.6): {cps_text}")
+    return lines
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--scenario", default="clean", type=lambda v: [x.strip() for x in v.split(",") if x.strip()],
                    help=f"comma-separated, run in one invocation: {', '.join(SCENARIOS)}; any scenario other than "
                         "clean also runs clean as its baseline (unless --no-baseline)")
     p.add_argument("--no-baseline", action="store_true", help="do not add the clean scenario to the others")
-    p.add_argument("--compare", choices=["kamailio"], help="also sweep a tuned Kamailio in the same run")
+    p.add_argument("--compare", choices=["kamailio"], help="also measure Kamailio (the yardstick) in this run")
     p.add_argument("--kamailio-workers", default="1",
                    type=lambda s: [int(x) for x in s.split(",")], help="UDP workers, e.g. 1 or 1,2")
     p.add_argument("--log-calls", choices=["both", "on", "off"], default="both",
@@ -1001,12 +1126,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--min-achieved", type=float, default=0.9,
                    help="a step also fails when calls complete below this share of the offered rate")
     p.add_argument("--edge-python-args", default="",
-                   help="inserted before '-m edge.cli' to profile the daemon, e.g. '-m cProfile -o /tmp/edge.prof'")
+                   help="inserted before '-m edge.cli' to profile the daemon, e.g. '-m cProfile -o edge.prof' (written in the repository root)")
+    p.add_argument("--no-overload", action="store_true", help="skip the overload step after the sweep")
+    p.add_argument("--overload-factor", type=float, default=2.0,
+                   help="the overload step offers this multiple of each system's best zero-failure rate")
+    p.add_argument("--overload-seconds", type=float, default=20.0, help="how long the overload step offers it")
+    p.add_argument("--overload-base", choices=["own", "edge"], default="own",
+                   help="the rate the factor multiplies: each system's own best rate, or the (first clean) edge's "
+                        "for every system")
+    p.add_argument("--overload-after", type=float, default=5.0,
+                   help="seconds of OPTIONS probing after the overload step's calls ended")
+    p.add_argument("--profile", action="store_true",
+                   help="after the sweep, run one step of the first clean edge with py-spy attached and print "
+                        "the top functions by own time")
+    p.add_argument("--profile-rate", type=float, help="the profiled step's rate (default: that edge's best step)")
+    p.add_argument("--profile-top", type=int, default=25, help="how many functions the profile prints")
     p.add_argument("--json", type=Path, help="write every step and the summary to this file")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, sipp traces)")
     args = p.parse_args(argv)
     if args.calls <= 0 or args.repeat < 0 or any(w < 1 for w in args.kamailio_workers):
         p.error("--calls must be positive, --repeat non-negative, workers >= 1")
+    if not (args.overload_factor > 0 and 0 < args.overload_seconds <= 600 and 0 <= args.overload_after <= 60):
+        p.error("--overload-factor must be positive, --overload-seconds in (0, 600], --overload-after in [0, 60]")
+    if args.profile and (args.profile_top < 1 or (args.profile_rate is not None and args.profile_rate <= 0)):
+        p.error("--profile-top must be >= 1 and --profile-rate positive")
     unknown = [x for x in args.scenario if x not in SCENARIOS]
     if unknown or not args.scenario:
         p.error(f"unknown scenario {', '.join(unknown) or '(none)'}; choose from {', '.join(SCENARIOS)}")
@@ -1020,6 +1163,8 @@ def preflight(args: argparse.Namespace) -> None:
     tools = [SIPP] + ([KAMAILIO] if args.compare == "kamailio" else [])
     tools += [REDIS_SERVER] if any(SCENARIOS[s].prepare is prepare_redis for s in args.scenario) else []
     missing = [t for t in tools if shutil.which(t) is None]
+    if args.profile and profiling.py_spy_path() is None:
+        missing.append("py-spy (pip install -e '.[bench]')")
     if missing:
         raise SystemExit(f"missing tools: {', '.join(missing)} (make deps-bench installs them)")
 
@@ -1050,7 +1195,8 @@ def main(argv: list[str] | None = None) -> int:
     out(f"pass: every call completed, no failed call or retransmission on either sipp side, achieved >= "
         f"{args.min_achieved:.0%} of offered\n")
     out("columns: fail/retr c/s = UAC (carrier) / UAS (PBX) side; p50/p99 in ms from sipp rtd (1 ms resolution); "
-        "cpu = utime+stime of all proxy processes; rss = peak VmHWM of the largest proxy process\n\n")
+        "cpu = utime+stime of all proxy processes; sipp % = the carrier's and the PBX's sipp CPU as a share of one "
+        "core (near 100: sipp is the limit); rss = peak VmHWM of the largest proxy process\n\n")
 
     workdir = Path(tempfile.mkdtemp(prefix="sip-edge-bench-"))
     systems = build_systems(args, scenarios, workdir)
@@ -1058,6 +1204,8 @@ def main(argv: list[str] | None = None) -> int:
     sweeps: dict[str, list[StepResult]] = {}
     best: dict[str, float] = {}
     repeats: dict[str, list[StepResult]] = {}
+    overloads: list[overload.OverloadResult] = []
+    profile: tuple[str, str, profiling.Profile] | None = None  # label, step row, samples
     interrupted = False
 
     def _terminate(signum: int, frame: object) -> None:
@@ -1078,6 +1226,30 @@ def main(argv: list[str] | None = None) -> int:
                     r.system = f"{system.label} #{i + 1}"
                     repeats.setdefault(system.label, []).append(r)
                     out(row(r))
+        clean = [s for s in systems if s.scenario.name == "clean" and s.alive()]
+        if args.profile:
+            target = next((s for s in clean if isinstance(s, EdgeSystem)), None)
+            if target is None:
+                out("\nprofile: no clean edge system running\n")
+            else:
+                rate = args.profile_rate or best.get(target.label) or rates[0]
+                try:
+                    step_row, prof = profile_step(target, rate, args.calls, target.workdir, args)
+                    profile = (target.label, step_row, prof)
+                    out(step_row)
+                except (RuntimeError, OSError) as exc:  # no profile is no reason to lose the overload step
+                    out(f"\nprofile failed: {exc}\n")
+        if not args.no_overload:
+            edge_best = next((best.get(s.label, 0.0) for s in clean if isinstance(s, EdgeSystem)), 0.0)
+            for system in clean:
+                capacity = best.get(system.label, 0.0) if args.overload_base == "own" else edge_best
+                if capacity <= 0 or not system.alive():
+                    out(f"\noverload {system.label}: skipped (no passing step to take as its capacity)\n")
+                    continue
+                res = overload_step(system, capacity, capacity >= rates[-1], args, system.workdir)
+                overloads.append(res)
+                out(f"overload {system.label}: offered {res.offered_cps:g} CPS for {res.seconds:g} s, goodput "
+                    f"{res.goodput_cps:.0f} calls/s, 503 {res.shed_503}, failed established {res.failed_established}\n")
     except KeyboardInterrupt:
         interrupted = True
         out("\ninterrupted: stopping every process this run started\n")
@@ -1097,11 +1269,19 @@ def main(argv: list[str] | None = None) -> int:
     summary["deltas"] = deltas_vs_clean(summary["systems"], {s.label: s.scenario.name for s in systems})
     summary["checks"] = {k: v for k, v in checks.items() if v}
     out(render_summary(summary))
+    out(overload.render(overloads, args.overload_factor, args.overload_base))
+    if profile is not None:
+        out(profiling.render(profile[2], args.profile_top,
+                             f"profile of {profile[0]} over one step (py-spy, busy threads; top {args.profile_top} "
+                             "functions by own time)"))
     if args.json:
         doc = {"command": command, "machine": machine, "scenario": ",".join(args.scenario), "calls_per_step": args.calls,
                "steps": [asdict(r) | {"passed": r.passed} for rs in sweeps.values() for r in rs]
                + [asdict(r) | {"passed": r.passed} for rs in repeats.values() for r in rs],
-               "summary": summary}
+               "summary": summary, "overload": [asdict(r) for r in overloads],
+               "profile": ({"system": profile[0], "samples": profile[2].samples,
+                            "functions": [asdict(f) for f in profile[2].functions[:args.profile_top]]}
+                           if profile else None)}
         args.json.write_bytes(msgspec.json.format(msgspec.json.encode(_nan_to_none(doc)), indent=2))
         out(f"\njson: {args.json}\n")
     if args.keep:
@@ -1202,6 +1382,9 @@ def render_summary(summary: dict) -> str:
                       if r["common_rate"] else "")
             lines.append(f"{r['edge']} vs {r['kamailio']}: max CPS {_ratio(r['cps_ratio'])}, "
                          f"CPU per call at each best step {_ratio(r['cpu_per_call_ratio'])}{common}")
+        goals = goal_lines(summary["ratios"])
+        if goals:
+            lines += ["", "goals 1-2 of the performance issue (edge / kamailio, clean call, this run)", ""] + goals
     if summary.get("deltas"):
         lines += ["", "added CPU per call against the clean call of this run (same log_calls; sweep steps at the "
                   "highest rate both passed, and the medians at each one's best step)", ""]

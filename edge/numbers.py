@@ -12,6 +12,7 @@ import msgspec
 import phonenumbers
 
 DEFAULT_REGION = "US"
+MAX_DIAL_STRING = 64  # E.164 is 15 digits; room for separators, extensions and a tel: context
 
 
 class Number(msgspec.Struct, frozen=True):
@@ -43,9 +44,14 @@ def _strip(raw: str) -> str:
 
 @lru_cache(maxsize=65536)
 def parse_number(raw: str, region: str = DEFAULT_REGION) -> Number:
-    """Parse a user part or dial string into E.164; never raises."""
+    """Parse a user part or dial string into E.164; never raises.
+
+    Only ASCII is a number: phonenumbers would quietly fold full-width or Arabic-Indic digits, but a
+    SIP user part carrying them is no telephone number any carrier routes, and a rule stored from one
+    would never match the ASCII form that arrives.
+    """
     s = _strip(raw)
-    if not s:
+    if not s or not s.isascii() or len(s) > MAX_DIAL_STRING:
         return Number(raw, "")
     if s[0] != "+" and s.isdigit() and len(s) > 10 and not s.startswith("0"):
         # Carriers commonly send E.164 without '+' (e.g. 12025550123).
@@ -86,4 +92,4 @@ def canonical_tn(raw: str, region: str = DEFAULT_REGION) -> str:
     n = parse_number(raw, region)
     if n.e164:
         return n.digits
-    return "".join(ch for ch in raw if ch.isdigit())
+    return "".join(ch for ch in raw if "0" <= ch <= "9")

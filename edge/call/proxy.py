@@ -414,7 +414,8 @@ class Proxy:
             else:
                 self.stats.dropped += 1
             return
-        if method == "OPTIONS" and self._addressed_to_edge(msg):
+        if method == "OPTIONS" and (peer.kind == "carrier" or self._addressed_to_edge(msg)):
+            # A carrier's OPTIONS, whatever number it names, is a keep-alive: no policy, no activity.
             self._reply(msg, src, 200, extra=[("Allow", ALLOW), ("Accept", "application/sdp")])
             return
         if method not in ("INVITE", "MESSAGE", "OPTIONS"):

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import inspect
+import math
 import os
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +35,7 @@ from edge.console.auth import CONSOLE, Console, ConsoleSettings, authenticate, s
 from edge.lifecycle.manager import Lifecycle, LifecycleRefused
 from edge.numbers import parse_number
 from edge.policy.blocking import normalise_rule
+from edge.policy.cnam import normalise_cnam
 from edge.policy.facts import Action
 from edge.policy.rules import BlockRule, RuleKind, Scope
 from edge.policy.spam import Flag
@@ -43,6 +46,9 @@ from edge.units import parse_duration
 log = structlog.get_logger()
 
 T = TypeVar("T")
+MAX_EXPIRY = 3650 * 86400.0  # a longer expiry is a typo or an overflow; permanent rules say so by omitting it
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?\Z")
+_MAX_UNIX_SECONDS = 253402300799.0  # 9999-12-31T23:59:59Z
 RulesChanged = Callable[[BlockRule | None, str | None], Awaitable[None] | None]
 _JSON = "application/json"
 
@@ -194,10 +200,11 @@ def _number(raw: str, region: str, what: str = "number") -> str:
 
 def _time(raw: str, now: float, name: str) -> float:
     """Unix seconds, ISO 8601 ('2024-05-01T10:00:00Z') or a look-back duration ('1h' = one hour ago)."""
-    try:
-        return float(raw)
-    except ValueError:
-        pass
+    if _UNIX_SECONDS.match(raw):
+        seconds = float(raw)
+        if seconds <= _MAX_UNIX_SECONDS:
+            return seconds
+        raise InvalidInput(f"invalid {name} {raw[:32]!r}: unix seconds beyond year 9999")
     try:
         return now - parse_duration(raw)
     except ValueError:
@@ -205,7 +212,7 @@ def _time(raw: str, now: float, name: str) -> float:
     try:
         parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidInput(f"invalid {name} {raw!r}: expected unix seconds, ISO 8601 or a duration like '1h'") from None
+        raise InvalidInput(f"invalid {name} {raw[:32]!r}: expected unix seconds, ISO 8601 or a duration like '1h'") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
     return parsed.timestamp()
@@ -220,9 +227,10 @@ def _activity_query(request: web.Request, ctx: AdminContext, limit_default: int 
     now = ctx.clock()
     limit = limit_default
     if "limit" in q:
-        if not q["limit"].isdigit() or not 1 <= int(q["limit"]) <= MAX_PAGE:
-            raise InvalidInput(f"invalid limit {q['limit']!r}: expected 1-{MAX_PAGE}")
-        limit = int(q["limit"])
+        raw = q["limit"]
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= MAX_PAGE:
+            raise InvalidInput(f"invalid limit {raw[:32]!r}: expected 1-{MAX_PAGE}")
+        limit = int(raw)
     flagged = None
     if "flagged" in q:
         if q["flagged"] not in ("true", "false", "1", "0"):
@@ -256,14 +264,20 @@ def _activity_query(request: web.Request, ctx: AdminContext, limit_default: int 
 
 
 def _expires_at(expires_in: str, expires_at: float | None, now: float) -> float | None:
+    """When a runtime rule lapses; None (permanent) only when neither field is given, never by overflow."""
     if expires_in:
         try:
             seconds = parse_duration(expires_in)
         except ValueError as exc:
             raise InvalidInput(f"invalid expires_in: {exc}") from None
+        if seconds > MAX_EXPIRY:
+            raise InvalidInput(f"invalid expires_in {expires_in[:32]!r}: at most 3650d; omit it for a permanent rule")
         return now + seconds
-    if expires_at is not None and expires_at <= now:
-        raise InvalidInput("expires_at is in the past")
+    if expires_at is not None:
+        if not math.isfinite(expires_at) or expires_at > now + MAX_EXPIRY:
+            raise InvalidInput("invalid expires_at: at most 3650 days ahead; omit it for a permanent rule")
+        if expires_at <= now:
+            raise InvalidInput("expires_at is in the past")
     return expires_at
 
 
@@ -387,7 +401,10 @@ async def flag_activity(request: web.Request) -> web.Response:
     else:
         if not activity.cnam:
             raise InvalidInput(f"activity {activity_id} has no caller name to block")
-        kind, value = RuleKind.CNAM, activity.cnam
+        # The caller chose this name: a '*' in it is a literal, never a wildcard (normalising drops it).
+        kind, value = RuleKind.CNAM, normalise_cnam(activity.cnam)
+        if not value:
+            raise InvalidInput(f"activity {activity_id} has no letters or digits in its caller name to block")
     scope_value = ""
     scope = req.scope
     if scope is None:  # one customer's flag must not block the caller for every customer

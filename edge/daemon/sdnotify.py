@@ -18,7 +18,7 @@ class Notifier:
             self.addr = addr
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         usec = os.environ.get("WATCHDOG_USEC", "")
-        self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() and int(usec) > 0 else 0.0
+        self.watchdog_interval = int(usec) / 2e6 if usec.isascii() and usec.isdigit() and int(usec) > 0 else 0.0
 
     @property
     def enabled(self) -> bool:

@@ -14,6 +14,7 @@ same two lines whatever the backend.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
@@ -104,8 +105,11 @@ async def attach_shared_state(daemon: Any) -> SharedState:
     shared.collector = RedisCollector(store)
     daemon.registry.register(shared.collector)
     if store.up:
-        # Blocks and numbers were read at start; passes made before this node started are not replayed.
-        log.info("shared_state_attached", node=store.node, redis=store.url)
+        # Blocks and numbers were read at start; so were the captcha passes other nodes made before.
+        passes = store.synced_passes(time.time())
+        for calling, scope, until in passes:
+            shared.on_captcha(calling, scope, until)
+        log.info("shared_state_attached", node=store.node, redis=store.url, passes_loaded=len(passes))
     else:
         log.error("shared_state_attached_degraded", node=store.node, redis=store.url,
                   detail="Redis unreachable at start: serving from the local copy until it returns")

@@ -2,15 +2,26 @@
 ATIS-1000074 §5.3.1 on fetching the STI certificate).
 
 An attacker controls the `info` URL of every INVITE it sends, so the fetch is an SSRF surface: HTTPS only,
-no redirects, a total timeout, a body cap, and the resolved addresses are checked against private, loopback
-and link-local ranges before connecting (the check runs in aiohttp's resolver, so the address checked is
-the address used). Concurrent verifications of the same URL share one request.
+no redirects, a total timeout, a body cap, and three address checks:
+
+1. the host must be plain ASCII LDH (a name whose last label starts with a letter) or a canonical IP
+   literal (dotted quad without leading zeros, or a bracketed IPv6 address that is not IPv4-mapped), and
+   the HTTP client's own parse (yarl) must see the same host. Full-width digits, ideographic full stops,
+   percent-escapes and integer/octal/hex/short IPv4 forms are refused before any connection: yarl and the
+   C library would turn them into an address the literal check never saw;
+2. names are resolved by a guarded resolver that refuses private, loopback and link-local answers, so the
+   address checked is the address used;
+3. every connection attempt's destination address (aiohttp's socket factory sees it, literal or resolved)
+   is checked again before connect(), so nothing the first two checks missed reaches a refused range.
+
+Concurrent verifications of the same URL share one request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -21,6 +32,7 @@ import aiohttp
 import aiohttp.abc
 import msgspec
 import structlog
+import yarl
 
 from edge.stir.certs import TrustStore
 from edge.stir.failures import StirFailure
@@ -33,6 +45,11 @@ from edge.stir.verifier import Check, Verifier
 log = structlog.get_logger()
 
 MAX_IN_FLIGHT = 256  # distinct URLs fetched concurrently; more is a flood of bogus info URLs
+
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}\Z")
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+_TOP_LABEL = re.compile(r"[a-z][a-z0-9-]*\Z")  # never all digits or 0x...: no integer/hex/short IPv4 forms
 
 
 class FetchSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +80,30 @@ class FetchRefused(Exception):
 
 class AddressRefused(OSError):
     """Raised inside aiohttp's connector when a resolved address is in a refused range."""
+
+
+def plain_host(host: str) -> str:
+    """Why `host` (as written in the URL, brackets stripped) is not plain ASCII LDH or a canonical IP
+    literal; '' when it is."""
+    if not host.isascii():
+        return "not plain ASCII (full-width digits or dots, or an unencoded international name)"
+    if ":" in host:
+        try:
+            ip6 = ipaddress.IPv6Address(host)
+        except ValueError:
+            return "not a valid IPv6 literal"
+        if ip6.ipv4_mapped is not None or ip6.sixtofour is not None or ip6.teredo is not None:
+            return "an IPv6 literal embedding an IPv4 address"
+        return ""
+    if _CANONICAL_IPV4.match(host):
+        return ""
+    name = host[:-1] if host.endswith(".") else host
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+        return "not a host name of letters, digits and hyphens"
+    if not _TOP_LABEL.match(labels[-1]):
+        return "a numeric address in a non-canonical form (integer, octal, hex or short)"
+    return ""
 
 
 def address_allowed(address: str, allowed: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
@@ -100,20 +141,32 @@ class GuardedResolver(aiohttp.abc.AbstractResolver):
 class CertFetcher:
     """Fetches x5u URLs under the SSRF rules above; one request in flight per URL."""
 
-    def __init__(self, settings: FetchSettings) -> None:
+    def __init__(self, settings: FetchSettings, resolver: aiohttp.abc.AbstractResolver | None = None) -> None:
+        """`resolver` replaces the guarded resolver (tests use it to prove the peer-address check)."""
         self.settings = settings
         self._allowed = [ipaddress.ip_network(n, strict=False) for n in settings.allow_private_networks]
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[str, asyncio.Future[FetchResult]] = {}
 
     def check_url(self, url: str) -> None:
-        """Scheme, userinfo and literal-address checks (aiohttp skips the resolver for IP literals)."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
+        """Scheme, userinfo and host checks, on our parse and on the HTTP client's (aiohttp skips the
+        resolver for IP literals, so a literal must be refused here)."""
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname or ""
+            client_host = (yarl.URL(url).host or "").lower()
+        except ValueError as exc:
+            raise FetchRefused(f"x5u {url[:200]!r} is not a valid URL: {exc}") from None
         if not host:
             raise FetchRefused(f"x5u {url!r} has no host")
         if parts.username or parts.password:
             raise FetchRefused("x5u with userinfo refused")
+        why = plain_host(host)
+        if why:
+            raise FetchRefused(f"x5u host {host!r} refused: {why}")
+        if client_host.strip("[]") != host:
+            raise FetchRefused(f"x5u host {host!r} refused: the HTTP client reads it as {client_host!r}")
         if parts.scheme == "http":
             if host not in self.settings.allow_insecure_hosts:
                 raise FetchRefused(f"x5u {url!r} is not https")
@@ -128,7 +181,9 @@ class CertFetcher:
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(resolver=GuardedResolver(self._allowed), limit=64, ttl_dns_cache=60)
+            resolver = self._resolver or GuardedResolver(self._allowed)
+            connector = aiohttp.TCPConnector(resolver=resolver, limit=64, ttl_dns_cache=60,
+                                             socket_factory=self._guarded_socket)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
@@ -185,6 +240,16 @@ class CertFetcher:
             return FetchResult(None, None, f"fetch failed: {exc}")
         except asyncio.TimeoutError:
             return FetchResult(None, None, f"timeout after {self.settings.timeout}s")
+
+    def _guarded_socket(self, addr_info: tuple) -> socket.socket:
+        """aiohttp's socket factory: sees the exact address each connection attempt goes to, literal or
+        resolved, and refuses it before connect() like the resolver would."""
+        family, type_, proto, _, sockaddr = addr_info
+        if not address_allowed(str(sockaddr[0]), self._allowed):
+            raise AddressRefused(f"x5u connection to refused address {sockaddr[0]}")
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     async def close(self) -> None:
         if self._session is not None:

@@ -72,7 +72,7 @@ def _split_address(text: str) -> tuple[str, int]:
         port = rest[1:] if rest.startswith(":") else ""
     else:
         host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"invalid address {text!r}: expected ip:port (e.g. '127.0.0.1:9060')")
     ipaddress.ip_address(host)  # an IP literal: no DNS lookups for capture
     return host, int(port)

@@ -116,7 +116,7 @@ def parse_info_body(body: bytes | str, content_type: str, now: float) -> DtmfRec
             name = name.strip().lower()
             if name == "signal":
                 digit = _normalise_signal(value)
-            elif name == "duration" and value.strip().isdigit() and len(value.strip()) <= 6:
+            elif name == "duration" and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) <= 6:
                 duration = int(value.strip())
         if digit is None:
             return None

@@ -136,7 +136,7 @@ def _attribute(value: str) -> tuple[str, str | None]:
 
 
 def _int(text: str, what: str, low: int, high: int) -> int:
-    if not text.isdigit() or len(text) > 10:
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
         raise SdpError(f"bad {what}: {text[:32]!r}")
     number = int(text)
     if not low <= number <= high:
@@ -178,7 +178,7 @@ class _MediaBuilder:
             self.rtpmaps[pt] = RtpMap(pt, fields[0], _int(fields[1], "rtpmap clock rate", 1, 10_000_000), channels)
         elif name == "fmtp" and value:
             pt_text, _, params = value.partition(" ")
-            if pt_text.isdigit() and len(pt_text) <= 3:
+            if pt_text.isascii() and pt_text.isdigit() and len(pt_text) <= 3:
                 self.fmtp[int(pt_text)] = params.strip()
         elif name == "ptime" and value:
             self.ptime = _int(value.split(".", 1)[0], "ptime", 1, 1000)
@@ -287,7 +287,7 @@ def is_fax(description: SessionDescription) -> bool:
 
 
 def _codec_for(media: MediaDescription, fmt: str, allowed: tuple[Codec, ...]) -> Codec | None:
-    if not fmt.isdigit() or len(fmt) > 3:
+    if not (fmt.isascii() and fmt.isdigit()) or len(fmt) > 3:
         return None
     pt = int(fmt)
     mapped = media.rtpmaps.get(pt)
@@ -303,7 +303,7 @@ def _codec_for(media: MediaDescription, fmt: str, allowed: tuple[Codec, ...]) ->
 
 def _telephone_event_pt(media: MediaDescription) -> int | None:
     for fmt in media.formats:
-        if fmt.isdigit() and len(fmt) <= 3:
+        if fmt.isascii() and fmt.isdigit() and len(fmt) <= 3:
             mapped = media.rtpmaps.get(int(fmt))
             if mapped and mapped.encoding.lower() == "telephone-event" and mapped.clock_rate == 8000:
                 return mapped.payload_type
@@ -359,7 +359,7 @@ def negotiate(
             continue
         codec = next((c for c in (_codec_for(media, f, codecs) for f in media.formats) if c), None)
         if codec is None:
-            offered = ",".join(media.rtpmaps[int(f)].encoding if f.isdigit() and int(f) in media.rtpmaps else f for f in media.formats)
+            offered = ",".join(media.rtpmaps[int(f)].encoding if f.isascii() and f.isdigit() and len(f) <= 3 and int(f) in media.rtpmaps else f for f in media.formats)
             reasons.append(f"no common codec (offered {offered[:80]})")
             continue
         chosen = (index, codec)

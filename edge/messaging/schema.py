@@ -121,7 +121,7 @@ def validate_messaging(cfg: MessagingConfig, path: str = "$.messaging") -> list[
         names.add(c.name)
         defaults += not c.prefixes
         for j, p in enumerate(c.prefixes):
-            if not (p.startswith("+") and p[1:].isdigit()):
+            if not (p.startswith("+") and p[1:].isascii() and p[1:].isdigit()):
                 errs.append((f"{at}.prefixes[{j}]", f"{p!r}: a prefix is '+' followed by digits"))
     if cfg.carrier and defaults != 1:
         errs.append((f"{path}.carrier", "exactly one carrier model must have no prefixes (the default)"))
@@ -138,7 +138,7 @@ def validate_messaging(cfg: MessagingConfig, path: str = "$.messaging") -> list[
     if api.enabled and not api.clients:
         errs.append((f"{path}.screening_api.clients", "the screening API is enabled but has no API keys (every request would get 401)"))
     host, _, port = api.listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         errs.append((f"{path}.screening_api.listen", f"invalid address {api.listen!r}: expected host:port"))
     if api.max_body < 256:
         errs.append((f"{path}.screening_api.max_body", "must be at least 256 bytes"))

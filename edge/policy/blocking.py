@@ -20,14 +20,14 @@ import phonenumbers
 import structlog
 
 from edge.numbers import parse_number
-from edge.policy.cnam import WildcardSet, is_wildcard, normalise_cnam, normalise_pattern
+from edge.policy.cnam import MAX_WILDCARDS, WildcardSet, is_wildcard, normalise_cnam, normalise_pattern, wildcard_count
 from edge.policy.facts import CallFacts
 from edge.messaging.rules import content_value_problem, normalise_content_value
 from edge.policy.rules import CONTENT_KINDS, BlockRule, RuleKind, Scope
 
 log = structlog.get_logger()
 
-_PREFIX = re.compile(r"^\+\d{1,15}$")
+_PREFIX = re.compile(r"^\+\d{1,15}$", re.ASCII)
 _SEPARATORS = str.maketrans("", "", " -.()")
 
 
@@ -61,6 +61,10 @@ def normalise_rule(rule: BlockRule) -> BlockRule:
         value = normalise_pattern(value)
         if not value.replace("*", ""):
             raise RuleValueError("value", f"invalid caller-name pattern {rule.value!r}: matches every name")
+        if wildcard_count(value) > MAX_WILDCARDS:
+            raise RuleValueError(
+                "value", f"invalid caller-name pattern {rule.value!r}: more than {MAX_WILDCARDS} '*' wildcards"
+            )
     elif kind is RuleKind.COUNTRY:
         value = value.strip().upper()
         if value not in phonenumbers.SUPPORTED_REGIONS:

@@ -4,6 +4,11 @@ The name is the From/P-Asserted-Identity display name (RFC 3261 §20.20, RFC 332
 STIR Rich Call Data name. Spammers vary spelling cosmetically ("SPAM LIKELY", "Spam-Likely",
 fullwidth letters), so names and patterns are compared in one canonical form: Unicode NFKC,
 case-folded, letters and digits only. Patterns may use '*' for any run of characters.
+
+Wildcard matching is linear in the name's length: for '*'-only patterns the leftmost occurrence of
+each middle segment is always a valid choice (it leaves the most room for the rest), so a greedy
+`str.find` walk is exact and never backtracks. A caller controls the name and anyone with a flag
+controls the pattern, so neither may buy super-linear work.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import unicodedata
 from functools import lru_cache
 from typing import Generic, TypeVar
 
-MAX_NAME = 128  # rcd names can be long; bounding the input bounds regex cost per call
+MAX_NAME = 128  # rcd names can be long; bounding the input bounds matching cost per call
+MAX_WILDCARDS = 8  # '*'s per normalised pattern; rules with more are refused where they are created
 
 T = TypeVar("T")
 
@@ -38,20 +44,43 @@ def is_wildcard(pattern: str) -> bool:
     return "*" in pattern
 
 
+def wildcard_count(pattern: str) -> int:
+    """Number of '*' in a normalised pattern (runs are already collapsed)."""
+    return pattern.count("*")
+
+
 def pattern_regex(pattern: str) -> str:
-    """Regex source (for fullmatch) of a normalised pattern."""
-    return ".*".join(re.escape(seg) for seg in pattern.split("*"))
+    """Regex source (for fullmatch) of a normalised pattern that cannot backtrack across segments.
+
+    Each middle segment sits in an atomic group searched lazily, so the regex commits to the
+    leftmost occurrence exactly like `matches`; only the last segment's `.*` scans back, once.
+    """
+    segs = pattern.split("*")
+    if len(segs) == 1:
+        return re.escape(pattern)
+    middle = "".join(f"(?>.*?{re.escape(seg)})" for seg in segs[1:-1] if seg)
+    return f"{re.escape(segs[0])}{middle}.*{re.escape(segs[-1])}"
 
 
 def matches(pattern: str, name: str) -> bool:
-    """Match one normalised pattern against one normalised name (exact or wildcard)."""
+    """Match one normalised pattern against one normalised name (exact or wildcard), in linear time."""
     if not is_wildcard(pattern):
         return pattern == name
-    return re.fullmatch(pattern_regex(pattern), name) is not None
+    segs = pattern.split("*")
+    head, tail = segs[0], segs[-1]
+    if len(name) < len(head) + len(tail) or not name.startswith(head) or not name.endswith(tail):
+        return False
+    pos, end = len(head), len(name) - len(tail)
+    for seg in segs[1:-1]:
+        at = name.find(seg, pos, end)
+        if at < 0:
+            return False
+        pos = at + len(seg)
+    return True
 
 
 class WildcardSet(Generic[T]):
-    """Many wildcard patterns matched with one compiled regex pass per leading character.
+    """Many wildcard patterns matched with one compiled (non-backtracking) regex pass per leading character.
 
     Patterns are grouped by their first literal character ('' when they start with '*'), so a name
     is only tried against the group of its own first character plus the leading-'*' group. Each

@@ -311,8 +311,23 @@ class SharedRates:
                     self.evictions += 1
             remote[slot] = (h.idx, c.prev, c.cur)
 
+    def restore(self, hits: list[RateHit]) -> None:
+        """Put back a batch the shared store did not (durably) take, to be sent again after reconnecting."""
+        pending = self._pending
+        for h in hits:
+            slot = (h.kind, h.window, h.key, h.idx)
+            n = pending.get(slot)
+            if n is not None:
+                pending[slot] = n + h.count
+            elif len(pending) < self.max_pending:
+                pending[slot] = h.count
+            else:
+                self.dropped += h.count
+
     def set_available(self, up: bool) -> None:
-        """The adapter lost or regained the shared counters; stale remote counts are dropped either way."""
+        """The adapter lost or regained the shared counters; stale remote counts are dropped either way.
+
+        Hits queued while the counters were up stay queued (bounded by `max_pending`) and go out after the
+        reconnect, so a failover loses none of them; hits made during the outage count locally only."""
         self.available = up
         self._remote.clear()
-        self._pending.clear()

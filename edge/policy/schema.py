@@ -48,8 +48,8 @@ from edge.policy.signals import SignalConfig, SignalWeights
 from edge.policy.spam import DEFAULT_THRESHOLDS, RateRule, SpamConfig, Threshold
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h|d)\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$", re.ASCII)
+_RATE = re.compile(r"^\s*(\d{1,9})\s*/\s*(\d{1,9}(?:\.\d{1,9})?)?\s*(ms|s|m|h|d)\s*$", re.ASCII)
 _MEDIA = (Action.CAPTCHA, Action.MENU, Action.VOICEMAIL)
 
 

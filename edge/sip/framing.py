@@ -10,7 +10,7 @@ import re
 
 from edge.sip.errors import FramingError
 
-_CLEN = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+_CLEN = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*$", re.IGNORECASE | re.MULTILINE)
 
 
 class StreamFramer:
@@ -48,7 +48,10 @@ class StreamFramer:
             m = _CLEN.search(head)
             if m is None:
                 raise FramingError("Missing Content-Length on stream")
-            clen = int(m.group(1))
+            digits = m.group(1)
+            if len(digits) > 10:  # int() would refuse over 4300 digits; anything this long is too large anyway
+                raise FramingError("Message too large")
+            clen = int(digits)
             total = end + 4 + clen
             if total > self.max_message:
                 raise FramingError("Message too large")

@@ -162,6 +162,67 @@ def param(value: str, name: str) -> str | None:
     return None
 
 
+def _ascii_uint(text: str, fault: str, max_digits: int = 10) -> int:
+    """A decimal number written in ASCII digits only (int() would also take '١٢', '+5', '1_0' or ' 5').
+
+    Two parsers that read a number differently (this one and a framer or the PBX) could cut or route a
+    message differently; and int() refuses more than 4300 digits with a ValueError of its own.
+    """
+    text = text.strip()
+    if not text or len(text) > max_digits or not text.isascii() or not text.isdigit():
+        raise SipParseError(fault)
+    return int(text)
+
+
+#: Headers holding name-addr / addr-spec values that the proxy reads for identity, routing or rewriting.
+_IDENTIFIERS = frozenset(("via", "call-id", "cseq"))
+_NAME_ADDR_CHECKED = frozenset(("from", "to", "p-asserted-identity", "contact"))
+
+
+def check_name_addr(value: str) -> bool:
+    """Is this a well-formed name-addr or addr-spec as far as framing goes (RFC 3261 §20.10, §25.1)?
+
+    Quotes close, at most one <...> pair outside the quoted display name, no quote in a URI. An
+    unterminated display name (RFC 4475 §3.1.2.6) fails, so it is refused with 400 rather than
+    rewritten into something the PBX reads differently. Linear in the value's length.
+    """
+    if '"' not in value:
+        lt = value.find("<")
+        if lt < 0:
+            return ">" not in value
+        gt = value.find(">", lt)
+        return gt > lt and value.count("<") == 1 and value.count(">") == 1
+    quoted = escaped = False
+    lt = gt = -1
+    for i, ch in enumerate(value):
+        if quoted:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+            continue
+        if ch == '"':
+            if lt >= 0 and gt < 0:
+                return False  # a quote inside the URI
+            quoted = True
+        elif ch == "<":
+            if lt >= 0:
+                return False
+            lt = i
+        elif ch == ">":
+            if lt < 0 or gt >= 0:
+                return False
+            gt = i
+    if quoted or (lt >= 0) != (gt >= 0):
+        return False
+    if lt < 0:
+        return '"' not in value.split(";", 1)[0]  # an addr-spec has no display name to quote
+    display = value[:lt].strip()
+    return '"' not in display or (len(display) >= 2 and display[0] == '"' and display[-1] == '"')
+
+
 def addr_start(value: str) -> int:
     """Index of the '<' that opens a name-addr's URI (-1 for an addr-spec): a quoted display name may hold
     '<' itself (RFC 3261 §25.1 quoted-string, with backslash escapes), so it is skipped first."""
@@ -223,10 +284,7 @@ class Via:
         if not host:
             raise SipParseError("Bad Via sent-by")
         self.host = host.strip()
-        try:
-            self.port = int(port_s) if port_s else 0
-        except ValueError:
-            raise SipParseError("Bad Via port") from None
+        self.port = _ascii_uint(port_s, "Bad Via port", 5) if port_s else 0
         if not 0 <= self.port <= 65535:
             raise SipParseError("Bad Via port")
         pd: dict[str, str] = {}
@@ -245,11 +303,8 @@ class Via:
         """Where responses go (RFC 3261 §18.2.2 with RFC 3581 rport/received)."""
         host = self.params.get("received") or self.host
         rport = self.params.get("rport")
-        if rport:
-            try:
-                return host, int(rport)
-            except ValueError:
-                pass
+        if rport and rport.isascii() and rport.isdigit() and len(rport) <= 5:
+            return host, int(rport)
         return host, self.port or (5061 if self.transport == "TLS" else 5060)
 
 
@@ -382,10 +437,7 @@ class SipMessage:
             if not v:
                 raise SipParseError("Missing CSeq")
             num, _, meth = v.strip().partition(" ")
-            try:
-                n = int(num)
-            except ValueError:
-                raise SipParseError("Bad CSeq") from None
+            n = _ascii_uint(num, "Bad CSeq")
             meth = meth.strip()
             if not meth or n < 0 or n >= 2**31:
                 raise SipParseError("Bad CSeq")
@@ -420,10 +472,7 @@ class SipMessage:
         v = self.get("max-forwards")
         if v is None:
             return None
-        try:
-            n = int(v)
-        except ValueError:
-            raise SipParseError("Bad Max-Forwards") from None
+        n = _ascii_uint(v, "Bad Max-Forwards")
         if not 0 <= n <= 255:
             raise SipParseError("Bad Max-Forwards")
         return n
@@ -588,10 +637,12 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
     while skip < len(data) and data[skip] in (13, 10):
         skip += 1
     head, body = _split_head(data[skip:] if skip else data)
+    escaped = False
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
-        text = head.decode("utf-8", "surrogateescape")
+        text = head.decode("utf-8", "surrogateescape")  # a Latin-1 display name still passes through
+        escaped = True
     lines = text.split("\r\n") if "\r\n" in text else text.split("\n")
     if not lines[0]:
         raise SipParseError("Empty message")
@@ -602,10 +653,7 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
         parts = start.split(" ", 2)
         if len(parts) < 2 or parts[0] != SIP_VERSION:
             raise SipParseError("Bad status line")
-        try:
-            status = int(parts[1])
-        except ValueError:
-            raise SipParseError("Bad status code") from None
+        status = _ascii_uint(parts[1], "Bad status code", 3)
         if not 100 <= status <= 699 or len(parts[1]) != 3:
             raise SipParseError("Bad status code")
         m.status = status
@@ -666,15 +714,24 @@ def parse(data: bytes, *, max_headers: int = 100, max_header_length: int = 4096)
         raise SipParseError("Duplicate header")
     if not m.get("call-id"):
         raise SipParseError("Missing Call-ID")  # an empty value is no identity for a transaction
+    if escaped:
+        # Transaction and dialog identifiers are keys, hashed and compared: they must be text (UTF-8).
+        for h in headers:
+            if h[0] in _IDENTIFIERS and any("\udc80" <= ch <= "\udcff" for ch in h[2]):
+                raise SipParseError(f"Bad {canonical_name(h[0])} header")
+    for h in headers:
+        if h[0] in _NAME_ADDR_CHECKED:
+            values = split_list(h[2])
+            # A line of only commas has no value at all; From and To hold exactly one (a comma in a URI
+            # needs <...>, RFC 3261 §20); each value must be well-formed.
+            if not values or (len(values) > 1 and h[0] not in LIST_HEADERS) or not all(map(check_name_addr, values)):
+                raise SipParseError(f"Bad {canonical_name(h[0])} header")
     _, cseq_method = m._cseq()
     if m.status == 0 and cseq_method != m.method:
         raise SipParseError("CSeq method mismatch")
     clen = m.get("content-length")
     if clen is not None:
-        try:
-            n = int(clen)
-        except ValueError:
-            raise SipParseError("Bad Content-Length") from None
+        n = _ascii_uint(clen, "Bad Content-Length")
         if n < 0:
             raise SipParseError("Bad Content-Length")
         if n > len(body):

@@ -15,6 +15,14 @@ unreachable: the node keeps deciding from local rates, last known blocks and its
 writes are queued (bounded, oldest dropped and counted) and replayed on reconnect; reconnection backs
 off exponentially up to 5 s; `redis_unavailable` is logged once per outage at error level.
 
+With Sentinel (a primary and its replicas) a write the primary acknowledged can still vanish in a
+failover: replication is asynchronous, and the old primary keeps accepting writes until Sentinel demotes
+it. So when the primary has a replica, every shared write and rate batch is followed by `WAIT 1`: a write
+no replica confirmed is treated like a failed one (queued and replayed, rate hits put back), and the
+node reconnects through Sentinel to whichever server is primary now. Blocks and rates are then at least
+once, never lost; a replayed rate batch can count twice only if the old primary replicated it but could
+not confirm it in time.
+
 Rates never put a network round trip in front of a decision: edge.policy.rates.SharedRates queues
 hits, `_batcher` sends them every `rate_batch` in one EVALSHA (the Lua script below: INCRBY the hit's
 fixed bucket, TTL two windows, read the previous bucket) and feeds the all-node counts back.
@@ -37,7 +45,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from edge.call.activity import Activity
 from edge.console.users import ConsoleUser
@@ -77,6 +85,11 @@ return table.concat(out, ';')
 """
 
 _enc = msgspec.json.Encoder()
+_dec_pass = msgspec.json.Decoder(tuple[str, str])
+
+
+class NotReplicated(RedisError):
+    """The primary took a write but no replica confirmed it: it may not survive a failover."""
 
 
 class Change(msgspec.Struct, omit_defaults=True):
@@ -129,7 +142,7 @@ def make_client(url: str, cluster: bool = False, timeout: float = 0.5) -> Any:
         hosts = []
         for hp in parts.netloc.rpartition("@")[2].split(","):
             host, _, port = hp.rpartition(":")
-            hosts.append((host or hp, int(port) if port.isdigit() else 26379))
+            hosts.append((host or hp, int(port) if port.isascii() and port.isdigit() and len(port) <= 5 else 26379))
         path = [p for p in parts.path.split("/") if p]
         if not path:
             raise ValueError(f"sentinel URL {mask_url(url)!r} names no service: redis+sentinel://host:port/service")
@@ -163,8 +176,16 @@ class RedisStore:
         activity_stream_max: int = 100_000,
         url: str = "",
         clock: Callable[[], float] = time.time,
+        replicated: bool = False,
+        timeout: float = 0.5,
     ) -> None:
         self.client = client
+        self.cluster = cluster
+        # Sentinel: confirm writes on a replica (WAIT) whenever the primary has one (see the module text).
+        self.replicated = replicated
+        self._replicas = 0
+        self._synced_passes: list[tuple[str, str, float]] = []
+        self._wait_ms = max(1, int(timeout * 800))  # inside the socket timeout
         self.local = local
         self.prefix = prefix
         # In a cluster every key carries the prefix as a hash tag: multi-key scripts, MGET and
@@ -205,7 +226,8 @@ class RedisStore:
     async def open(cls, url: str, local: StateStore, *, cluster: bool = False, timeout: float = 0.5,
                    **kwargs: Any) -> RedisStore:
         """Connect and sync once (up to ~4 timeouts); when Redis is down the node starts from local state."""
-        store = cls(make_client(url, cluster, timeout), local, cluster=cluster, url=url, **kwargs)
+        store = cls(make_client(url, cluster, timeout), local, cluster=cluster, url=url,
+                    replicated=url.startswith("redis+sentinel://"), timeout=timeout, **kwargs)
         store.start()
         try:
             await asyncio.wait_for(store._ready.wait(), timeout=max(4 * timeout, 1.0))
@@ -231,6 +253,11 @@ class RedisStore:
 
     def _k_captcha(self, calling: str, scope: str) -> str:
         return f"{self.ns}:captcha:{scope}:{calling}"
+
+    @property
+    def _k_captchas(self) -> str:
+        """Sorted set of live passes (member: JSON [calling, scope], score: until), read at every sync."""
+        return f"{self.ns}:captchas"
 
     # --- connection, outage, resync --------------------------------------------------------------
     def _mark_down(self, exc: BaseException) -> None:
@@ -263,6 +290,9 @@ class RedisStore:
         while not self._closed:
             pubsub = None
             try:
+                if self.cluster:
+                    # The cluster client learns the slot map on its first command; pub/sub needs it before that.
+                    await self.client.initialize()
                 pubsub = self.client.pubsub()
                 await pubsub.subscribe(*self.channels)
                 await self._sync()
@@ -295,15 +325,25 @@ class RedisStore:
             for record in await self.local.list_numbers():
                 self._queue.appendleft(("put_number", record))
             log.info("redis_seeded", node=self.node, queued=len(self._queue))
+        if self.replicated:
+            info = await self.client.info("replication")
+            self._replicas = 1 if int(info.get("connected_slaves", 0) or 0) > 0 else 0
         await self._replay()
         blocks = await self._redis_blocks()
         numbers = await self._redis_numbers()
+        passes = await self._redis_passes()
         await self._adopt(blocks, numbers)
+        for calling, scope, until in passes:
+            await self.local.remember_captcha_pass(calling, scope, until)
+        self._synced_passes = passes
         await self._replay()  # writes made while the state was read
         self.stats["resyncs"] += 1
         self._mark_up()
         self._call(self.on_resync, blocks, numbers)
-        log.info("redis_synced", node=self.node, blocks=len(blocks), numbers=len(numbers))
+        for calling, scope, until in passes:  # passes made before this node started (or while it was away)
+            self._call(self.on_captcha, calling, scope, until)
+        log.info("redis_synced", node=self.node, blocks=len(blocks), numbers=len(numbers), passes=len(passes),
+                 replicas_confirming=self._replicas)
 
     async def _replay(self) -> None:
         while self._queue:
@@ -390,16 +430,16 @@ class RedisStore:
                 px = int((max(rule.expires_at - self.clock(), 0.0) + BLOCK_GRACE) * 1000)
             pipe.set(self._k_block(rule.id), _enc.encode(rule), px=px)
             pipe.zadd(f"{self.ns}:blocks", {rule.id: rule.created_at})
-            pipe.publish(self.channels[0], _enc.encode(Change(self.node, rule=rule)))
+            change = (self.channels[0], _enc.encode(Change(self.node, rule=rule)))
         elif kind == "remove_block":
             pipe.delete(self._k_block(payload))
             pipe.zrem(f"{self.ns}:blocks", payload)
-            pipe.publish(self.channels[0], _enc.encode(Change(self.node, removed=payload)))
+            change = (self.channels[0], _enc.encode(Change(self.node, removed=payload)))
         elif kind == "put_number":
             record: NumberRecord = payload
             pipe.hset(self._k_num(record.number), mapping={"state": record.state.value, "doc": _enc.encode(record)})
             pipe.sadd(f"{self.ns}:numbers", record.number)
-            pipe.publish(self.channels[1], _enc.encode(Change(self.node, record=record)))
+            change = (self.channels[1], _enc.encode(Change(self.node, record=record)))
         elif kind in ("add_optout", "remove_optout"):
             o: OptOut = payload
             field = f"{o.campaign}|{o.recipient}"
@@ -407,13 +447,33 @@ class RedisStore:
                 pipe.hset(f"{self.ns}:optouts", field, _enc.encode(o))
             else:
                 pipe.hdel(f"{self.ns}:optouts", field)
-            pipe.publish(self.channels[0], _enc.encode(Change(self.node, optout=o, optout_removed=kind == "remove_optout")))
+            change = (self.channels[0], _enc.encode(Change(self.node, optout=o, optout_removed=kind == "remove_optout")))
         else:  # captcha
             calling, scope, until = payload
             px = int((max(until - self.clock(), 0.0) + CAPTCHA_GRACE) * 1000)
             pipe.set(self._k_captcha(calling, scope), repr(until), px=px)
-            pipe.publish(self.channels[2], _enc.encode(Change(self.node, calling=calling, scope=scope, until=until)))
-        await pipe.execute()
+            pipe.zadd(self._k_captchas, {_enc.encode([calling, scope]): until})
+            change = (self.channels[2], _enc.encode(Change(self.node, calling=calling, scope=scope, until=until)))
+        if self.cluster:
+            # A cluster pipeline refuses PUBLISH: the keys commit first, then the change is announced (a node
+            # that misses the message still converges at its next resync).
+            await pipe.execute()
+            await self.client.publish(*change)
+        else:
+            pipe.publish(*change)
+            await pipe.execute()
+        await self._confirm()
+
+    async def _confirm(self) -> None:
+        """Raise NotReplicated unless a replica has every write so far (no-op without Sentinel replicas)."""
+        if not self._replicas:
+            return
+        try:
+            acked = await self.client.wait(self._replicas, self._wait_ms)
+        except ResponseError as exc:  # WAIT refused (e.g. on a replica): treat as unconfirmed
+            raise NotReplicated(str(exc)) from exc
+        if acked < self._replicas:
+            raise NotReplicated(f"write confirmed by {acked} of {self._replicas} replicas")
 
     # --- shared reads ----------------------------------------------------------------------------
     async def _redis_blocks(self) -> list[BlockRule]:
@@ -432,6 +492,19 @@ class RedisStore:
             await self.client.zrem(f"{self.ns}:blocks", *gone)
         rules.sort(key=lambda r: (r.created_at, r.id))
         return rules
+
+    async def _redis_passes(self) -> list[tuple[str, str, float]]:
+        """Live captcha passes (calling, scope, until); expired members are pruned on the way."""
+        now = self.clock()
+        await self.client.zremrangebyscore(self._k_captchas, "-inf", now)
+        out: list[tuple[str, str, float]] = []
+        for member, until in await self.client.zrangebyscore(self._k_captchas, now, "+inf", withscores=True):
+            try:
+                calling, scope = _dec_pass.decode(member)
+            except msgspec.DecodeError:
+                continue
+            out.append((calling, scope, float(until)))
+        return out
 
     async def _redis_numbers(self) -> list[NumberRecord]:
         numbers = sorted(n.decode() if isinstance(n, bytes) else n for n in await self.client.smembers(f"{self.ns}:numbers"))
@@ -481,12 +554,15 @@ class RedisStore:
         try:
             if hits:
                 counts = await self.add_rate_hits(hits)
+                await self._confirm()
                 self.rates.apply(hits, counts)
                 self.stats["rate_batches"] += 1
                 self.stats["rate_hits_sent"] += len(hits)
+                hits = []
             if self._stream:
                 await self._send_stream()
         except (RedisError, OSError, asyncio.TimeoutError) as exc:
+            self.rates.restore(hits)  # sent again after the reconnect
             self._mark_down(exc)
 
     async def _send_stream(self) -> None:
@@ -597,6 +673,12 @@ class RedisStore:
             return raw is not None and float(raw) > now
 
         return await self._read(shared, lambda: self.local.captcha_passed(calling, scope, now))
+
+    def synced_passes(self, now: float) -> list[tuple[str, str, float]]:
+        """Captcha passes (calling, scope, until) read from Redis at the last sync and still valid at `now`:
+        a daemon attaching after `open` loads them, so a caller who passed on another node before this one
+        started is not asked again."""
+        return [p for p in self._synced_passes if p[2] > now]
 
     # --- opt-outs -------------------------------------------------------------------------------
     async def add_optout(self, optout: OptOut) -> None:

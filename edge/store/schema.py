@@ -10,7 +10,7 @@ from edge.units import parse_duration
 
 __all__ = ["AdminConfig", "StoreConfig", "parse_duration", "parse_size", "split_listen", "validate_admin", "validate_store"]
 
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$")
+_SIZE = re.compile(r"^\s*(\d{1,15})\s*(B|KB|MB|GB|KiB|MiB|GiB)\s*$", re.ASCII)
 _SIZE_FACTOR = {"B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
@@ -62,7 +62,7 @@ class AdminConfig(msgspec.Struct, forbid_unknown_fields=True):
 def split_listen(listen: str) -> tuple[str, int]:
     """'127.0.0.1:8081' / '[::1]:8081' -> (host, port). Raises ValueError."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"invalid listen address {listen!r}: expected host:port")
     return host.strip("[]"), int(port)
 

@@ -65,6 +65,17 @@ INVALID = {
     "version_7": ("parse", "Version Not Supported", 505),
     "via_not_sip": ("envelope", "Bad Via protocol", None),
     "via_port_range": ("envelope", "Bad Via port", None),
+    # RFC 4475 §3.1.2.6 and its neighbours: identity headers the proxy rewrites must be well-formed.
+    "unterminated_quote_from": ("parse", "Bad From header", 400),
+    "unterminated_quote_pai": ("parse", "Bad P-Asserted-Identity header", 400),
+    "unclosed_angle_to": ("parse", "Bad To header", 400),
+    "quote_in_from_uri": ("parse", "Bad From header", 400),
+    "contact_only_commas": ("parse", "Bad Contact header", 400),  # found by `make fuzz`: IndexError in the proxy
+    "from_only_commas": ("parse", "Bad From header", 400),  # found by `make fuzz`: IndexError reading the name
+    "via_branch_not_utf8": ("parse", "Bad Via header", 400),  # found by `make fuzz`: UnicodeEncodeError hashing an ACK
+    # Numbers in ASCII digits only: int() would read '²' as an error and '١' as 1.
+    "clen_superscript": ("parse", "Bad Content-Length", 400),
+    "cseq_arabic_indic_digits": ("parse", "Bad CSeq", 400),
 }
 
 

@@ -87,7 +87,7 @@ async def test_fetch_refusals(server, settings: FetchSettings, path: str, error:
         ("https://10.1.2.3/c.pem", "refused range"),
         ("https://169.254.169.254/latest", "refused range"),
         ("https://[::1]/c.pem", "refused range"),
-        ("https://[::ffff:192.168.1.1]/c.pem", "refused range"),
+        ("https://[::ffff:192.168.1.1]/c.pem", "embedding an IPv4 address"),
     ],
     ids=["ftp", "userinfo", "rfc1918", "link-local-metadata", "ipv6-loopback", "v4-mapped-private"],
 )

@@ -38,6 +38,17 @@ def redis_server(tmp_path_factory):  # type: ignore[no-untyped-def]
     yield from redis_server_fixture(tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """Three cluster-mode primaries for the whole session; tests isolate themselves by key prefix."""
+    from tests.redis_server import RedisCluster
+
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
 def own_redis(tmp_path):  # type: ignore[no-untyped-def]
     """A redis-server of this test's own, for outage tests that kill and restart it."""

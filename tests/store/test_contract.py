@@ -20,16 +20,17 @@ from edge.store.sqlite import SqliteStore
 BACKENDS = ["memory", "sqlite", "redis"]
 
 
-@pytest_asyncio.fixture(params=BACKENDS)
+@pytest_asyncio.fixture(params=[*BACKENDS, "redis-cluster"])
 async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[StateStore]:
     if request.param == "memory":
         s: StateStore = MemoryStore()
     elif request.param == "sqlite":
         s = await SqliteStore.open(tmp_path / "edge.db", batch_interval=0.02, retention=None)
     else:
-        server = request.getfixturevalue("redis_server")
+        cluster = request.param == "redis-cluster"
+        server = request.getfixturevalue("redis_cluster" if cluster else "redis_server")
         local = await SqliteStore.open(tmp_path / "edge.db", batch_interval=0.02, retention=None)
-        s = await RedisStore.open(server.url, local, prefix=f"t-{uuid.uuid4().hex[:10]}")
+        s = await RedisStore.open(server.url, local, prefix=f"t-{uuid.uuid4().hex[:10]}", cluster=cluster)
         assert s.up
     yield s
     await s.close()
