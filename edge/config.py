@@ -13,6 +13,7 @@ from typing import Literal
 import msgspec
 
 from edge.call.flood import FloodConfig, validate_flood
+from edge.call.overload import OverloadConfig, validate_overload
 from edge.io.hep import HepConfig, validate_hep
 from edge.lifecycle.schema import LifecycleConfig, validate_lifecycle
 from edge.media.engine_config import MediaConfig
@@ -100,7 +101,12 @@ class Limits(msgspec.Struct, forbid_unknown_fields=True):
     max_transactions: int = 200_000
     max_transactions_per_source: int = 5_000  # requests from one source still awaiting a final answer
     max_dialogs: int = 200_000
-    max_tcp_connections: int = 4096
+    max_tcp_connections: int = 4096  # accepted from carriers and PBXs (connections the edge opens: no cap)
+    max_tcp_unknown: int = 1024  # accepted from all other sources together: a separate budget
+    max_tcp_per_source: int = 16  # accepted from one unknown IP address
+    tcp_message_timeout: str = "5s"  # a message begun on a stream must be complete within this
+    tcp_idle_timeout: str = "60s"  # an unknown source's connection with nothing received this long is closed
+    tls_handshake_timeout: str = "5s"
     max_parked: int = 1000  # INVITEs waiting for one STIR certificate fetch
     dialog_max_age: str = "12h"  # a dialog with no BYE is forgotten after this
     udp_buffer: int = 4 * 1024 * 1024
@@ -140,6 +146,7 @@ class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
     stir: StirConfig = msgspec.field(default_factory=StirConfig)
     media: MediaConfig = MediaConfig()
     flood: FloodConfig = msgspec.field(default_factory=FloodConfig)
+    overload: OverloadConfig = msgspec.field(default_factory=OverloadConfig)
     hep: HepConfig = msgspec.field(default_factory=HepConfig)
     messaging: MessagingConfig = MessagingConfig()
     path: str = ""  # where it was loaded from (set by load_config)
@@ -247,10 +254,15 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
             parse_duration(getattr(cfg.daemon, key))
         except ValueError as exc:
             errs.append((f"$.daemon.{key}", str(exc)))
-    try:
-        parse_duration(cfg.limits.dialog_max_age)
-    except ValueError as exc:
-        errs.append(("$.limits.dialog_max_age", str(exc)))
+    for key in ("dialog_max_age", "tcp_message_timeout", "tcp_idle_timeout", "tls_handshake_timeout"):
+        try:
+            if parse_duration(getattr(cfg.limits, key)) <= 0:
+                errs.append((f"$.limits.{key}", "must be greater than 0s"))
+        except ValueError as exc:
+            errs.append((f"$.limits.{key}", str(exc)))
+    for key in ("max_tcp_connections", "max_tcp_unknown", "max_tcp_per_source"):
+        if getattr(cfg.limits, key) < 0:
+            errs.append((f"$.limits.{key}", "must not be negative (0 refuses every such connection)"))
     errs += [(e.path, e.reason) for e in validate_settings(cfg.policy)]
     errs += validate_store(cfg.store)
     errs += validate_admin(cfg.admin)
@@ -258,6 +270,7 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
     errs += validate_stir_config(cfg.stir)
     errs += validate_media_config(cfg.media, "$.media")
     errs += validate_flood(cfg.flood)
+    errs += validate_overload(cfg.overload)
     errs += validate_hep(cfg.hep)
     errs += validate_messaging(cfg.messaging)
     if cfg.messaging.screening_api.enabled and cfg.admin.enabled and cfg.messaging.screening_api.listen == cfg.admin.listen:

@@ -24,6 +24,13 @@ an unknown real caller would silently lose calls.
 Methods an edge does not serve (REGISTER, SUBSCRIBE, PUBLISH) are answered 405 by the proxy core;
 `drop_methods` can instead drop them here without an answer (a REGISTER flood then costs nothing).
 
+Aggregate stranger load (issue 13): a spread-out flood - hundreds of sources, each under `rate` -
+still costs a full parse and a 403 per message. All non-exempt sources together share one budget,
+`strangers_rate`; while it is exceeded, or while the adapter reports the edge busy (socket backlog,
+loop lag), strangers' messages are dropped unparsed and unanswered (`[acl] unknown_source` behaves as
+"drop") and every stranger is held to the much lower `busy_rate`, so the sources of a spread-out
+flood are banned within a few messages each. Carriers and PBXs are never in this budget.
+
 Every table is bounded: sources (LRU, `max_sources`), bans (oldest first, `max_bans`), the
 exempt-network memo, and the queue of ban events the adapter logs.
 """
@@ -82,6 +89,8 @@ class FloodConfig(msgspec.Struct, forbid_unknown_fields=True):
     extra_scanner_user_agents: list[str] = []  # added to the list above (keeps the defaults)
     drop_methods: list[str] = []  # e.g. ["REGISTER"]: dropped unanswered instead of the core's 405
     exempt_sources: list[str] = []  # CIDRs or addresses never counted, banned or scanned (carriers/PBXs already are)
+    strangers_rate: str = "200/1s"  # all unknown sources together; beyond it strangers are dropped unparsed
+    busy_rate: str = "4/2s"  # per-source limit while strangers are over budget or the edge is busy
 
 
 class Verdict(enum.Enum):
@@ -90,6 +99,7 @@ class Verdict(enum.Enum):
     DROP_FLOOD = "drop_flood"
     DROP_SCANNER = "drop_scanner"
     DROP_METHOD = "drop_method"
+    DROP_LOAD = "drop_load"  # a stranger while the stranger budget is spent or the edge is busy
 
 
 class Ban(msgspec.Struct, frozen=True):
@@ -119,6 +129,7 @@ class FloodStats:
         "dropped_flood",
         "dropped_scanner",
         "dropped_method",
+        "dropped_load",
         "bans",
         "bans_evicted",
         "sources_evicted",
@@ -150,6 +161,13 @@ def validate_flood(cfg: FloodConfig, prefix: str = "$.flood") -> list[tuple[str,
             errors.append((f"{prefix}.rate", "count must be at least 1"))
     except ValueError as exc:
         errors.append((f"{prefix}.rate", str(exc)))
+    for name in ("strangers_rate", "busy_rate"):
+        try:
+            count, _ = parse_rate(getattr(cfg, name))
+            if count < 1:
+                errors.append((f"{prefix}.{name}", "count must be at least 1"))
+        except ValueError as exc:
+            errors.append((f"{prefix}.{name}", str(exc)))
     try:
         if parse_duration(cfg.ban) <= 0:
             errors.append((f"{prefix}.ban", "must be greater than 0s"))
@@ -202,6 +220,10 @@ class FloodGuard:
         "_net_memo",
         "_sources",
         "_bans",
+        "_busy_limit",
+        "_strangers_limit",
+        "_strangers_window",
+        "_strangers",
     )
 
     def __init__(self, cfg: FloodConfig, is_exempt: Callable[[str, int], bool] | None = None, max_events: int = 1024) -> None:
@@ -214,6 +236,8 @@ class FloodGuard:
         #: ip -> Ban; insertion order is ban time (the oldest evicted first).
         self._bans: dict[str, Ban] = {}
         self._net_memo: dict[str, bool] = {}
+        #: all strangers together: [window start, previous count, current count]
+        self._strangers: list[float] = [0.0, 0.0, 0.0]
         self.configure(cfg)
 
     def configure(self, cfg: FloodConfig) -> None:
@@ -223,18 +247,33 @@ class FloodGuard:
         self.cfg = cfg
         self._limit, self._window = parse_rate(cfg.rate)
         self._ban_for = parse_duration(cfg.ban)
+        self._strangers_limit, self._strangers_window = parse_rate(cfg.strangers_rate)
+        busy_count, busy_window = parse_rate(cfg.busy_rate)
+        # The same rate over `rate`'s window, and never above `rate` itself.
+        self._busy_limit = min(float(self._limit), busy_count * self._window / busy_window)
         self._scanner = scanner_pattern(list(cfg.scanner_user_agents) + list(cfg.extra_scanner_user_agents))
         self._drop_methods = frozenset(m.encode() for m in cfg.drop_methods)
         self._nets = [ipaddress.ip_network(s, strict=False) for s in cfg.exempt_sources]
         self._net_memo.clear()
 
     # -- the per-message check -------------------------------------------------------------------
-    def admit(self, data: bytes, ip: str, port: int, now: float) -> Verdict:
+    def admit(self, data: bytes, ip: str, port: int, now: float, busy: bool = False) -> Verdict:
+        """`busy`: the adapter sees a backlog (socket queue, loop lag); strangers then cost nothing."""
+        if not self.cfg.enabled:
+            self.stats.admitted += 1
+            return Verdict.ADMIT
+        if self.is_exempt(ip, port) or (self._nets and self._in_exempt_net(ip)):
+            self.stats.exempt += 1
+            return Verdict.ADMIT
+        return self.admit_stranger(data, ip, port, now, busy)
+
+    def admit_stranger(self, data: bytes, ip: str, port: int, now: float, busy: bool = False) -> Verdict:
+        """`admit` for a source the caller already classified as neither carrier nor PBX."""
         stats = self.stats
         if not self.cfg.enabled:
             stats.admitted += 1
             return Verdict.ADMIT
-        if self.is_exempt(ip, port) or (self._nets and self._in_exempt_net(ip)):
+        if self._nets and self._in_exempt_net(ip):
             stats.exempt += 1
             return Verdict.ADMIT
         ban = self._bans.get(ip)
@@ -243,6 +282,12 @@ class FloodGuard:
                 stats.dropped_banned += 1
                 return Verdict.DROP_BANNED
             del self._bans[ip]
+        if self._strangers_over(now) or busy:
+            # Over budget: no scanner search, no parse, no answer; a low per-source limit bans fast.
+            verdict = self._count(ip, port, now, Verdict.DROP_LOAD, self._busy_limit)
+            if verdict is Verdict.DROP_LOAD:
+                stats.dropped_load += 1
+            return verdict
         if self._scanner is not None:
             head_end = data.find(b"\r\n\r\n")
             m = self._scanner.search(data if head_end < 0 else data[:head_end])
@@ -255,10 +300,34 @@ class FloodGuard:
             token = _SIP_TOKEN.match(data)
             if token is not None and token.group(0) in self._drop_methods and data[token.end():token.end() + 1] == b" ":
                 stats.dropped_method += 1
-                return self._count(ip, port, now, Verdict.DROP_METHOD)
-        return self._count(ip, port, now, Verdict.ADMIT)
+                return self._count(ip, port, now, Verdict.DROP_METHOD, self._limit)
+        return self._count(ip, port, now, Verdict.ADMIT, self._limit)
 
-    def _count(self, ip: str, port: int, now: float, verdict: Verdict) -> Verdict:
+    def _strangers_over(self, now: float) -> bool:
+        """Count one stranger message in the shared budget; True while the budget is exceeded."""
+        st = self._strangers
+        window = self._strangers_window
+        elapsed = now - st[0]
+        if elapsed >= window:
+            steps = int(elapsed // window)
+            st[1] = st[2] if steps == 1 else 0.0
+            st[2] = 0.0
+            st[0] += steps * window
+        st[2] += 1
+        return st[1] * (1.0 - (now - st[0]) / window) + st[2] > self._strangers_limit
+
+    def strangers_over_budget(self, now: float) -> bool:
+        """Whether the shared stranger budget is spent right now (read-only; for logs and health)."""
+        st = self._strangers
+        window = self._strangers_window
+        elapsed = now - st[0]
+        if elapsed >= 2 * window:
+            return False
+        if elapsed >= window:
+            return st[2] * (1.0 - (elapsed - window) / window) > self._strangers_limit
+        return st[1] * (1.0 - elapsed / window) + st[2] > self._strangers_limit
+
+    def _count(self, ip: str, port: int, now: float, verdict: Verdict, limit: float) -> Verdict:
         """Add one message to the source's density; a source over the limit is banned (DROP_FLOOD)."""
         sources = self._sources
         st = sources.pop(ip, None)
@@ -279,9 +348,10 @@ class FloodGuard:
         st[2] += 1
         weight = 1.0 - (now - st[0]) / window
         estimate = st[1] * weight + st[2]
-        if estimate > self._limit:
+        if estimate > limit:
             self.stats.dropped_flood += 1
-            self._ban(ip, port, "flood", now, f"{estimate:.1f}/{self.cfg.rate}")
+            rate = self.cfg.rate if limit == self._limit else f"{self.cfg.busy_rate} under load"
+            self._ban(ip, port, "flood", now, f"{estimate:.1f}/{rate}")
             return Verdict.DROP_FLOOD
         sources[ip] = st
         if verdict is Verdict.ADMIT:

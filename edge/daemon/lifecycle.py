@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from edge.call.admission import Gatekeeper
 from edge.call.flood import FloodGuard
+from edge.call.overload import OverloadControl
 from edge.call.peers import PeerDirectory
 from edge.call.proxy import Proxy
 from edge.call.routing import TargetPool
@@ -113,6 +114,7 @@ class Daemon:
         # Flood and scanner guard before parsing; carriers and PBXs (read live, so reloads apply) are exempt.
         self.guard = FloodGuard(cfg.flood, lambda ip, port: self.proxy.peers.classify(ip, port) is not None)
         self.hub.guard = self.guard
+        self.hub.overload = OverloadControl(cfg.overload)  # 503 to new INVITEs past capacity
         if cfg.hep.enabled:
             from edge.io.hep import HepExporter
 
@@ -281,6 +283,8 @@ class Daemon:
                 out[f"flood_{k}_total"] = v
             out["flood_sources"] = self.guard.sources
             out["flood_active_bans"] = self.guard.active_bans
+        if self.hub is not None:
+            out.update(self.hub.intake_metrics())
         if self.console is not None:
             out.update(self.console.stats())
         if self.hep is not None:
@@ -389,7 +393,7 @@ class Daemon:
                 t.up, t.failures = old.up, old.failures
         proxy.pool.start(proxy.client_txns, time.time())
         if self.hub is not None:
-            self.hub.reload_tls(cfg)
+            self.hub.reconfigure(cfg)
         self._reload_stir_trust(cfg)
         self.cfg = cfg
         self.reloads += 1

@@ -1,8 +1,15 @@
 """asyncio adapters for the sans-IO proxy: UDP and TCP sockets, the outbox flush and the timer arm.
 
 One `SipHub` owns the Proxy. Every datagram or framed stream message goes in with the current time;
-after each call the hub sends what the core queued and re-arms one loop timer at the core's next
+after each read the hub sends what the core queued and re-arms one loop timer at the core's next
 deadline. Activity records the core produced are handed to `on_activities`.
+
+Ingress under load (issues 12 and 13): the UDP socket is drained in batches, and each datagram's
+source address is classified first (carrier/PBX or stranger, one memoised lookup). Carriers' and
+PBXs' datagrams of a batch go to the core before any stranger's; strangers pass the flood guard,
+which drops them unparsed while the edge is busy (the batch did not empty the socket, or shedding).
+A monitor tick measures loop lag and pending transactions for the overload control, which answers
+new INVITEs 503 + Retry-After from the raw bytes while the edge is past its capacity.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ import structlog
 
 from edge.call.activity import Activity
 from edge.call.flood import FloodGuard, Verdict
+from edge.call.overload import OverloadControl
 from edge.call.proxy import Proxy
 from edge.config import EdgeConfig, host_port
+from edge.units import parse_duration
 from edge.sip.errors import FramingError
 from edge.sip.framing import StreamFramer
 from edge.sip.transaction import Destination
@@ -26,6 +35,9 @@ from edge.sip.transaction import Destination
 log = structlog.get_logger("edge.io")
 
 TIMER_GRID = 0.01  # seconds
+UDP_BATCH = 512  # datagrams read per readiness event; a full batch means the socket has a backlog
+MONITOR_TICK = 0.05  # seconds between loop-lag / pending-transaction measures
+SWEEP_EVERY = 20  # monitor ticks between sweeps of stream connections for timeouts (1 s)
 
 
 class SipHub:
@@ -39,7 +51,7 @@ class SipHub:
         self.proxy = proxy
         self.cfg = cfg
         self.loop = asyncio.get_running_loop()
-        self.udp: asyncio.DatagramTransport | None = None
+        self.udp: UdpSocket | None = None
         self.udp_local: tuple[str, int] | None = None
         self.tcp_servers: list[asyncio.base_events.Server] = []
         self.conns: dict[int, TcpConnection] = {}
@@ -54,14 +66,149 @@ class SipHub:
         self.hep = None  # HepExporter when [hep] is enabled
         self.tls_server: dict[int, tuple] = {}  # listen index -> (SSLContext, Listen) for reloads
         self.tls_client = None  # SSLContext for connections the edge opens over TLS
+        self.overload: OverloadControl | None = None  # 503 to new INVITEs past capacity, before parsing
+        self.intake = IntakeStats()
+        self._monitor: asyncio.TimerHandle | None = None
+        self._monitor_due = 0.0
+        self._ticks = 0
+        self.tcp_peers = 0  # accepted connections from carriers and PBXs
+        self.tcp_strangers: dict[str, int] = {}  # unknown IP -> accepted connections
+        self.tcp_unknown = 0
+        self._refusal_logged = 0.0
+        self.tcp_message_timeout = parse_duration(cfg.limits.tcp_message_timeout)
+        self.tcp_idle_timeout = parse_duration(cfg.limits.tcp_idle_timeout)
 
     # -- core driving -----------------------------------------------------------------------
-    def feed(self, data: bytes, src: Destination) -> None:
-        now = time.time()
+    def feed(self, data: bytes, src: Destination, now: float | None = None, flush: bool = True) -> None:
+        if now is None:
+            now = time.time()
         if self.hep is not None:
             self.hep.capture(data, (src[1], src[2]), self._local(src[0]), src[0], now)
         self.proxy.receive(data, src, now)
-        self.flush()
+        if flush:
+            self.flush()
+
+    def feed_peer(self, data: bytes, src: Destination, now: float) -> bool:
+        """A message from a carrier or PBX: shed (503) if it is a new INVITE while overloaded, else to the
+        core. False when it was answered or dropped here. The caller flushes."""
+        ovl = self.overload
+        if ovl is not None and ovl.shedding:
+            answer = ovl.shed(data)
+            if answer is not None:
+                self.send(answer, src)
+                return False
+            if ovl.is_shed_ack(data):
+                return False
+        if ovl is not None:
+            ovl.admitted(data, now)
+        self.feed(data, src, now, flush=False)
+        return True
+
+    def feed_stranger(self, data: bytes, src: Destination, now: float, busy: bool) -> Verdict:
+        """A message from neither carrier nor PBX: the flood guard first (no parse, no answer when it
+        drops). ADMIT when it reached the core; the caller flushes."""
+        guard = self.guard
+        if guard is not None:
+            verdict = guard.admit_stranger(data, src[1], src[2], now, busy)
+            if verdict is not Verdict.ADMIT:
+                return verdict
+        self.feed(data, src, now, flush=False)
+        return Verdict.ADMIT
+
+    # -- load measures --------------------------------------------------------------------------
+    def _start_monitor(self) -> None:
+        self._monitor_due = self.loop.time() + MONITOR_TICK
+        self._monitor = self.loop.call_at(self._monitor_due, self._tick)
+
+    def _tick(self) -> None:
+        """Loop lag (how late this tick ran) and pending transactions, for the overload control."""
+        lag = max(0.0, self.loop.time() - self._monitor_due)
+        self.intake.loop_lag = lag
+        if lag > self.intake.loop_lag_max:
+            self.intake.loop_lag_max = lag
+        ovl = self.overload
+        if ovl is not None:
+            pending = sum(self.proxy.txns_by_source.values())
+            self.intake.pending = pending
+            ovl.observe(time.time(), loop_lag=lag, pending=pending)
+            self.log_overload()
+        self._ticks += 1
+        if self._ticks % SWEEP_EVERY == 0:
+            self.sweep_connections(self.loop.time())
+        self._start_monitor()
+
+    def log_overload(self) -> None:
+        if self.overload is None:
+            return
+        for ev in self.overload.take_events():
+            if ev.on:
+                log.warning("overload_shedding_started", reason=ev.reason, value=round(ev.value, 3),
+                            retry_after=self.overload.cfg.retry_after)
+            else:
+                log.warning("overload_shedding_stopped", shed_invites=ev.shed)
+
+    # -- stream connections: budgets and timeouts --------------------------------------------------
+    def admit_connection(self, ip: str, port: int) -> str:
+        """'' to accept an inbound connection, else why it is refused. Carriers and PBXs and strangers
+        have separate budgets, so strangers can never take a carrier's slot."""
+        limits = self.cfg.limits
+        if self.proxy.peers.classify(ip, port) is not None:
+            return "max_tcp_connections" if self.tcp_peers >= limits.max_tcp_connections else ""
+        if self.guard is not None and self.guard.is_banned(ip, time.time()):
+            return "banned"
+        if self.tcp_unknown >= limits.max_tcp_unknown:
+            return "max_tcp_unknown"
+        if self.tcp_strangers.get(ip, 0) >= limits.max_tcp_per_source:
+            return "max_tcp_per_source"
+        return ""
+
+    def count_connection(self, conn: TcpConnection, delta: int) -> None:
+        if conn.known:
+            self.tcp_peers += delta
+            return
+        assert conn.peer is not None
+        ip = conn.peer[0]
+        n = self.tcp_strangers.get(ip, 0) + delta
+        if n > 0:
+            self.tcp_strangers[ip] = n
+        else:
+            self.tcp_strangers.pop(ip, None)
+        self.tcp_unknown += delta
+
+    def refused(self, ip: str, reason: str) -> None:
+        self.intake.tcp_refused += 1
+        now = time.monotonic()
+        if now - self._refusal_logged >= 1.0:  # a connection flood must not become a log flood
+            self._refusal_logged = now
+            log.warning("tcp_connection_refused", reason=reason, source=ip, refused_total=self.intake.tcp_refused)
+
+    def sweep_connections(self, now: float) -> None:
+        """Close accepted streams holding a half message past `tcp_message_timeout` (slowloris) and
+        strangers' streams idle past `tcp_idle_timeout`. Connections the edge opened are left alone."""
+        msg_to, idle_to = self.tcp_message_timeout, self.tcp_idle_timeout
+        for conn in list(self.conns.values()):
+            if conn.outbound or conn.closed:
+                continue
+            if conn.partial_since and now - conn.partial_since > msg_to:
+                self.intake.tcp_message_timeouts += 1
+                log.info("tcp_connection_closed", reason="message_timeout", peer=str(conn.peer))
+                conn.close()
+            elif not conn.known and now - conn.last_rx > idle_to:
+                self.intake.tcp_idle_timeouts += 1
+                conn.close()
+
+    def intake_metrics(self) -> dict[str, float]:
+        """edge_* gauges and counters of the ingress (read at scrape time)."""
+        gauges = ("loop_lag", "loop_lag_max", "pending")
+        out: dict[str, float] = {f"intake_{k}" if k in gauges else f"intake_{k}_total": v
+                                 for k, v in self.intake.as_dict().items()}
+        out["intake_tcp_connections_peers"] = self.tcp_peers
+        out["intake_tcp_connections_unknown"] = self.tcp_unknown
+        if self.overload is not None:
+            for k, v in self.overload.stats.as_dict().items():
+                out[f"overload_{k}_total"] = v
+            out["overload_shedding"] = 1 if self.overload.shedding else 0
+        return out
 
     def _local(self, transport: str) -> tuple[str, int]:
         return self.proxy.local.get(transport) or next(iter(self.proxy.local.values()))
@@ -144,7 +291,8 @@ class SipHub:
                         self.tls_client = make_client_context(tls_listen)
                     ssl_ctx = self.tls_client
                 _, conn = await asyncio.wait_for(
-                    self.loop.create_connection(lambda: TcpConnection(self, transport), dest[1], dest[2], ssl=ssl_ctx),
+                    self.loop.create_connection(lambda: TcpConnection(self, transport, outbound=True), dest[1], dest[2],
+                                                ssl=ssl_ctx),
                     timeout=5,
                 )
                 self.conn_by_addr[key] = conn
@@ -167,8 +315,8 @@ class SipHub:
                     except OSError:
                         pass
                 sock.bind((host, port))
-                transport, _ = await self.loop.create_datagram_endpoint(lambda: UdpProtocol(self), sock=sock)
-                self.udp = transport  # type: ignore[assignment]
+                sock.setblocking(False)
+                self.udp = UdpSocket(self, sock)
                 self.udp_local = sock.getsockname()[:2]
             elif ls.transport == "tcp":
                 server = await self.loop.create_server(lambda: TcpConnection(self, "tcp"), host, port, reuse_address=True)
@@ -180,11 +328,22 @@ class SipHub:
                 self.tls_server[len(self.tcp_servers)] = (ctx, ls)
                 server = await self.loop.create_server(
                     lambda: TcpConnection(self, "tls"), host, port, reuse_address=True, ssl=ctx,
-                    ssl_handshake_timeout=10,
+                    ssl_handshake_timeout=parse_duration(self.cfg.limits.tls_handshake_timeout),
                 )
                 self.tcp_servers.append(server)
         self.proxy.start(time.time())
         self.flush()
+        self._start_monitor()
+
+    def reconfigure(self, cfg: EdgeConfig) -> None:
+        """SIGHUP with a valid config: connection limits, timeouts, overload thresholds and TLS certificates
+        apply from now on (accepted connections keep their class; listen addresses need a restart)."""
+        self.cfg = cfg
+        self.tcp_message_timeout = parse_duration(cfg.limits.tcp_message_timeout)
+        self.tcp_idle_timeout = parse_duration(cfg.limits.tcp_idle_timeout)
+        if self.overload is not None:
+            self.overload.configure(cfg.overload)
+        self.reload_tls(cfg)
 
     def reload_tls(self, cfg: EdgeConfig) -> None:
         """SIGHUP: renewed certificates for new TLS connections (established ones keep theirs)."""
@@ -204,6 +363,8 @@ class SipHub:
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._monitor is not None:
+            self._monitor.cancel()
         for s in self.tcp_servers:
             s.close()
         for c in list(self.conns.values()):
@@ -228,26 +389,105 @@ def _is_ip(host: str) -> bool:
     return host.replace(".", "").isdigit() or ":" in host
 
 
-class UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, hub: SipHub) -> None:
+class IntakeStats:
+    """Plain counters and gauges of the ingress; exported as edge_intake_*."""
+
+    __slots__ = ("udp_reads", "udp_datagrams", "udp_peer_datagrams", "udp_full_batches", "udp_send_dropped",
+                 "loop_lag", "loop_lag_max", "pending", "tcp_refused", "tcp_message_timeouts", "tcp_idle_timeouts")
+
+    def __init__(self) -> None:
+        for s in self.__slots__:
+            setattr(self, s, 0)
+
+    def as_dict(self) -> dict[str, float]:
+        return {s: getattr(self, s) for s in self.__slots__}
+
+
+class UdpSocket:
+    """The UDP listener, read in batches straight from the socket (no per-datagram callback).
+
+    Each readiness event reads up to UDP_BATCH datagrams, classifies their sources, feeds the
+    carriers' and PBXs' ones to the core first and the strangers' ones after, through the flood
+    guard; a full batch (the socket still has a backlog) makes the guard drop strangers unparsed.
+    """
+
+    def __init__(self, hub: SipHub, sock: socket.socket) -> None:
         self.hub = hub
+        self.sock = sock
+        self.closed = False
+        self.peer_run = 0  # carrier/PBX datagrams read since the socket was last found empty
+        self.batch = UDP_BATCH
+        hub.loop.add_reader(sock.fileno(), self._readable)
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        if len(data) <= 4 and not data.strip(b"\r\n"):
-            return  # CRLF keep-alive on UDP (RFC 5626 §4.4.1 uses STUN; bare CRLFs are common): ignore
-        guard = self.hub.guard
-        if guard is not None and guard.admit(data, addr[0], addr[1], time.time()) is not Verdict.ADMIT:
-            return  # floods, banned sources and scanners cost no parsing and get no answer
-        self.hub.feed(data, Destination("udp", addr[0], addr[1]))
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            self.hub.intake.udp_send_dropped += 1  # the send buffer is full: UDP, the peer retransmits
 
-    def error_received(self, exc: Exception) -> None:
-        log.debug("udp_error", error=str(exc))
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.hub.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+    def _readable(self) -> None:
+        hub = self.hub
+        recv = self.sock.recvfrom
+        classify = hub.proxy.peers.classify  # read per event: a reload replaces the directory
+        known: list[tuple[bytes, tuple]] = []
+        strangers: list[tuple[bytes, tuple]] = []
+        n = 0
+        batch = self.batch
+        while n < batch:
+            try:
+                data, addr = recv(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # ICMP errors surface here on Linux (ECONNREFUSED): skip them
+                log.debug("udp_error", error=str(exc))
+                n += 1
+                continue
+            n += 1
+            if len(data) <= 4 and not data.strip(b"\r\n"):
+                continue  # CRLF keep-alive on UDP (RFC 5626 §4.4.1 uses STUN; bare CRLFs are common): ignore
+            if classify(addr[0], addr[1]) is not None:
+                known.append((data, addr))
+            else:
+                strangers.append((data, addr))
+        if not n:
+            return
+        stats = hub.intake
+        stats.udp_reads += 1
+        stats.udp_datagrams += n
+        stats.udp_peer_datagrams += len(known)
+        full = n >= batch
+        if full:
+            stats.udp_full_batches += 1
+        now = time.time()
+        # A full batch left more behind: the carriers' backlog is what was read since the socket was
+        # last empty, not just this batch.
+        self.peer_run = self.peer_run + len(known) if full else len(known)
+        ovl = hub.overload
+        if ovl is not None and (known or full):
+            ovl.observe(now, peer_backlog=self.peer_run)
+            hub.log_overload()
+        for data, addr in known:
+            hub.feed_peer(data, Destination("udp", addr[0], addr[1]), now)
+        if strangers:
+            busy = full or (ovl is not None and ovl.shedding)
+            for data, addr in strangers:
+                hub.feed_stranger(data, Destination("udp", addr[0], addr[1]), now, busy)
+        hub.flush()
 
 
 class TcpConnection(asyncio.Protocol):
-    """One SIP stream connection (TCP or TLS), accepted or opened; framed by Content-Length."""
+    """One SIP stream connection (TCP or TLS), accepted or opened; framed by Content-Length.
 
-    def __init__(self, hub: SipHub, transport_name: str = "tcp") -> None:
+    An accepted connection is classified once (carrier/PBX or stranger) and counted in that budget;
+    one the edge opens itself (`outbound`) is never refused nor timed out for strangers' sake."""
+
+    def __init__(self, hub: SipHub, transport_name: str = "tcp", outbound: bool = False) -> None:
         self.hub = hub
         self.transport_name = transport_name
         self.transport: asyncio.Transport | None = None
@@ -255,42 +495,70 @@ class TcpConnection(asyncio.Protocol):
         self.conn_id = 0
         self.peer: tuple[str, int] | None = None
         self.closed = False
+        self.outbound = outbound
+        self.known = outbound
+        self.counted = False
+        self.last_rx = hub.loop.time()
+        self.partial_since = 0.0  # loop time a half-received message started (0: none)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        if len(self.hub.conns) >= self.hub.cfg.limits.max_tcp_connections:
-            log.warning("tcp_connection_refused", reason="max_tcp_connections")
-            transport.close()
-            self.closed = True
-            return
-        self.conn_id = self.hub._register(self)
+        hub = self.hub
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1]) if peer else None
+        if not self.outbound:
+            ip, port = self.peer if self.peer is not None else ("", 0)
+            reason = hub.admit_connection(ip, port)
+            if reason:
+                hub.refused(ip, reason)
+                transport.abort()  # no FIN handshake to wait for: the slot is free at once
+                self.closed = True
+                return
+            self.known = hub.proxy.peers.classify(ip, port) is not None
+            hub.count_connection(self, 1)
+            self.counted = True
+        self.conn_id = hub._register(self)
         if self.peer is not None:
-            self.hub.conn_by_addr.setdefault((self.transport_name, *self.peer), self)
+            hub.conn_by_addr.setdefault((self.transport_name, *self.peer), self)
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        now_loop = self.hub.loop.time()
+        self.last_rx = now_loop
         try:
             msgs = self.framer.feed(data)
         except FramingError as exc:
             log.warning("tcp_framing_error", peer=str(self.peer), error=str(exc))
             self.close()
             return
+        buf = self.framer.buf
+        if buf and buf.strip(b"\r\n"):  # CRLFs alone are a keep-alive on its way, not a message
+            if not self.partial_since or msgs:
+                self.partial_since = now_loop  # a (new) message has begun
+        else:
+            self.partial_since = 0.0
         if self.framer.pings and self.transport is not None:
             self.transport.write(b"\r\n" * self.framer.take_pings())  # RFC 5626 §3.5.1 pong
         if self.peer is None:
             return
+        if not msgs:
+            return
+        hub = self.hub
         src = Destination(self.transport_name, self.peer[0], self.peer[1], self.conn_id)
-        guard = self.hub.guard
+        now = time.time()
+        known = hub.proxy.peers.classify(self.peer[0], self.peer[1]) is not None
+        ovl = hub.overload
+        busy = ovl is not None and ovl.shedding
         for m in msgs:
-            if guard is not None:
-                verdict = guard.admit(m, self.peer[0], self.peer[1], time.time())
-                if verdict is Verdict.DROP_METHOD:
-                    continue
-                if verdict is not Verdict.ADMIT:
-                    self.close()  # a flooding or scanning stream peer loses its connection
-                    return
-            self.hub.feed(m, src)
+            if known:
+                hub.feed_peer(m, src, now)
+                continue
+            verdict = hub.feed_stranger(m, src, now, busy)
+            if verdict is not Verdict.ADMIT and verdict is not Verdict.DROP_METHOD:
+                self.close()  # a flooding, scanning or (while busy) any stranger loses its connection
+                break
+        hub.flush()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -303,4 +571,7 @@ class TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.counted:
+            self.counted = False
+            self.hub.count_connection(self, -1)
         self.hub._unregister(self)

@@ -14,14 +14,20 @@ _CLEN = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([0-9]+)[ \t]*$", re.IGN
 
 
 class StreamFramer:
-    """Feed bytes, get complete messages; bounded by `max_message`."""
+    """Feed bytes, get complete messages; bounded by `max_message`.
 
-    __slots__ = ("buf", "max_message", "pings")
+    Linear in the bytes fed, however they are split: the search for the end of the headers resumes
+    where the last one stopped, and a message whose headers are read waits for its body without
+    being scanned again (a peer sending one byte at a time costs O(n), not O(n²))."""
+
+    __slots__ = ("buf", "max_message", "pings", "_scanned", "_total")
 
     def __init__(self, max_message: int = 65536) -> None:
         self.buf = bytearray()
         self.max_message = max_message
         self.pings = 0  # keep-alive pings seen since last read, each needs a CRLF pong
+        self._scanned = 0  # bytes of the pending message already searched for the header end
+        self._total = 0  # length of the pending message once its headers are read, else 0
 
     def feed(self, data: bytes) -> list[bytes]:
         """Return every complete message now in the buffer; raise FramingError on a broken stream."""
@@ -29,6 +35,13 @@ class StreamFramer:
         out: list[bytes] = []
         buf = self.buf
         while buf:
+            if self._total:  # headers already read: wait for the body
+                if len(buf) < self._total:
+                    break
+                total, self._total, self._scanned = self._total, 0, 0
+                out.append(bytes(buf[:total]))
+                del buf[:total]
+                continue
             # Keep-alives and stray CRLFs between messages.
             if buf[:4] == b"\r\n\r\n":
                 del buf[:4]
@@ -39,10 +52,11 @@ class StreamFramer:
                     break  # may become a ping
                 del buf[:2]
                 continue
-            end = buf.find(b"\r\n\r\n")
+            end = buf.find(b"\r\n\r\n", self._scanned)
             if end < 0:
                 if len(buf) > self.max_message:
                     raise FramingError("Message too large")
+                self._scanned = max(0, len(buf) - 3)  # a terminator may straddle this read and the next
                 break
             head = bytes(buf[:end])
             m = _CLEN.search(head)
@@ -56,7 +70,9 @@ class StreamFramer:
             if total > self.max_message:
                 raise FramingError("Message too large")
             if len(buf) < total:
+                self._total = total
                 break
+            self._scanned = 0
             out.append(bytes(buf[:total]))
             del buf[:total]
         return out

@@ -204,7 +204,7 @@ def test_flood_million_random_sources_stay_under_cap():
 
 
 def test_flood_active_source_survives_lru_eviction():
-    g = guard(max_sources=100, rate="200/10s")
+    g = guard(max_sources=100, rate="200/10s", strangers_rate="100000/1s")  # per-source LRU only
     for i in range(10_000):
         g.admit(OPTIONS, f"10.0.{i // 256 % 256}.{i % 256}", 5060, 1.0)
         if i % 50 == 0:
@@ -278,3 +278,55 @@ def test_flood_validate_errors(kw, path, reason):
     assert [(p, r[: len(reason)]) for p, r in errors] == [(path, reason)]
     with pytest.raises(ValueError, match="flood"):
         FloodGuard(FloodConfig(**kw))
+
+
+# -- aggregate stranger load (issue 13 item 4) ------------------------------------------------------
+
+def test_flood_spread_out_sources_over_shared_budget_dropped_unparsed_and_banned():
+    """500 sources each under the per-source rate, together over `strangers_rate`: past the budget no
+    message is admitted, and every source is banned at `busy_rate` after a few messages."""
+    g = guard(rate="30/2s", strangers_rate="100/1s", busy_rate="4/2s", ban="60s")
+    verdicts = []
+    for n in range(5000):  # 10 rounds over 500 sources in 1 s: 10 per source, 5,000/s together
+        verdicts.append(g.admit(OPTIONS, f"198.51.{100 + n % 500 // 250}.{n % 250}", 5060, 10.0 + n * 0.0002))
+    admitted = verdicts.count(Verdict.ADMIT)
+    assert admitted == 100  # the budget, then nothing more reaches the parser
+    assert g.stats.dropped_load > 0 and g.stats.bans == 500
+    assert set(verdicts[2500:]) <= {Verdict.DROP_BANNED}
+    (first,) = [e for e in g.take_events()][:1]
+    assert first.reason == "flood" and "under load" in first.detail
+
+
+def test_flood_busy_edge_drops_strangers_but_not_exempt_peers():
+    g = guard(rate="30/2s", busy_rate="4/2s")
+    assert g.admit(OPTIONS, "198.51.100.7", 5060, 1.0, busy=True) is Verdict.DROP_LOAD
+    assert g.admit(OPTIONS, "192.0.2.10", 5060, 1.0, busy=True) is Verdict.ADMIT  # a carrier
+    assert g.admit(OPTIONS, "198.51.100.7", 5060, 1.1) is Verdict.ADMIT  # not busy any more
+    for i in range(3):
+        g.admit(OPTIONS, "198.51.100.7", 5060, 1.2 + i * 0.01, busy=True)
+    assert g.is_banned("198.51.100.7", 1.5)
+
+
+def test_flood_budget_recovers_after_the_flood():
+    g = guard(strangers_rate="50/1s", rate="1000/1s")
+    for i in range(200):
+        g.admit(OPTIONS, f"198.51.100.{i % 200}", 5060, 1.0 + i * 0.001)
+    assert g.strangers_over_budget(1.3)
+    assert not g.strangers_over_budget(3.5)
+    assert g.admit(OPTIONS, "203.0.113.9", 5060, 3.5) is Verdict.ADMIT
+
+
+def test_flood_busy_rate_never_above_rate():
+    g = guard(rate="2/2s", busy_rate="100/1s")
+    for i in range(2):
+        assert g.admit(OPTIONS, "198.51.100.7", 5060, 1.0 + i * 0.01, busy=True) is Verdict.DROP_LOAD
+    assert g.admit(OPTIONS, "198.51.100.7", 5060, 1.1, busy=True) is Verdict.DROP_FLOOD
+
+
+@pytest.mark.parametrize("field,value,reason", [
+    ("strangers_rate", "0/1s", "count must be at least 1"),
+    ("busy_rate", "fast", "invalid rate"),
+])
+def test_flood_validate_stranger_settings(field, value, reason):
+    errors = validate_flood(FloodConfig(**{field: value}))
+    assert errors and errors[0][0] == f"$.flood.{field}" and reason in errors[0][1]

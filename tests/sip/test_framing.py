@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge.sip.errors import FramingError
 from edge.sip.framing import StreamFramer
@@ -100,3 +102,20 @@ def test_framer_body_split_waits_for_content_length() -> None:
     f = StreamFramer()
     assert f.feed(FIRST[:-5]) == []
     assert f.feed(FIRST[-5:]) == [FIRST]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=400))
+def test_framer_any_chunking_gives_the_same_messages(sizes: list[int]) -> None:
+    """The resumed header search and the pending-body wait cut the same messages as one feed."""
+    one = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 5\r\n\r\nhello"
+    two = b"MESSAGE sip:a@b SIP/2.0\r\nl: 0\r\n\r\n"
+    stream = b"\r\n\r\n" + one + b"\r\n" + two + one
+    f, got, i = StreamFramer(), [], 0
+    for n in sizes * (len(stream) // max(1, sum(sizes)) + 1):
+        if i >= len(stream):
+            break
+        got += f.feed(stream[i:i + n])
+        i += n
+    got += f.feed(b"")
+    assert got == [one, two, one]
+    assert f.take_pings() == 1
