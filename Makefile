@@ -9,7 +9,10 @@ DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server redis-cli:redis-tool
 DEB_BENCH_TOOLS := kamailio:kamailio
 DEB_PROMPT_TOOLS := espeak-ng:espeak-ng sox:sox
 
-.PHONY: run test check bench fuzz deps-test deps-bench clean prompts
+DEB_OUT ?= dist
+DEB_BUILD_TOOLS := dpkg-deb:dpkg systemd-analyze:systemd
+
+.PHONY: run test check bench fuzz deps-test deps-bench clean prompts deb
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +56,12 @@ fuzz: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-bench deps-bench
 	$(BIN)/python -m benchmarks.run $(if $(COMPARE),--compare $(COMPARE)) $(BENCH_ARGS)
+
+# The Debian package (FHS layout, own venv under /usr/lib/sip-edge): see packaging/build-deb.sh.
+deb:
+	@scripts/debian-tools.sh $(DEB_BUILD_TOOLS)
+	@/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || scripts/debian-tools.sh no-such-command:python3-venv
+	packaging/build-deb.sh $(DEB_OUT)
 
 prompts:
 	@scripts/debian-tools.sh $(DEB_PROMPT_TOOLS)

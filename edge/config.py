@@ -1,13 +1,12 @@
 """The daemon's own settings (config/edge.toml), decoded into msgspec Structs with unknown keys refused.
 
 `load_config(path)` returns an `EdgeConfig` or raises `ConfigError` carrying every problem as
-`file: $.path: reason`, the form `sip-edge check` prints.
+`file:line:col: $.path: reason`, the form `sip-edge check` prints (all of them in one run).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -25,15 +24,17 @@ from edge.policy.schema import PolicySettings, validate_settings
 from edge.stir.schema import StirConfig
 from edge.stir.schema import validate as validate_stir_config
 from edge.store.schema import AdminConfig, StoreConfig, validate_admin, validate_store
+from edge.tomlfile import Problem, Reported, TomlFile, decode, read_toml
 from edge.units import parse_duration
 
 
 class ConfigError(Exception):
-    """One or more configuration problems, each already formatted `file: $.path: reason`."""
+    """One or more configuration problems: `problems`, and `errors` as printed (`file:line:col: $.path: reason`)."""
 
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        self.errors = [str(p) for p in problems]
+        super().__init__("\n".join(self.errors))
 
 
 class Logging(msgspec.Struct, forbid_unknown_fields=True):
@@ -187,12 +188,19 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
     return errs
 
 
-def _msgspec_path(exc: msgspec.ValidationError) -> tuple[str, str]:
-    text = str(exc)
-    reason, sep, path = text.rpartition(" - at `")
-    if sep:
-        return path.rstrip("`"), reason
-    return "$", text
+def read_config_file(path: str | Path) -> TomlFile:
+    """The config file's data and key positions (also used to locate problems found after loading)."""
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(str(p), 1, 1, "$", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(p), 1, 1, "$", f"not UTF-8: {exc}")]) from None
+    tf = read_toml(str(p), text)
+    if isinstance(tf, Problem):
+        raise ConfigError([tf])
+    return tf
 
 
 ConfigCheck = Callable[[EdgeConfig], list[tuple[str, str]]]
@@ -200,25 +208,16 @@ ConfigCheck = Callable[[EdgeConfig], list[tuple[str, str]]]
 
 def load_config(path: str | Path, checks: Sequence[ConfigCheck] = ()) -> EdgeConfig:
     """Decode and validate config/edge.toml. `checks` are the adapters' own checks (TLS files that
-    must load, ...), run once the schema and semantic checks pass; errors in the same format."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError([f"{p}: $: cannot read: {exc.strerror}"]) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{p}: $: invalid TOML: {exc}"]) from None
-    try:
-        cfg = msgspec.convert(data, EdgeConfig)
-    except msgspec.ValidationError as exc:
-        jp, reason = _msgspec_path(exc)
-        raise ConfigError([f"{p}: {jp}: {reason}"]) from None
-    errs = validate_config(cfg)
-    for extra in checks if not errs else ():
-        errs += extra(cfg)
-    if errs:
-        raise ConfigError([f"{p}: {jp}: {reason}" for jp, reason in errs])
-    cfg.path = str(p)
+    must load, ...), run once the schema and semantic checks pass; problems located the same way."""
+    tf = read_config_file(path)
+    cfg, decode_errors = decode(tf.data, EdgeConfig)
+    problems = [tf.problem(jp, reason) for jp, reason in decode_errors]
+    if cfg is not None:
+        bad = Reported(jp for jp, _ in decode_errors)
+        problems += [tf.problem(jp, reason) for jp, reason in validate_config(cfg) if not bad.covers(jp)]
+        for extra in checks if not problems else ():
+            problems += [tf.problem(jp, reason) for jp, reason in extra(cfg)]
+    if problems:
+        raise ConfigError(sorted(problems, key=lambda p: (p.line, p.col)))
+    cfg.path = str(path)
     return cfg

@@ -120,7 +120,11 @@ class Gatekeeper:
         self.stir_counts[key] = self.stir_counts.get(key, 0) + 1
         return out
 
-    def _decide(self, facts: CallFacts, entry: NumberEntry, result: StirResult, now: float) -> Decision:
+    def probe(self, facts: CallFacts, entry: NumberEntry, result: StirResult, now: float) -> Decision:
+        """The decision a contact with these facts would get now, changing no state (sip-edge explain)."""
+        return self._decide(facts, entry, result, now, probe=True)
+
+    def _decide(self, facts: CallFacts, entry: NumberEntry, result: StirResult, now: float, probe: bool = False) -> Decision:
         verdict = None
         if self.verifier is not None:
             verdict = stir_decide(entry.stir, result)
@@ -129,7 +133,7 @@ class Gatekeeper:
             applies = facts.kind.value != "message" or result.status is StirStatus.FAILED
             if verdict.action is StirAction.REJECT and applies:
                 return Decision(Action.REJECT, verdict.rule_id, verdict.reason, sip_status=verdict.sip_status)
-        decision = self.engine.decide(facts, entry.policy, now)
+        decision = self.engine.probe(facts, entry.policy, now) if probe else self.engine.decide(facts, entry.policy, now)
         if decision.action is Action.CAPTCHA and self.passes.passed(facts.calling_number, now):
             return Decision(Action.ALLOW, "captcha.passed_recently", "caller passed a captcha recently",
                             evidence=decision.evidence, score=decision.score)

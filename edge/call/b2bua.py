@@ -23,6 +23,7 @@ from edge.call.admission import apply_edits
 from edge.call.ua import FAILOVER_STATUSES, UserAgent
 from edge.media import flow as fl
 from edge.media.captcha import Captcha, CaptchaResult
+from edge.media.fax import FaxToneDetected
 from edge.media.events import DtmfReceived, MediaTimedOut, PlaybackFinished, PlaybackProgress, RemoteLatched
 from edge.media.intercept import Intercept
 from edge.media.menus import Menu, MenuResult
@@ -30,7 +31,7 @@ from edge.media.recorder import RecordingFinished
 from edge.media.schema import ScreeningMode
 from edge.media.session import MediaEvent
 from edge.media.voicemail import VoicemailDeposit, VoicemailResult
-from edge.policy.facts import Action
+from edge.policy.facts import Action, Evidence
 from edge.policy.rules import BlockRule, RuleKind, Scope
 from edge.sip.dialog import Dialog
 from edge.sip.message import SipMessage
@@ -102,6 +103,12 @@ class ConnectPbx(msgspec.Struct, frozen=True):
     sdp: bytes
 
 
+class DetectFaxTone(msgspec.Struct, frozen=True):
+    """Listen for a fax machine's CNG tone on the caller's leg (the number has a fax target)."""
+
+    call: str
+
+
 class FeedInfoDtmf(msgspec.Struct, frozen=True):
     call: str
     body: bytes
@@ -124,7 +131,7 @@ class PersistPass(msgspec.Struct, frozen=True):
 
 
 MediaEffect = Union[OpenCallerMedia, OpenPbxMedia, PlayPrompts, StopPrompts, RecordCaller, StopRecording,
-                    AcceptCallerAnswer, ConnectPbx, FeedInfoDtmf, CloseMedia, PersistRule, PersistPass]
+                    AcceptCallerAnswer, ConnectPbx, DetectFaxTone, FeedInfoDtmf, CloseMedia, PersistRule, PersistPass]
 
 
 class B2bua:
@@ -138,6 +145,7 @@ class B2bua:
         self.calls: dict[str, ScreenedCall] = {}  # A-leg and B-leg Call-IDs -> call
         self.started = 0
         self.errors = 0  # faults inside a screened call (each ended that call)
+        self.fax_detected = 0  # screened calls sent to a fax target on their CNG tone
         self._effects: list[MediaEffect] = []
 
     # -- from the proxy ----------------------------------------------------------------------------
@@ -270,6 +278,8 @@ class ScreenedCall:
                 self.activity.screening_mode = "early-media"
             self.start_flow(Intercept(log=self.log), now)
             return
+        if self.entry is not None and self.entry.fax_target:
+            self.svc.emit(DetectFaxTone(self.a_call_id))  # a G.711 fax cannot solve a captcha: listen for its CNG
         media = self.entry.media if self.entry is not None else None
         mode = self.entry.screening if self.entry is not None else ScreeningMode.ANSWER
         fallback = parse_duration(media.early_media_fallback) if media is not None else 3.0
@@ -379,6 +389,8 @@ class ScreenedCall:
     def media_event(self, ev: MediaEvent, now: float) -> None:
         if isinstance(ev, (DtmfReceived, PlaybackProgress)):
             self.deliver(ev, now)
+        elif isinstance(ev, FaxToneDetected):
+            self.fax_heard(ev, now)
         elif isinstance(ev, PlaybackFinished):
             if not ev.interrupted:  # a flow hears only of playlists that played out
                 self.deliver(ev, now)
@@ -411,19 +423,49 @@ class ScreenedCall:
                 gate.engine.observe_screening(a.calling_number, result.passed, now)
         elif isinstance(result, VoicemailResult) and result.path:
             a.voicemail_path = result.path if not result.empty else ""
-        elif isinstance(result, MenuResult) and result.selection:
-            a.reason += f" (option {result.selection})"
+        elif isinstance(result, MenuResult):
+            if result.selection:
+                a.reason += f" (option {result.selection})"
+            # A menu is a screening too: a caller who never makes a valid choice feeds failed_screenings,
+            # a valid choice counts as a pass; a caller who just hung up says nothing either way.
+            if (result.failed or result.selection) and gate is not None and a.calling_number:
+                gate.engine.observe_screening(a.calling_number, not result.failed, now)
+
+    def fax_heard(self, ev: FaxToneDetected, now: float) -> None:
+        """A fax machine is calling (CNG): it gets no captcha or menu but the number's fax target."""
+        target = self.entry.fax_target if self.entry is not None else ""
+        if not target or self.ended or self.b_targets:
+            return  # no fax target, or already on its way to the PBX
+        self.svc.fax_detected += 1
+        self.flow = None  # the screening is abandoned: its result is not recorded, its timers go idle
+        self.svc.emit(StopPrompts(self.a_call_id))
+        a = self.activity
+        if a is not None:
+            a.kind = "fax"
+            a.reason = f"{a.reason}; fax calling tone (CNG) heard: sent to fax target {target}"
+            a.evidence = list(a.evidence) + [Evidence("fax.cng", 0.0, f"1100 Hz burst of {ev.burst_ms} ms", "media.fax_cng")]
+        self.log.info("fax_detected", target=target, burst_ms=ev.burst_ms, flows=self.flows_run)
+        self.screening_value = "fax=cng"
+        self.forward(target, now)
 
     def block(self, e: fl.BlockCaller, now: float) -> None:
         calling = e.calling_number or (self.activity.calling_number if self.activity else "")
         gate = self.svc.proxy.gate
         if not calling or gate is None:
             return
+        a = self.activity
+        scope, scope_value = Scope.GLOBAL, ""
+        if e.scope != "global":  # one customer's failed captcha must not block the caller for every customer
+            if a is not None and a.customer:
+                scope, scope_value = Scope.CUSTOMER, a.customer
+            elif a is not None and a.called_number:
+                scope, scope_value = Scope.NUMBER, a.called_number
         rule = BlockRule(
-            id=f"captcha-fail:{calling}",
+            id=f"captcha-fail:{scope_value or 'global'}:{calling}",
             kind=RuleKind.NUMBER,
             value=calling,
-            scope=Scope.GLOBAL,
+            scope=scope,
+            scope_value=scope_value,
             expires_at=now + e.duration_s,
             source="runtime",
             created_at=now,
@@ -715,5 +757,5 @@ class ScreenedCall:
 
 
 __all__ = ["B2bua", "MediaEffect", "MediaEvent", "ScreenedCall", "OpenCallerMedia", "OpenPbxMedia", "PlayPrompts",
-           "StopPrompts", "RecordCaller", "StopRecording", "AcceptCallerAnswer", "ConnectPbx", "FeedInfoDtmf",
+           "StopPrompts", "RecordCaller", "StopRecording", "AcceptCallerAnswer", "ConnectPbx", "DetectFaxTone", "FeedInfoDtmf",
            "CloseMedia", "PersistRule", "PersistPass"]

@@ -70,7 +70,9 @@ def _activity(client: AdminClient, args: argparse.Namespace) -> int:
 
 
 def _flag(client: AdminClient, args: argparse.Namespace) -> int:
-    body = {"by": args.by, "scope": args.scope, "action": args.action, "sip_status": args.status, "created_by": "cli"}
+    body = {"by": args.by, "action": args.action, "sip_status": args.status, "created_by": "cli"}
+    if args.scope:
+        body["scope"] = args.scope
     if args.expires:
         body["expires_in"] = args.expires
     if args.reason:
@@ -83,6 +85,24 @@ def _flag(client: AdminClient, args: argparse.Namespace) -> int:
     verb = "created" if result["created"] else "already present"
     sys.stdout.write(f"{rule['id']} {verb}: {rule['action']} {rule['kind']} {rule['value']!r} ({_scope_text(rule)})"
                      f"{', expires ' + fmt_time(rule['expires_at']) + ' UTC' if rule['expires_at'] else ''}\n")
+    return 0
+
+
+def _cool_off(client: AdminClient, args: argparse.Namespace) -> int:
+    path = f"/cool-off/{args.number}"
+    if args.clear:
+        result = client.delete(path)
+        if args.json:
+            write_json(result)
+        else:
+            sys.stdout.write(f"{result['cleared']}: cool-off lifted\n")
+        return 0
+    flag = client.get(path)
+    if args.json:
+        write_json(flag)
+    else:
+        shown = {**flag, "until": f"{fmt_time(flag['until'])} UTC", "score": f"{flag['score']:g}"}
+        write_fields(shown, order=["number", "until", "seconds_left", "action", "score", "rule_id", "reason"])
     return 0
 
 
@@ -167,12 +187,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("flag", parents=[opts], help="block future contacts like this activity")
     p.add_argument("id")
     p.add_argument("--by", choices=["number", "cnam", "name", "email", "ip"], required=True)
-    p.add_argument("--scope", choices=_SCOPES, default="global", help="customer: the activity's customer; number: its called number")
+    p.add_argument("--scope", choices=_SCOPES, help="customer (default): the activity's customer, or its called number when it has "
+                   "no customer; number: its called number; global: every customer")
     p.add_argument("--action", choices=_ACTIONS, default="reject")
     p.add_argument("--status", type=int, default=603, help="SIP status for reject (default 603 Decline)")
     p.add_argument("--expires", help="e.g. 1d, 12h (default never)")
     p.add_argument("--reason", default="")
     p.set_defaults(func=command(_flag))
+
+    p = subparsers.add_parser("cool-off", parents=[opts], help="show (or --clear) a caller's Spam Detective cool-off")
+    p.add_argument("number")
+    p.add_argument("--clear", action="store_true", help="lift it: the next call is judged on its own evidence")
+    p.set_defaults(func=command(_cool_off))
 
     block = subparsers.add_parser("block", help="runtime block and allow rules")
     bsub = block.add_subparsers(dest="block_command", required=True)

@@ -1,7 +1,8 @@
 """Client side of the admin HTTP API for the operator CLI (`sip-edge activities|flag|block|numbers`).
 
 Where to connect: --admin-url / --token-file, else SIP_EDGE_ADMIN_URL / SIP_EDGE_TOKEN_FILE, else the
-`[admin]` table of --config (default config/edge.toml when present), else http://127.0.0.1:8081 and
+`[admin]` table of --config (default config/edge.toml when present, else the installed
+/etc/sip-edge/edge.toml), else http://127.0.0.1:8081 and
 var/admin.token. Synchronous (urllib): one request per command, no event loop needed.
 """
 
@@ -26,6 +27,15 @@ from edge.store.schema import AdminConfig, split_listen
 
 DEFAULT_URL = "http://127.0.0.1:8081"
 DEFAULT_CONFIG = "config/edge.toml"
+INSTALLED_CONFIG = "/etc/sip-edge/edge.toml"  # where the Debian package puts it
+
+
+def default_config() -> str | None:
+    """The config an operator command reads when given none: a checkout's, else the installed one."""
+    for path in (DEFAULT_CONFIG, INSTALLED_CONFIG):
+        if Path(path).exists():
+            return path
+    return None
 ENV_URL = "SIP_EDGE_ADMIN_URL"
 ENV_TOKEN = "SIP_EDGE_TOKEN_FILE"
 
@@ -88,16 +98,17 @@ def client_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--admin-url", default=argparse.SUPPRESS, help=f"admin API base URL (env {ENV_URL}; default {DEFAULT_URL})")
     p.add_argument("--token-file", default=argparse.SUPPRESS, help=f"bearer token file (env {ENV_TOKEN}; default from [admin] in the config)")
-    p.add_argument("--config", default=argparse.SUPPRESS, help=f"config file to read [admin] from (default {DEFAULT_CONFIG})")
+    p.add_argument("--config", default=argparse.SUPPRESS,
+                   help=f"config file to read [admin] from (default {DEFAULT_CONFIG}, else {INSTALLED_CONFIG})")
     p.add_argument("--json", action="store_true", default=False, help="machine-readable JSON output")
     return p
 
 
 def _admin_config(path: str | None) -> AdminConfig:
     if path is None:
-        if not Path(DEFAULT_CONFIG).exists():
+        path = default_config()
+        if path is None:
             return AdminConfig()
-        path = DEFAULT_CONFIG
     try:
         with open(path, "rb") as f:
             table = tomllib.load(f).get("admin", {})

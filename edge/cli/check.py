@@ -1,4 +1,4 @@
-"""`sip-edge check`: every configuration problem, one `file: $.path: reason` line each.
+"""`sip-edge check`: every configuration problem, one `file:line:col: $.path: reason` line each.
 
 Beyond the schemas: STIR trust anchors and signing key readable, prompts named by the dialplans
 present, and no dialplan number that the lifecycle store says is released (quarantined).
@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from edge.config import ConfigError, EdgeConfig, load_config
+from edge.config import ConfigError, EdgeConfig, load_config, read_config_file
+from edge.tomlfile import locate_lines
 from edge.dialplan.load import DialplanError, load_dialplans
 from edge.dialplan.plan import Plan
 from edge.stir.schema import StirConfig
@@ -29,16 +30,17 @@ def check(config_path: str, dialplan_dir: str) -> list[str]:
         cfg = load_config(config_path, [listener_errors])
     except ConfigError as exc:
         return exc.errors
-    errors = [f"{config_path}: {p}: {reason}" for p, reason in validate_stir(cfg.stir)]
+    tf = read_config_file(config_path)
+    errors = [str(tf.problem(p, reason)) for p, reason in validate_stir(cfg.stir)]
     if not Path(cfg.media.prompts_dir).is_dir():
-        errors.append(f"{config_path}: $.media.prompts_dir: not a directory: {cfg.media.prompts_dir}")
+        errors.append(str(tf.problem("$.media.prompts_dir", f"not a directory: {cfg.media.prompts_dir}")))
     try:
         plan, files = load_dialplans(dialplan_dir, {p.name for p in cfg.pbx}, prompts=prompt_names(cfg))
     except DialplanError as exc:
         return errors + exc.errors
     from edge.messaging.schema import compile_messaging
 
-    errors += compile_messaging(files, cfg.messaging)[1]
+    errors += locate_lines(compile_messaging(files, cfg.messaging)[1])
     errors += asyncio.run(_lifecycle_conflicts(cfg, plan, dialplan_dir))
     return errors
 
@@ -86,4 +88,9 @@ async def _lifecycle_conflicts(cfg: EdgeConfig, plan: Plan, dialplan_dir: str) -
     finally:
         await store.close()
     released = [r.number for r in records if r.state is NumberState.RELEASED]
-    return [f"{dialplan_dir}: $.numbers: {c} is routed by a dialplan but released (in quarantine); remove it or reassign it with sip-edge numbers assign" for c in conflicts(released, [e.key for e in plan.numbers() if e.exact])]
+    entries = {e.key: e for e in plan.numbers() if e.exact}
+    return [
+        f"{e.file}:{e.line}:{e.col}: {e.path}: {c} is routed by a dialplan but released (in quarantine); remove it or reassign it with sip-edge numbers assign"
+        for c in conflicts(released, list(entries))
+        for e in (entries[c],)
+    ]

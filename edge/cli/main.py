@@ -43,14 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", default=DEFAULT_CONFIG)
     r.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
     r.set_defaults(func=_run)
-    c = sub.add_parser("check", help="validate config and dialplans; prints 'file: $.path: reason' per error")
+    c = sub.add_parser("check", help="validate config and dialplans; prints 'file:line:col: $.path: reason' per problem")
     c.add_argument("--config", default=DEFAULT_CONFIG)
     c.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
     c.set_defaults(func=_check)
-    from edge.cli import activities, messages, numbers, stir, users
+    from edge.cli import activities, explain, messages, numbers, stir, users
 
-    for module in (activities, numbers, stir, messages, users):
-        module.register(sub)  # activities, flag, block, voicemail / numbers / stir / messages, optouts / users
+    for module in (activities, numbers, stir, messages, users, explain):
+        module.register(sub)  # activities, flag, block, voicemail / numbers / stir / messages, optouts / users / explain
     return p
 
 

@@ -25,11 +25,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge.call.activity import Activity
+from edge.call.explain import ExplainRequest, Explanation, validate_request
 from edge.console import access
 from edge.console.access import Forbidden, Principal
 from edge.daemon.admin_context import (  # re-exported: the admin API's context and errors
     CTX,
     AdminContext,
+    CoolOffs,
     ApiError,
     BadRequest,
     InvalidInput,
@@ -59,7 +61,7 @@ _JSON = "application/json"
 
 class FlagRequest(msgspec.Struct, forbid_unknown_fields=True):
     by: Literal["number", "cnam", "name", "email", "ip"]  # name = cnam (chats and forms)
-    scope: Scope = Scope.GLOBAL
+    scope: Scope | None = None  # default: the activity's customer (its called number when it has none); global only when asked
     action: Action = Action.REJECT
     sip_status: int = 603
     expires_in: str = ""
@@ -361,18 +363,23 @@ async def flag_activity(request: web.Request) -> web.Response:
         if not value:
             raise InvalidInput(f"activity {activity_id} has no letters or digits in its caller name to block")
     scope_value = ""
-    if req.scope is Scope.CUSTOMER:
+    scope = req.scope
+    if scope is None:  # one customer's flag must not block the caller for every customer
+        scope = Scope.CUSTOMER if activity.customer else Scope.NUMBER
+    if scope is Scope.CUSTOMER:
         if not activity.customer:
             raise InvalidInput(f"activity {activity_id} has no customer for a customer-scoped rule")
         scope_value = activity.customer
-    elif req.scope is Scope.NUMBER:
+    elif scope is Scope.NUMBER:
+        if not activity.called_number:
+            raise InvalidInput(f"activity {activity_id} has no called number for a number-scoped rule: choose scope 'global'")
         scope_value = activity.called_number
     rule = _normalised(
         BlockRule(
             id=new_rule_id(),
             kind=kind,
             value=value,
-            scope=req.scope,
+            scope=scope,
             scope_value=scope_value,
             action=req.action,
             sip_status=req.sip_status,
@@ -393,7 +400,7 @@ async def flag_activity(request: web.Request) -> web.Response:
     await ctx.store.add_block(rule)
     flagged = await ctx.store.set_activity_flagged(activity_id)
     await notify_rules_changed(ctx, rule, None)
-    log.info("activity_flagged", activity_id=activity_id, rule_id=rule.id, kind=kind.value, scope=req.scope.value)
+    log.info("activity_flagged", activity_id=activity_id, rule_id=rule.id, kind=kind.value, scope=scope.value)
     return _json({"rule": rule, "activity": flagged, "created": True}, status=201)
 
 
@@ -622,10 +629,73 @@ def make_admin_app(ctx: AdminContext) -> web.Application:
     r.add_post("/messages/held/{id}/release", release_held)
     r.add_delete("/messages/held/{id}", drop_held)
     r.add_get("/optouts", list_optouts)
+    add_cool_off_routes(r)
+    add_explain_routes(r)
     from edge.console import pages
 
     pages.mount(app, ctx)
     return app
+
+
+# -- Spam Detective cool-offs: look one up, lift it ------------------------------------------------
+
+
+def _cool_off(ctx: AdminContext, request: web.Request) -> tuple[CoolOffs, str]:
+    # A cool-off is about a caller across every customer: operators only.
+    access.require_operator(who(request), "a Spam Detective cool-off")
+    if ctx.cool_offs is None:
+        raise NotFound("no Spam Detective in this process")
+    return ctx.cool_offs, _number(request.match_info["number"], ctx.region, "caller number")
+
+
+async def get_cool_off(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    cool_offs, number = _cool_off(ctx, request)
+    now = ctx.clock()
+    flag = cool_offs.flag(number, now)
+    if flag is None:
+        raise NotFound(f"{number} is not in a Spam Detective cool-off")
+    return _json({"number": number, "until": flag.until, "seconds_left": round(flag.until - now, 1), "score": flag.score,
+                  "action": flag.action.value, "rule_id": flag.rule_id, "reason": flag.reason})
+
+
+async def clear_cool_off(request: web.Request) -> web.Response:
+    """Lift a caller's cool-off: its next call is judged on its own evidence again."""
+    ctx = request.app[CTX]
+    cool_offs, number = _cool_off(ctx, request)
+    flag = cool_offs.flag(number, ctx.clock())
+    if not cool_offs.clear_flag(number):
+        raise NotFound(f"{number} is not in a Spam Detective cool-off")
+    log.info("cool_off_cleared", calling=number, rule_id=flag.rule_id if flag else "", reason=flag.reason if flag else "")
+    return _json({"cleared": number})
+
+
+def add_cool_off_routes(r: web.UrlDispatcher) -> None:
+    r.add_get("/cool-off/{number}", get_cool_off)
+    r.add_delete("/cool-off/{number}", clear_cool_off)
+
+
+# -- sip-edge explain --live: the decision path with this daemon's counts ---------------------------
+
+
+async def explain_contact(request: web.Request) -> web.Response:
+    """What a contact would get now (edge.call.explain), counting nothing."""
+    ctx = request.app[CTX]
+    access.require_operator(who(request), "explain (it shows every customer's rules)")
+    if ctx.explain is None:
+        raise NotFound("explain is not available in this process")
+    req = await _body(request, ExplainRequest)
+    problems = validate_request(req)
+    if problems:
+        raise InvalidInput("; ".join(problems))
+    result = ctx.explain(req)
+    if isinstance(result, str):
+        raise InvalidInput(result)
+    return _json(result)
+
+
+def add_explain_routes(r: web.UrlDispatcher) -> None:
+    r.add_post("/explain", explain_contact)
 
 
 async def start_admin(app: web.Application, host: str = "127.0.0.1", port: int = 8081) -> web.AppRunner:

@@ -10,17 +10,26 @@ import dataclasses
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from edge.call.explain import ExplainRequest, Explanation
 from edge.console.auth import ConsoleSettings
 from edge.lifecycle.manager import Lifecycle
 from edge.policy.rules import BlockRule
+from edge.policy.spam import Flag
 from edge.store.protocol import StateStore
 
 RulesChanged = Callable[[BlockRule | None, str | None], Awaitable[None] | None]
+
+
+class CoolOffs(Protocol):
+    """What the routes need from the policy engine (edge.policy.pipeline.PolicyEngine)."""
+
+    def flag(self, calling_number: str, now: float) -> Flag | None: ...
+    def clear_flag(self, calling_number: str) -> bool: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +50,8 @@ class AdminContext:
     rule_hits: Callable[[], dict[str, int]] = dict  # decisions per rule id since start (policy counters)
     plan_numbers: Callable[[], list[tuple[str, str]]] = list  # (exact number, customer) from the dialplans
     plan_rules: Callable[[], list[BlockRule]] = list  # block/allow rules written in the dialplan files
+    cool_offs: CoolOffs | None = None  # the Spam Detective's flags (GET/DELETE /cool-off/{number})
+    explain: Callable[[ExplainRequest], Explanation | str] | None = None  # POST /explain; str: why not
 
 
 class ApiError(Exception):
@@ -74,4 +85,4 @@ async def notify_rules_changed(ctx: AdminContext, add: BlockRule | None, removed
         await result
 
 
-__all__ = ["CTX", "AdminContext", "ApiError", "BadRequest", "InvalidInput", "NotFound", "RulesChanged", "notify_rules_changed"]
+__all__ = ["CTX", "AdminContext", "CoolOffs", "ApiError", "BadRequest", "InvalidInput", "NotFound", "RulesChanged", "notify_rules_changed"]

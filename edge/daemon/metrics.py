@@ -79,6 +79,7 @@ class EdgeCollector(Collector):
             yield r
             yield GaugeMetricFamily("edge_policy_rules", "block and allow rules loaded", value=pol["rules"])
             yield GaugeMetricFamily("edge_policy_flagged_callers", "callers in Spam Detective cool-off", value=pol["flagged_callers"])
+            yield CounterMetricFamily("edge_policy_flags_cleared", "cool-offs lifted by an operator", value=pol["flags_cleared_total"])
             keys = GaugeMetricFamily("edge_policy_rate_keys", "keys tracked by rate windows", labels=["kind"])
             for kind, n in sorted(pol["rate_keys"].items()):  # type: ignore[union-attr]
                 keys.add_metric([str(getattr(kind, "value", kind))], n)

@@ -101,6 +101,9 @@ class Daemon:
         lifecycle.load(await store.list_numbers())
         engine.is_released = lifecycle.is_released
         gate = Gatekeeper(engine, cfg.stir, *self._stir(cfg))
+        for calling, scope, until in reversed(await store.list_captcha_passes(now, gate.passes.cap)):
+            if not scope:  # the daemon remembers passes node-wide (scope ''): a restart keeps them
+                gate.passes.remember(calling, until)
         self.proxy = proxy = Proxy(cfg.call_settings(), plan, gate)
         proxy.is_released = lifecycle.is_released
         proxy.released_status = RELEASED_STATUS[cfg.lifecycle.released_action]
@@ -225,6 +228,8 @@ class Daemon:
             rule_hits=lambda: dict(self.engine.counters.by_rule) if self.engine is not None else {},
             plan_numbers=lambda: [(e.key, e.customer) for e in self.proxy.plan.numbers() if e.exact] if self.proxy else [],
             plan_rules=lambda: list(self.proxy.plan.rules) if self.proxy else [],
+            cool_offs=self.engine,
+            explain=self._explain,
         )
         self.admin_ctx = ctx
         host, port = host_port(cfg.admin.listen, 8081)
@@ -232,6 +237,17 @@ class Daemon:
         self.console = app[CONSOLE]
         self.admin_runner = await start_admin(app, host, port)
         log.info("admin_api_started", listen=cfg.admin.listen)
+
+    def _explain(self, req):  # type: ignore[no-untyped-def]
+        """POST /explain: the decision path with this daemon's plan, rules, counts, flags and passes."""
+        from edge.call.explain import carrier_source, explain
+
+        assert self.proxy is not None and self.proxy.gate is not None and self.cfg is not None
+        src = carrier_source(req.source, [c.sources for c in self.cfg.carriers], self.proxy.peers)
+        if isinstance(src, str):
+            return src
+        released = self.lifecycle.is_released if self.lifecycle is not None else None
+        return explain(req, self.proxy.plan, self.proxy.gate, src[0], src[1], time.time(), is_released=released, live=True)
 
     def _customer_of(self, number: str) -> str:
         """The customer whose dialplan routes `number` ('' when none): scopes console users."""
@@ -280,6 +296,7 @@ class Daemon:
             out["screening_calls_started_total"] = self.screening.started
             out["screening_core_errors_total"] = self.screening.errors
             out["media_sessions_refused_total"] = self.media_driver.refused if self.media_driver else 0
+            out["screening_fax_detected_total"] = self.screening.fax_detected
             for k, v in self.media.stats().items():
                 out[f"media_{k}"] = v
         return out

@@ -1,12 +1,13 @@
-"""Load a directory of dialplan files into a Plan, or report every error as `file: $.path: reason`."""
+"""Load a directory of dialplan files into a Plan, or report every problem as `file:line:col: $.path: reason`.
+
+Every file is checked to the end: a typo'd key or a bad value is reported and the rest of the file
+is still decoded and validated, so one run shows every mistake (edge.tomlfile).
+"""
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Collection
 from pathlib import Path
-
-import msgspec
 
 from edge.dialplan.plan import NumberEntry, Plan
 from edge.dialplan.schema import DialplanFile, NumberSpec
@@ -14,63 +15,72 @@ from edge.media.schema import MediaSection, validate_media
 from edge.numbers import parse_number
 from edge.policy.facts import Action
 from edge.policy.rules import BlockRule, Scope
-from edge.policy.schema import compile_number_policy, compile_rules, compile_spam
+from edge.policy.schema import compile_number_policy, compile_rules, compile_spam, number_problem, prefix_problem
 from edge.stir.schema import validate_policy
+from edge.tomlfile import Problem, Reported, TomlFile, decode, read_toml
 
 DEFAULT_ACTIONS = (Action.ALLOW, Action.MENU, Action.CAPTCHA, Action.VOICEMAIL)
 
 
 class DialplanError(Exception):
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("\n".join(errors))
-        self.errors = errors
+    """Every problem found, as Problems and as the printed lines (`errors`)."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        self.errors = [str(p) for p in problems]
+        super().__init__("\n".join(self.errors))
 
 
-def _normalise_key(text: str, exact: bool) -> str | None:
-    """Exact numbers are canonical E.164 (phonenumbers); prefixes are '+' and digits."""
-    if exact:
-        n = parse_number(text)
-        return n.e164 or None
-    s = text.strip()
-    if not s.startswith("+") or not (s[1:].isascii() and s[1:].isdigit()) or len(s) < 2:
-        return None
-    return s
-
-
-def _msgspec_path(exc: msgspec.ValidationError) -> tuple[str, str]:
-    text = str(exc)
-    reason, sep, path = text.rpartition(" - at `")
-    return (path.rstrip("`"), reason) if sep else ("$", text)
+def _normalise_key(text: str, exact: bool) -> str:
+    """Canonical key: E.164 for numbers, '+' and digits for prefixes (separators dropped)."""
+    return parse_number(text).e164 if exact else text.translate(str.maketrans("", "", " -.()"))
 
 
 class _FileCompiler:
-    """Compiles one decoded file; errors accumulate as `file: $.path: reason`."""
+    """Compiles one decoded file; problems accumulate with their line and column.
 
-    def __init__(self, name: str, df: DialplanFile, pbx_names: set[str], prompts: Collection[str] | None,
-                 seen_rules: dict[str, str]) -> None:
-        self.name = name
+    `skip` holds paths the decoder already reported: a semantic check at, inside or around one of
+    them would only repeat the same mistake in other words.
+    """
+
+    def __init__(self, tf: TomlFile, df: DialplanFile, pbx_names: set[str], prompts: Collection[str] | None,
+                 seen_rules: dict[str, str], skip: Reported) -> None:
+        self.tf = tf
+        self.name = tf.name
         self.df = df
         self.pbx = pbx_names
         self.prompts = prompts
         self.seen = seen_rules
-        self.errors: list[str] = []
+        self.skip = skip
+        self.errors: list[Problem] = []
+        self._seen: set[Problem] = set()
         self.rules: list[BlockRule] = []
 
     def err(self, path: str, reason: str) -> None:
-        self.errors.append(f"{self.name}: {path}: {reason}")
+        problem = self.tf.problem(path, reason)
+        if not self.skip.covers(path) and problem not in self._seen:  # file-wide sections recur per number
+            self._seen.add(problem)
+            self.errors.append(problem)
+
+    def where(self, path: str) -> str:
+        """'file:line:col $.path', how a duplicate names the first definition."""
+        p = self.tf.problem(path, "")
+        return f"{p.file}:{p.line}:{p.col} {path}"
 
     def compile(self, owner: dict[tuple[bool, str], str]) -> list[NumberEntry]:
         df, name = self.df, self.name
         for t_i, t in enumerate(df.targets):
             if t not in self.pbx:
                 self.err(f"$.targets[{t_i}]", f"unknown PBX {t!r} (not in config [[pbx]])")
+        if df.fax_target and df.fax_target not in self.pbx:
+            self.err("$.fax_target", f"unknown PBX {df.fax_target!r} (not in config [[pbx]])")
         if df.numbers and not df.customer:
             self.err("$.customer", "a file with numbers must name its customer")
         scope, scope_value = (Scope.CUSTOMER, df.customer) if df.customer else (Scope.GLOBAL, "")
         source = f"dialplan:{name}"
         for section, allow in (("block", False), ("allow", True)):
             rules, errs = compile_rules(getattr(df, section), allow=allow, scope=scope, scope_value=scope_value,
-                                        source=source, path=f"$.{section}", seen=self.seen)
+                                        source=source, path=f"$.{section}", seen=self.seen, where=self.where)
             self.rules += rules
             for e in errs:
                 self.err(e.path, e.reason)
@@ -105,24 +115,26 @@ class _FileCompiler:
             return None
         exact = bool(ns.number)
         raw = ns.number or ns.prefix
-        key = _normalise_key(raw, exact)
         field = "number" if exact else "prefix"
-        if key is None:
-            why = "not a valid E.164 number" if exact else "a prefix is '+' followed by digits"
-            self.err(f"{path}.{field}", f"{raw!r} is {why}")
-            return None
+        # Every check below runs even when an earlier one failed, so one run shows every mistake.
+        problem = number_problem(raw) if exact else prefix_problem(raw)
+        if problem:
+            self.err(f"{path}.{field}", problem)
+        key = "" if problem else _normalise_key(raw, exact)
         targets = ns.targets or df.targets
         if not targets:
             self.err(f"{path}.targets", "no PBX targets (set 'targets' on the entry or the file)")
-            return None
         for t_i, t in enumerate(ns.targets):
             if t not in self.pbx:
                 self.err(f"{path}.targets[{t_i}]", f"unknown PBX {t!r} (not in config [[pbx]])")
-        prev = owner.get((exact, key))
+        if ns.fax_target and ns.fax_target not in self.pbx:
+            self.err(f"{path}.fax_target", f"unknown PBX {ns.fax_target!r} (not in config [[pbx]])")
+        prev = owner.get((exact, key)) if key else None
         if prev is not None:
-            self.err(f"{path}.{field}", f"{key} is already defined in {prev}")
-            return None
-        owner[(exact, key)] = self.name
+            self.err(f"{path}.{field}", f"{key} is already defined at {prev}")
+        elif key:
+            owner[(exact, key)] = self.where(f"{path}.{field}")
+        ok = bool(key) and bool(targets) and prev is None
         for section, allow in (("block", False), ("allow", True)):
             specs = getattr(ns, section)
             if not specs:
@@ -130,8 +142,11 @@ class _FileCompiler:
             if not exact:
                 self.err(f"{path}.{section}", "per-number rules need an exact 'number', not a prefix")
                 continue
+            if not key:
+                continue
             rules, errs = compile_rules(specs, allow=allow, scope=Scope.NUMBER, scope_value=key,
-                                        source=f"dialplan:{self.name}", path=f"{path}.{section}", seen=self.seen)
+                                        source=f"dialplan:{self.name}", path=f"{path}.{section}", seen=self.seen,
+                                        where=self.where)
             self.rules += rules
             for e in errs:
                 self.err(e.path, e.reason)
@@ -150,6 +165,7 @@ class _FileCompiler:
         if ns.stir is not None:
             for p, reason in validate_policy(ns.stir, f"{path}.stir"):
                 self.err(p, reason)
+        loc = self.tf.problem(f"{path}.{field}", "")
         policy, errs = compile_number_policy(
             ns.policy or df.policy,
             spam=spam,
@@ -162,10 +178,14 @@ class _FileCompiler:
         )
         for e in errs:
             self.err(e.path, e.reason)
+        if not ok:
+            return None
         return NumberEntry(
             key, exact, df.customer, tuple(targets), self.name, df.vetted,
             action=ns.action, policy=policy, stir=stir, media=media,
             screening=ns.screening or df.screening,
+            fax_target=ns.fax_target or df.fax_target,
+            path=f"{path}.{field}", line=loc.line, col=loc.col,
         )
 
 
@@ -175,12 +195,12 @@ def load_dialplans(
     now: float = 0.0,
     prompts: Collection[str] | None = None,
 ) -> tuple[Plan, dict[str, DialplanFile]]:
-    """Parse, validate and index every *.toml in `directory` (sorted by name)."""
+    """Parse, validate and index every *.toml in `directory` (sorted by name); DialplanError lists every problem."""
     d = Path(directory)
-    errors: list[str] = []
     if not d.is_dir():
-        raise DialplanError([f"{d}: $: not a directory"])
+        raise DialplanError([Problem(str(d), 1, 1, "$", "not a directory")])
     files = sorted(d.glob("*.toml"))
+    problems: list[Problem] = []
     parsed: dict[str, DialplanFile] = {}
     entries: list[NumberEntry] = []
     rules: list[BlockRule] = []
@@ -189,24 +209,24 @@ def load_dialplans(
     for f in files:
         name = str(f)
         try:
-            data = tomllib.loads(f.read_text("utf-8"))
+            text = f.read_text("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            errors.append(f"{name}: $: cannot read: {exc}")
+            problems.append(Problem(name, 1, 1, "$", f"cannot read: {exc}"))
             continue
-        except tomllib.TOMLDecodeError as exc:
-            errors.append(f"{name}: $: invalid TOML: {exc}")
+        tf = read_toml(name, text)
+        if isinstance(tf, Problem):
+            problems.append(tf)
             continue
-        try:
-            df = msgspec.convert(data, DialplanFile)
-        except msgspec.ValidationError as exc:
-            jp, reason = _msgspec_path(exc)
-            errors.append(f"{name}: {jp}: {reason}")
+        df, decode_errors = decode(tf.data, DialplanFile)
+        problems += [tf.problem(p, reason) for p, reason in decode_errors]
+        if df is None:
             continue
         parsed[name] = df
-        comp = _FileCompiler(name, df, pbx_names, prompts, seen_rules)
+        comp = _FileCompiler(tf, df, pbx_names, prompts, seen_rules, Reported(p for p, _ in decode_errors))
         entries += comp.compile(owner)
         rules += comp.rules
-        errors += comp.errors
-    if errors:
-        raise DialplanError(errors)
+        problems += comp.errors
+    if problems:
+        order = {name: i for i, name in enumerate(str(f) for f in files)}
+        raise DialplanError(sorted(problems, key=lambda p: (order.get(p.file, -1), p.line, p.col)))
     return Plan(entries, tuple(str(f) for f in files), now, rules), parsed

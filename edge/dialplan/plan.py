@@ -31,6 +31,10 @@ class NumberEntry(msgspec.Struct, frozen=True):
     stir: StirPolicy = DEFAULT_STIR
     media: MediaSection = NO_MEDIA
     screening: ScreeningMode = ScreeningMode.ANSWER
+    fax_target: str = ""  # PBX name for a fax heard while screening ('' = none: the flow carries on)
+    path: str = ""  # JSON path of its number/prefix key in `file` ...
+    line: int = 0  # ... and where that key is, for messages that point back at the file
+    col: int = 0
 
 
 class Plan:

@@ -12,6 +12,7 @@ prefix = "+1202555"          # ... or a prefix; the longest match wins
 targets = ["pbx-b"]          # per-entry override
 action = "menu"              # what a clean call gets: allow (forward) | menu | captcha | voicemail
 menu = "main"
+fax_target = "fax-gw"        # a G.711 fax heard (CNG tone) while screening goes here
 ```
 
 Policy sections (`[[block]]`, `[[allow]]`, `[spam]`, `[policy]`, `[stir]`) and media sections
@@ -44,12 +45,14 @@ class NumberSpec(msgspec.Struct, forbid_unknown_fields=True):
     policy: NumberPolicySpec | None = None
     stir: StirPolicy | None = None
     screening: ScreeningMode | None = None
+    fax_target: str = ""  # PBX name for faxes heard (CNG tone) while screening; default: the file's
 
 
 class DialplanFile(msgspec.Struct, forbid_unknown_fields=True):
     customer: str = ""
     vetted: bool = False
     targets: list[str] = []
+    fax_target: str = ""  # PBX name a screened call goes to when its fax calling tone (CNG) is heard
     numbers: list[NumberSpec] = []
     description: str = ""
     # policy (issue: block rules and Spam Detective)

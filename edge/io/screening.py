@@ -98,6 +98,10 @@ class MediaDriver:
             if a is not None:
                 a.bridge(b)
             self.b2bua.bridged(e.call, now)
+        elif isinstance(e, b2.DetectFaxTone):
+            a = self._leg(e.call, "a")
+            if a is not None:
+                a.session.detect_fax_tone()
         elif isinstance(e, b2.FeedInfoDtmf):
             a = self._leg(e.call, "a")
             if a is not None:

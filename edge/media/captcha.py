@@ -244,7 +244,8 @@ class Captcha(FlowBase):
         if action is OnFail.BLOCK and self._calling:
             out.append(
                 BlockCaller(
-                    duration_s=self._block_for, reason="captcha failed", calling_number=self._calling
+                    duration_s=self._block_for, reason="captcha failed", calling_number=self._calling,
+                    scope=self._spec.block_scope.value,
                 )
             )
         elif action is OnFail.BLOCK:

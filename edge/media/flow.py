@@ -118,6 +118,7 @@ class BlockCaller(msgspec.Struct, frozen=True):
     duration_s: float
     reason: str
     calling_number: str = ""
+    scope: str = "customer"  # 'customer': the call's customer only; 'global': every customer
 
 
 class SendEarlyMedia(msgspec.Struct, frozen=True):

@@ -1,4 +1,5 @@
-"""Goertzel single-bin detection for DTMF (ITU-T Q.23/Q.24 frequencies, 8 kHz G.711 audio).
+"""Goertzel single-bin detection for DTMF (ITU-T Q.23/Q.24 frequencies, 8 kHz G.711 audio) and other
+single tones (the fax CNG tone, edge.media.fax).
 
 `goertzel_power` is the textbook second-order recursion. `BlockAnalyzer` computes the
 same bin powers as two C-level dot products per frequency (the Goertzel output equals
@@ -28,16 +29,16 @@ def goertzel_power(samples: array | list[int] | list[float], freq: float, rate: 
 
 
 class BlockAnalyzer:
-    """Bin powers for the 8 DTMF frequencies over fixed-size blocks, normalised to tone fractions.
+    """Bin powers for the 8 DTMF frequencies (or `freqs`) over fixed-size blocks, normalised to tone fractions.
 
     A pure sinusoid of the bin frequency yields fraction 1.0 of the block energy; a DTMF
     pair in clean conditions gives row+col ~ 1.0, white noise spreads energy thinly.
     """
 
-    def __init__(self, block: int = 160, rate: int = SAMPLE_RATE) -> None:
+    def __init__(self, block: int = 160, rate: int = SAMPLE_RATE, freqs: tuple[float, ...] = ROW_FREQS + COL_FREQS) -> None:
         self.block = block
         self._basis: list[tuple[array, array]] = []
-        for freq in ROW_FREQS + COL_FREQS:
+        for freq in freqs:
             w = 2.0 * math.pi * freq / rate
             self._basis.append(
                 (array("d", (math.cos(w * n) for n in range(block))), array("d", (math.sin(w * n) for n in range(block))))
@@ -46,7 +47,7 @@ class BlockAnalyzer:
     def fractions(self, samples: array, energy: float) -> list[float]:
         """Per-frequency share of block energy; `energy` is sum(x^2): 2|X|^2 / (N * energy)."""
         if energy <= 0.0:
-            return [0.0] * 8
+            return [0.0] * len(self._basis)
         scale = 2.0 / (self.block * energy)
         out = []
         mul = operator.mul

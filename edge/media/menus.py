@@ -53,6 +53,7 @@ class MenuResult(FlowResult, kw_only=True):
     selection: str = ""  # keys of the option that ended the flow
     failures: int = 0
     target: str = ""  # forward target or voicemail box
+    failed: bool = False  # ended by the menu's on_failure action (too many invalid or missing entries)
 
 
 class _Compiled(msgspec.Struct, frozen=True):
@@ -189,19 +190,20 @@ class Menu(FlowBase):
 
     def _act(self, option: MenuOption, key: str, label: str, now: float) -> list[Effect]:
         """Run an option; `key` is '' for the final action after too many failures."""
+        failed = not key
         if option.forward is not None:
             screening = f"menu={self._name};option={key}" if key else f"menu={self._name};failed"
             return self._end(
                 now, Outcome.FORWARDED, f"{label} -> {option.forward}",
-                selection=key, target=option.forward,
+                selection=key, target=option.forward, failed=failed,
             ) + [Forward(target_ref=option.forward, screening=screening)]
         if option.voicemail is not None:
             return self._end(
                 now, Outcome.VOICEMAIL, f"{label} -> voicemail {option.voicemail}",
-                selection=key, target=option.voicemail,
+                selection=key, target=option.voicemail, failed=failed,
             ) + [Voicemail(box=option.voicemail)]
         if option.hangup:
-            return self._close(now, f"{label} -> hangup", key)
+            return self._close(now, f"{label} -> hangup", key, failed=failed)
         self._transitions += 1
         if self._transitions > self._max_transitions:
             return self._close(now, "menu loop: too many menu changes", key)
@@ -226,10 +228,10 @@ class Menu(FlowBase):
         self._state = MenuState.PROMPTING
         return [self._play(before + self._current.greeting, interruptible=True)]
 
-    def _close(self, now: float, detail: str, key: str) -> list[Effect]:
+    def _close(self, now: float, detail: str, key: str, failed: bool = False) -> list[Effect]:
         """Say goodbye, then hang up once the prompt has played."""
         self._state = MenuState.CLOSING
-        self._pending = self._make(now, Outcome.HANGUP, detail, selection=key)
+        self._pending = self._make(now, Outcome.HANGUP, detail, selection=key, failed=failed)
         return self._disarm_all() + [
             self._play((self._current.spec.goodbye_prompt,), interruptible=False)
         ]

@@ -74,12 +74,20 @@ class MenuSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
         return (self.greeting,) if isinstance(self.greeting, str) else tuple(self.greeting)
 
 
+class BlockScope(str, enum.Enum):
+    """Whom a failed captcha's block protects: the call's customer (default) or every customer."""
+
+    CUSTOMER = "customer"
+    GLOBAL = "global"
+
+
 class CaptchaSpec(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     length: int = 4
     timeout: str = "10s"  # to key the code once it has been spoken
     attempts: int = 3
     on_fail: OnFail = OnFail.HANGUP
     block_for: str = "1h"
+    block_scope: BlockScope = BlockScope.CUSTOMER  # on_fail = "block": this customer only, unless "global"
     pass_memory: str = "24h"  # "0s" = do not remember
     seed: int | None = None  # tests only: reproducible codes
     early_input: EarlyInput = EarlyInput.RECORD

@@ -25,6 +25,7 @@ from edge.media.dtmf import (
     telephone_event_payloads,
 )
 from edge.media.events import Address, DtmfReceived, MediaTimedOut, PlaybackFinished, PlaybackProgress, RemoteLatched
+from edge.media.fax import CngDetector, FaxToneDetected
 from edge.media.prompts import Prompt
 from edge.media.recorder import RecordingFinished, RecordingStopReason, VoicemailRecorder
 from edge.media.sdp import Direction, NegotiatedMedia
@@ -44,7 +45,8 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-MediaEvent = DtmfReceived | PlaybackFinished | PlaybackProgress | MediaTimedOut | RemoteLatched | RecordingFinished
+MediaEvent = (DtmfReceived | PlaybackFinished | PlaybackProgress | MediaTimedOut | RemoteLatched | RecordingFinished
+              | FaxToneDetected)
 
 
 class SessionSettings(msgspec.Struct, frozen=True):
@@ -107,6 +109,7 @@ class MediaSession:
         self._dtmf_ts = 0
         self._te_receiver: TelephoneEventReceiver | None = None
         self._inband: InbandDetector | None = None
+        self._cng: CngDetector | None = None  # fax calling tone, when the number routes faxes
         self.recorder: VoicemailRecorder | None = None
         self._last_audio_ts: int | None = None
         self.stats = rtp_mod.ReceptionStats()
@@ -142,6 +145,11 @@ class MediaSession:
     @property
     def expects_media(self) -> bool:
         return self.media is not None and self.media.direction in (Direction.SENDRECV, Direction.RECVONLY)
+
+    def detect_fax_tone(self) -> None:
+        """Listen for a fax machine's CNG tone until bridged (FaxToneDetected event)."""
+        if self._cng is None:
+            self._cng = CngDetector()
 
     # ---- events --------------------------------------------------------------------------
     @property
@@ -314,7 +322,7 @@ class MediaSession:
                     self._events.append(event)
             return packet
         # Once bridged the screening is over: no decode or Goertzel per packet for DTMF nobody reads.
-        listening = self._inband is not None and self.state is not SessionState.BRIDGED
+        listening = (self._inband is not None or self._cng is not None) and self.state is not SessionState.BRIDGED
         if listening or self.recorder is not None:
             self._consume_audio(packet.payload, packet.timestamp, now, listening)
         return packet
@@ -326,6 +334,10 @@ class MediaSession:
         samples.frombytes(pcm)
         if listening and self._inband is not None:
             self._events.extend(self._inband.feed(samples, now))
+        if listening and self._cng is not None:
+            fax = self._cng.feed(samples, now)
+            if fax is not None:
+                self._events.append(fax)
         recorder = self.recorder
         if recorder is not None and recorder.finished is None:
             if self._last_audio_ts is not None:

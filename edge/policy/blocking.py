@@ -329,6 +329,25 @@ class RuleIndex:
             self.version += 1
         return gone
 
+    def considered(
+        self, facts: CallFacts, now: float, cnam: str, customer: str | None = None
+    ) -> list[tuple[str, BlockRule]]:
+        """Every live rule that fits this contact, as (scope, rule) in the order `match` weighs them:
+        called number, customer, global; in each, the most specific matcher first (sip-edge explain)."""
+        customer = facts.customer or customer
+        scopes = (
+            ("number", self._numbers.get(facts.called_number)),
+            ("customer", self._customers.get(customer) if customer else None),
+            ("global", self._global),
+        )
+        out: list[tuple[str, BlockRule]] = []
+        for name, bucket in scopes:
+            if bucket is None or not bucket.size:
+                continue
+            for rules in bucket.candidates(facts, cnam, now):
+                out += [(name, r) for r in rules if not _expired(r, now)]
+        return out
+
     def match(
         self, facts: CallFacts, now: float, cnam: str | None = None, customer: str | None = None
     ) -> Match | None:

@@ -23,7 +23,7 @@ from edge.policy.plan import NumberPolicy
 from edge.policy.rules import BlockRule
 from edge.policy.schema import PolicySettings, validate_settings
 from edge.policy.signals import stir_evidence
-from edge.policy.spam import SpamDetective
+from edge.policy.spam import Flag, SpamDetective
 
 _MEDIA = frozenset((Action.CAPTCHA, Action.MENU, Action.VOICEMAIL))
 
@@ -39,6 +39,7 @@ class PolicyStats:
         self.dry_run = 0
         self.media_fallbacks = 0
         self.fax_substitutions = 0
+        self.flags_cleared = 0  # cool-offs lifted by an operator
 
     def count(self, d: Decision) -> None:
         self.decisions += 1
@@ -83,7 +84,15 @@ class PolicyEngine:
 
     # -- decisions --------------------------------------------------------------------------
 
-    def decide(self, facts: CallFacts, plan: NumberPolicy, now: float) -> Decision:
+    def probe(self, facts: CallFacts, plan: NumberPolicy, now: float) -> Decision:
+        """What `decide` would answer now, changing nothing: no rate counted, no flag, no counter (explain)."""
+        counters, self.counters = self.counters, PolicyStats(1)
+        try:
+            return self.decide(facts, plan, now, probe=True)
+        finally:
+            self.counters = counters
+
+    def decide(self, facts: CallFacts, plan: NumberPolicy, now: float, *, probe: bool = False) -> Decision:
         message = facts.kind is ContactKind.MESSAGE
         fax = facts.kind is ContactKind.FAX or facts.has_fax_sdp
         cnam = normalise_cnam(facts.cnam) if facts.cnam else ""
@@ -117,7 +126,8 @@ class PolicyEngine:
         stir = () if message else stir_evidence(facts, spam.signals.weights)
 
         # 3. Spam Detective
-        v = self.detective.assess(facts, spam, now, cnam, message=message, is_released=self.is_released, extra=stir)
+        v = self.detective.assess(facts, spam, now, cnam, message=message, is_released=self.is_released, extra=stir,
+                                  probe=probe)
         evidence.extend(v.evidence)
         if v.action is Action.ALLOW:
             reason = f"spam score {v.score:g} below every threshold"
@@ -206,9 +216,15 @@ class PolicyEngine:
         """A contact to a released number: feeds the honeypot signal for this caller's next calls."""
         self.detective.signals.record_released_call(calling_number, now)
 
+    def flag(self, calling_number: str, now: float) -> Flag | None:
+        """The caller's Spam Detective cool-off, if one is in force."""
+        return self.detective.flags.get(calling_number, now)
+
     def clear_flag(self, calling_number: str) -> bool:
-        """Lift a caller's spam cool-off (operator override)."""
-        return self.detective.flags.clear(calling_number)
+        """Lift a caller's spam cool-off (operator override); True when one was in force."""
+        cleared = self.detective.flags.clear(calling_number)
+        self.counters.flags_cleared += cleared
+        return cleared
 
     def replace_static_rules(self, rules: list[BlockRule]) -> int:
         """Dialplan reload: swap static rules, keep runtime ones."""
@@ -236,4 +252,5 @@ class PolicyEngine:
             "history_evictions_total": d.signals.calls.evictions + d.signals.screenings.evictions,
             "flagged_callers": len(d.flags),
             "flag_evictions_total": d.flags.evictions,
+            "flags_cleared_total": c.flags_cleared,
         }

@@ -131,6 +131,13 @@ class RateBook:
         shared.record(kind.value, key, window, now)
         return shared.estimate(kind.value, key, window, now, local)
 
+    def peek(self, kind: RateKey, window: float, key: str, now: float) -> float:
+        """The estimate `hit` would return for one more event, counting nothing (for `sip-edge explain`)."""
+        c = self._counters.get((kind, window))
+        local = (c.peek(key, now) if c is not None else 0.0) + 1.0
+        shared = self.shared
+        return local if shared is None else shared.estimate(kind.value, key, window, now, local)
+
     def counter(self, key: RateKey, window: float) -> SlidingWindowCounter:
         slot = (key, window)
         c = self._counters.get(slot)

@@ -25,13 +25,18 @@ What telecom engineers write (TOML, decoded with msgspec, unknown keys forbidden
 
 `compile_*` functions turn specs into engine objects and report every problem as a
 `ValidationError(path, reason)` with a JSON path from the file root, so `sip-edge check` can print
-`file: $.path: reason`.
+`file:line:col: $.path: reason`.
 """
 
 from __future__ import annotations
 
-import msgspec
+import re
+from collections.abc import Callable
 
+import msgspec
+import phonenumbers
+
+from edge.numbers import number_valid
 from edge.units import parse_duration
 from edge.units import parse_rate as _parse_rate
 
@@ -52,6 +57,48 @@ class ValidationError(msgspec.Struct, frozen=True):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
+
+
+_E164 = re.compile(r"^\+[1-9][0-9]{0,14}$")
+_PREFIX = re.compile(r"^\+[0-9]{1,15}$")
+_VISUAL = str.maketrans("", "", " -.()")
+_TOO = {
+    phonenumbers.ValidationResult.TOO_SHORT: "too short",
+    phonenumbers.ValidationResult.TOO_LONG: "too long",
+    phonenumbers.ValidationResult.INVALID_LENGTH: "wrong length",
+}
+
+
+def number_problem(raw: str) -> str | None:
+    """Why `raw` is not a valid E.164 number as written in a file, or None.
+
+    Files name numbers in E.164 ('+', country code, number), checked against phonenumbers' metadata,
+    so a short number or a national one is refused instead of being guessed into a country.
+    """
+    s = raw.translate(_VISUAL)
+    if not _E164.match(s):
+        return f"{raw!r} is not a valid E.164 number (write '+', the country code and the number, e.g. '+12025550100')"
+    if number_valid(s):
+        return None
+    pn = phonenumbers.parse(s, None)
+    if phonenumbers.region_code_for_country_code(pn.country_code) == phonenumbers.UNKNOWN_REGION:
+        return f"{raw!r} is not a valid E.164 number (no country has calling code +{pn.country_code})"
+    too = _TOO.get(phonenumbers.is_possible_number_with_reason(pn))
+    if too:
+        return f"{raw!r} is not a valid E.164 number ({too} for country code +{pn.country_code})"
+    return f"{raw!r} is not a valid E.164 number (not in an allocated range of country code +{pn.country_code})"
+
+
+def prefix_problem(raw: str) -> str | None:
+    """Why `raw` is not an E.164 prefix ('+', then the country code and leading digits), or None."""
+    s = raw.translate(_VISUAL)
+    if not _PREFIX.match(s):
+        return f"{raw!r} is not an E.164 prefix (write '+' followed by the country code and leading digits, e.g. '+1202')"
+    digits = s[1:]
+    codes = [str(c) for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE if c]
+    if not any(digits.startswith(c) or c.startswith(digits) for c in codes):
+        return f"{raw!r} is not an E.164 prefix (no country calling code starts {s[:4]})"
+    return None
 
 
 def parse_rate(text: str) -> RateLimit:
@@ -168,10 +215,13 @@ def compile_rules(
     source: str = "dialplan",
     path: str = "$.block",
     seen: dict[str, str] | None = None,
+    where: Callable[[str], str] = str,
 ) -> tuple[list[BlockRule], list[ValidationError]]:
     """Specs declared at `path` (scope from where they sit) -> BlockRules, plus errors.
 
-    `seen` (id -> path) carries ids across calls so duplicates between sections are reported too.
+    `seen` (id -> where it was first defined) carries ids across calls and files so duplicates
+    between sections and files are reported too; `where` turns a path into that location
+    (e.g. 'dialplans/a.toml:12:1 $.block[0]').
     """
     seen = {} if seen is None else seen
     rules: list[BlockRule] = []
@@ -185,6 +235,10 @@ def compile_rules(
         kind = RuleKind(got[0])
         raw = getattr(spec, got[0])
         value = raw if isinstance(raw, str) else ""
+        problem = {RuleKind.NUMBER: number_problem, RuleKind.PREFIX: prefix_problem}.get(kind, lambda _: None)(value)
+        if problem:
+            errors.append(ValidationError(f"{at}.{kind.value}", problem))
+            continue
         bad = False
         if allow:
             if spec.action is not None:
@@ -225,10 +279,10 @@ def compile_rules(
         if not spec.id:
             rule = msgspec.structs.replace(rule, id=_derived_id(allow, kind, rule.value, scope, rule.scope_value))
         if rule.id in seen:
-            errors.append(ValidationError(f"{at}.id" if spec.id else at, f"duplicate rule id {rule.id!r} (first at {seen[rule.id]})"))
+            errors.append(ValidationError(f"{at}.id" if spec.id else at, f"duplicate rule id {rule.id!r} (first defined at {seen[rule.id]})"))
             bad = True
         else:
-            seen[rule.id] = at
+            seen[rule.id] = where(at)
         if not bad:
             rules.append(rule)
     return rules, errors

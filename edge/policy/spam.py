@@ -5,10 +5,13 @@ to the script): each exceeded rate and each raised signal adds its weight; the f
 (highest score first) the total reaches names the action. A rate rule may also name an action of its
 own. When several apply, the most severe wins (reject > intercept > voicemail > captcha > menu > allow).
 
-A caller that drew a non-allow verdict stays flagged for the dialplan's cool-off: while flagged, its
-score is at least the flagged score and its action at least the flagged action. Flags are bounded
-(oldest evicted, counted) and are not extended by verdicts the flag itself caused, so a caller whose
-own behaviour has become clean is released when the cool-off ends.
+A caller whose own evidence drew a non-allow verdict stays flagged for the dialplan's cool-off: while
+flagged, its score is at least the flagged score and its action at least the flagged action. Only
+evidence about that caller counts towards a flag: aggregate rates (per source, called number or caller
+name) are shared by every caller of a carrier trunk, so a legitimate burst may be refused while it
+lasts, but it never puts the innocent callers in it under cool-off. Flags are bounded (oldest evicted,
+counted) and are not extended by verdicts the flag itself caused, so a caller whose own behaviour has
+become clean is released when the cool-off ends.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ SEVERITY: dict[Action, int] = {
     Action.INTERCEPT: 4,
     Action.REJECT: 5,
 }
+
+
+#: Rates counted over many callers: evidence about traffic, never about one caller (no cool-off).
+AGGREGATE_RATES = frozenset({RateKey.SOURCE, RateKey.CALLED, RateKey.CNAM})
 
 
 class RateRule(msgspec.Struct, frozen=True):
@@ -142,7 +149,8 @@ class SpamDetective:
         self.signals = SignalState(max_callers, history_per_caller)
         self.flags = FlagTable(max_flagged)
 
-    def _rate_key(self, key: RateKey, facts: CallFacts, caller: str, cnam: str) -> str:
+    def rate_key(self, key: RateKey, facts: CallFacts, caller: str, cnam: str) -> str:
+        """What a rate of kind `key` counts this contact under ('' when it has no such key)."""
         if key is RateKey.CALLER:
             return caller
         if key is RateKey.SOURCE:
@@ -164,29 +172,47 @@ class SpamDetective:
         message: bool = False,
         is_released: Callable[[str], bool] | None = None,
         extra: list[Evidence] | tuple[Evidence, ...] = (),
+        probe: bool = False,
     ) -> SpamVerdict:
         """Count this contact in the rates, gather evidence and map it to an action.
 
         `message=True` (SIP MESSAGE): only rates count, per-call signals do not apply.
         `extra` is evidence from earlier stages (STIR) that counts towards the score.
+        `probe=True` (sip-edge explain): the same verdict for a contact that is not happening: rates are
+        read as if it were counted, nothing is counted and no caller is flagged.
         """
         caller = caller_key(facts)
         evidence: list[Evidence] = list(extra)
+        aggregate: list[Evidence] = []  # also in `evidence`; left out of the caller's own verdict
         forced: tuple[Action, str, str] | None = None
+        own_forced: tuple[Action, str, str] | None = None
         if cfg.rates:
             seen: dict[tuple[RateKey, float], float] = {}
             for rule in cfg.rates:
                 slot = (rule.key, rule.limit.window)
                 est = seen.get(slot)
                 if est is None:
-                    key = self._rate_key(rule.key, facts, caller, cnam)
-                    est = self.rates.hit(rule.key, rule.limit.window, key, now) if key else 0.0
+                    key = self.rate_key(rule.key, facts, caller, cnam)
+                    if not key:
+                        est = 0.0
+                    elif probe:
+                        est = self.rates.peek(rule.key, rule.limit.window, key, now)
+                    else:
+                        est = self.rates.hit(rule.key, rule.limit.window, key, now)
                     seen[slot] = est
                 if est > rule.limit.count:
                     detail = f"{est:.1f} per {rule.limit.window:g}s > {rule.limit.count}"
-                    evidence.append(Evidence(f"rate.{rule.key.value}", rule.weight, detail, rule.id))
-                    if rule.action is not None and (forced is None or SEVERITY[rule.action] > SEVERITY[forced[0]]):
-                        forced = (rule.action, rule.id, f"rate {rule.key.value} {detail}")
+                    e = Evidence(f"rate.{rule.key.value}", rule.weight, detail, rule.id)
+                    evidence.append(e)
+                    shared = rule.key in AGGREGATE_RATES
+                    if shared:
+                        aggregate.append(e)
+                    if rule.action is not None:
+                        hit = (rule.action, rule.id, f"rate {rule.key.value} {detail}")
+                        if forced is None or SEVERITY[rule.action] > SEVERITY[forced[0]]:
+                            forced = hit
+                        if not shared and (own_forced is None or SEVERITY[rule.action] > SEVERITY[own_forced[0]]):
+                            own_forced = hit
         if not message:
             evidence.extend(self.signals.evidence(facts, cfg.signals, now, is_released))
         score = 0.0
@@ -196,7 +222,12 @@ class SpamDetective:
         action, rule_id, reason = self._threshold(cfg, score, evidence)
         if forced is not None and SEVERITY[forced[0]] > SEVERITY[action]:
             action, rule_id, reason = forced
-        own_action, own_rule, own_reason = action, rule_id, reason
+        # The caller's own verdict (what a cool-off may remember): the same, without aggregate evidence.
+        own = [e for e in evidence if not any(e is a for a in aggregate)] if aggregate else evidence
+        own_score = score - sum(e.weight for e in aggregate)
+        own_action, own_rule, own_reason = self._threshold(cfg, own_score, own)
+        if own_forced is not None and SEVERITY[own_forced[0]] > SEVERITY[own_action]:
+            own_action, own_rule, own_reason = own_forced
 
         flagged = False
         flag = self.flags.get(caller, now) if caller else None
@@ -211,8 +242,8 @@ class SpamDetective:
                 action, rule_id, flagged = f_action, flag.rule_id, True
                 reason = f"caller flagged for cool-off: {flag.reason}"
 
-        if own_action is not Action.ALLOW and not cfg.dry_run and caller and cfg.cool_off > 0:
-            self.flags.set(caller, Flag(now + cfg.cool_off, score, own_action, own_rule, own_reason))
+        if own_action is not Action.ALLOW and not cfg.dry_run and caller and cfg.cool_off > 0 and not probe:
+            self.flags.set(caller, Flag(now + cfg.cool_off, own_score, own_action, own_rule, own_reason))
         status = cfg.reject_status if action is Action.REJECT else 0
         return SpamVerdict(action, rule_id, reason, score, tuple(evidence), status, flagged)
 

@@ -142,6 +142,11 @@ class MemoryStore:
             self._health.evicted += 1
         self._captcha[key] = until
 
+    async def list_captcha_passes(self, now: float, limit: int) -> list[tuple[str, str, float]]:
+        """(calling, scope, until) of passes still valid at `now`, the longest-lasting `limit` of them."""
+        live = sorted(((c, s, u) for (c, s), u in self._captcha.items() if u > now), key=lambda p: -p[2])
+        return live[:limit]
+
     async def captcha_passed(self, calling: str, scope: str, now: float) -> bool:
         until = self._captcha.get((calling, scope))
         if until is None:

@@ -663,6 +663,10 @@ class RedisStore:
         await self.local.remember_captcha_pass(calling, scope, until)
         await self._share(("captcha", (calling, scope, until)))
 
+    async def list_captcha_passes(self, now: float, limit: int) -> list[tuple[str, str, float]]:
+        """This node's copy (passes shared by other nodes are written into it as they arrive)."""
+        return await self.local.list_captcha_passes(now, limit)
+
     async def captcha_passed(self, calling: str, scope: str, now: float) -> bool:
         async def shared() -> bool:
             raw = await self.client.get(self._k_captcha(calling, scope))

@@ -480,6 +480,14 @@ class SqliteStore:
         self._pending_captcha[key] = until
         self._kick()
 
+    async def list_captcha_passes(self, now: float, limit: int) -> list[tuple[str, str, float]]:
+        """(calling, scope, until) of passes still valid at `now`, the longest-lasting `limit` of them:
+        what a restarted daemon loads back into its pass memory."""
+        await self.flush()
+        rows = await self._read(
+            "SELECT calling, scope, until FROM captcha_passes WHERE until > ? ORDER BY until DESC LIMIT ?", (now, limit))
+        return [(r[0], r[1], r[2]) for r in rows]
+
     async def captcha_passed(self, calling: str, scope: str, now: float) -> bool:
         until = self._pending_captcha.get((calling, scope))
         if until is None:

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 from edge.call.activity import Activity
 from edge.daemon.admin import AdminContext, make_admin_app
 from edge.lifecycle.manager import DAY, Lifecycle
+from edge.policy.pipeline import PolicyEngine
 from edge.store.memory import MemoryStore
 
 TOKEN = "s3cret-token"
@@ -24,6 +25,7 @@ class Harness:
         self.changes: list[tuple[object, object]] = []
         self.daemon_ok = True
         self.registry = CollectorRegistry()
+        self.engine = PolicyEngine()
         Counter("edge_invites", "INVITEs received", registry=self.registry).inc(3)
         self.ctx = AdminContext(
             store=self.store,
@@ -33,6 +35,7 @@ class Harness:
             health=lambda: {"ok": self.daemon_ok, "active_calls": 2},
             registry=self.registry,
             clock=lambda: self.now,
+            cool_offs=self.engine,
         )
 
     async def _changed(self, add, removed) -> None:

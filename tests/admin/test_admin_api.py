@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from admin_harness import AUTH, T0
+from admin_harness import AUTH, T0, Harness
 
 from edge.lifecycle.manager import DAY
 from edge.policy.rules import RuleKind, Scope
@@ -119,7 +119,9 @@ async def test_admin_flag_by_number_creates_block_and_notifies(admin):
     assert resp.status == 201
     body = await resp.json()
     rule = body["rule"]
-    assert (rule["kind"], rule["value"], rule["scope"], rule["action"], rule["sip_status"]) == ("number", "+12025550100", "global", "reject", 603)
+    # No customer on the activity: the default scope is its called number, never every customer.
+    assert (rule["kind"], rule["value"], rule["scope"], rule["scope_value"], rule["action"], rule["sip_status"]) == (
+        "number", "+12025550100", "number", "+13125550199", "reject", 603)
     assert rule["activity_id"] == "a1" and rule["expires_at"] == T0 + DAY and body["created"] is True
     [stored] = await h.store.list_blocks()
     assert stored.id == rule["id"]
@@ -134,6 +136,18 @@ async def test_admin_flag_by_cnam_normalises_and_scopes_to_customer(admin):
     assert resp.status == 201
     [rule] = await h.store.list_blocks()
     assert (rule.kind, rule.value, rule.scope, rule.scope_value, rule.action.value) == (RuleKind.CNAM, "spamlikely", Scope.CUSTOMER, "acme", "voicemail")
+
+
+async def test_admin_flag_defaults_to_the_activity_customer(admin):
+    h, client = admin
+    await h.seed(id="a1", customer="acme")
+    resp = await client.post("/activities/a1/flag", json={"by": "number"}, headers=AUTH)
+    assert resp.status == 201
+    rule = (await resp.json())["rule"]
+    assert (rule["scope"], rule["scope_value"]) == ("customer", "acme")
+    await h.seed(id="a2", customer="acme", cnam="Robo")
+    rule = (await (await client.post("/activities/a2/flag", json={"by": "cnam", "scope": "global"}, headers=AUTH)).json())["rule"]
+    assert (rule["scope"], rule["scope_value"]) == ("global", "")  # global only when asked
 
 
 async def test_admin_flag_scope_number_uses_called_number(admin):
@@ -349,3 +363,81 @@ def test_admin_load_token_creates_private_file_once(tmp_path):
     path.write_text("\n")
     with pytest.raises(ValueError, match="is empty"):
         load_token(path)
+
+
+def _cool_off(h, number: str = "+12025550100") -> None:
+    """Put a caller in cool-off the way the Spam Detective does: its own caller rate exceeded."""
+    from edge.policy.facts import Action
+    from edge.policy.plan import NumberPolicy
+    from edge.policy.rates import RateKey, RateLimit
+    from edge.policy.spam import RateRule, SpamConfig
+    from tests.policy.policy_factories import build_facts
+
+    spam = SpamConfig(id="acme/spam", rates=(RateRule("acme/spam.rate.caller", RateKey.CALLER, RateLimit(1, 60.0), weight=90.0),))
+    policy = NumberPolicy(number="+13125550199", customer="acme", spam=spam)
+    facts = build_facts(number, "+13125550199")
+    h.engine.decide(facts, policy, h.now)
+    assert h.engine.decide(facts, policy, h.now + 1).action is Action.REJECT
+
+
+async def test_admin_cool_off_show_and_clear(admin):
+    h, client = admin
+    _cool_off(h)
+    resp = await client.get("/cool-off/2025550100", headers=AUTH)
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["number"], body["action"], body["rule_id"], body["until"]) == ("+12025550100", "reject", "spam.threshold.80", T0 + 1 + 3600)
+    resp = await client.delete("/cool-off/+12025550100", headers=AUTH)
+    assert (resp.status, await resp.json()) == (200, {"cleared": "+12025550100"})
+    assert h.engine.flag("+12025550100", h.now) is None
+    assert h.engine.stats["flags_cleared_total"] == 1
+    resp = await client.delete("/cool-off/+12025550100", headers=AUTH)
+    assert (resp.status, await resp.json()) == (404, {"error": "+12025550100 is not in a Spam Detective cool-off"})
+
+
+async def test_admin_cool_off_bad_number_and_auth(admin):
+    h, client = admin
+    resp = await client.get("/cool-off/12345", headers=AUTH)
+    assert (resp.status, await resp.json()) == (422, {"error": "invalid caller number '12345': not a valid telephone number"})
+    assert (await client.delete("/cool-off/+12025550100")).status == 401
+
+
+async def test_admin_explain_uses_live_counts(tmp_path):
+    """POST /explain answers with the daemon's own engine: counts of real calls show, nothing is counted."""
+    import dataclasses
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from edge.call.admission import Gatekeeper
+    from edge.daemon.admin import make_admin_app
+    from edge.call.explain import explain
+    from edge.call.peers import Peer
+    from edge.dialplan.load import load_dialplans
+    from edge.sip.message import parse
+    from edge.sip.transaction import Destination
+    from edge.stir.schema import StirConfig
+    from tests.call.test_explain import PLAN, invite
+
+    (tmp_path / "acme.toml").write_text(PLAN)
+    plan, _ = load_dialplans(tmp_path, {"pbx-a", "pbx-b"})
+    h = Harness()
+    h.engine.replace_static_rules(plan.rules)
+    gate = Gatekeeper(h.engine, StirConfig())
+    src, peer = Destination("udp", "192.0.2.10", 5060), Peer("carrier", "carrier-a")
+    ctx = dataclasses.replace(h.ctx, explain=lambda req: explain(req, plan, gate, src, peer, h.now, live=True))
+    client = TestClient(TestServer(make_admin_app(ctx)))
+    await client.start_server()
+    try:
+        entry = plan.lookup("+12025550100")
+        for i in range(2):
+            gate.admit(parse(invite("+13035550111", "+12025550100", i)), src, peer, entry, h.now)
+        for _ in range(2):
+            resp = await client.post("/explain", json={"called": "+12025550100", "calling": "+13035550111"}, headers=AUTH)
+            assert resp.status == 200
+            body = await resp.json()
+            assert (body["counts"], body["action"], body["rates"][0]["count"]) == ("live", "allow", 2.0)
+        resp = await client.post("/explain", json={"called": "nowhere"}, headers=AUTH)
+        assert (resp.status, await resp.json()) == (422, {"error": "called number 'nowhere' is not a telephone number"})
+        assert (await client.post("/explain", json={"called": "+12025550100"})).status == 401
+    finally:
+        await client.close()

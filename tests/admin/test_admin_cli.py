@@ -84,11 +84,11 @@ async def test_cli_activity_show_and_unknown(served, capsys):
 
 
 async def test_cli_flag_creates_rule_and_notifies(served, capsys):
-    await served.seed(id="a1", cnam="Spam Likely")
+    await served.seed(id="a1", cnam="Spam Likely", customer="acme")
     code, out, _ = await cli(capsys, "flag", "a1", "--by", "cnam", "--expires", "1d")
     assert code == 0
     [rule] = await served.store.list_blocks()
-    assert out == f"{rule.id} created: reject cnam 'spamlikely' (global), expires {fmt_time(T0 + DAY)} UTC\n"
+    assert out == f"{rule.id} created: reject cnam 'spamlikely' (customer acme), expires {fmt_time(T0 + DAY)} UTC\n"
     assert served.changes == [(rule, None)]
     assert [e["event"] for e in served.logs if e["event"] == "activity_flagged"] == ["activity_flagged"]
     assert rule.created_by == "cli"
@@ -172,3 +172,18 @@ async def test_cli_unreachable_admin_exits_2(capsys, tmp_path, monkeypatch, argv
     monkeypatch.setenv("SIP_EDGE_TOKEN_FILE", str(token))
     code, _, err = await cli(capsys, *argv)
     assert code == 2 and err.startswith("error: cannot reach the admin API at http://127.0.0.1:9")
+
+
+async def test_cli_cool_off_show_then_clear(served, capsys):
+    from tests.admin.test_admin_api import _cool_off
+
+    _cool_off(served, "+12025550123")
+    code, out, _ = await cli(capsys, "cool-off", "+12025550123")
+    assert code == 0
+    fields = dict(line.split(None, 1) for line in out.splitlines())
+    assert (fields["number"], fields["action"], fields["rule_id"]) == ("+12025550123", "reject", "spam.threshold.80")
+    code, out, _ = await cli(capsys, "cool-off", "+12025550123", "--clear")
+    assert (code, out) == (0, "+12025550123: cool-off lifted\n")
+    assert [e["event"] for e in served.logs if e["event"] == "cool_off_cleared"] == ["cool_off_cleared"]
+    code, out, err = await cli(capsys, "cool-off", "+12025550123", "--clear")
+    assert (code, err) == (1, "error: +12025550123 is not in a Spam Detective cool-off\n")

@@ -411,3 +411,15 @@ def test_captcha_random_caller_always_ends(ops, on_fail, early) -> None:
     result = run.flow.result
     assert result is not None and len(run.timers) == 0
     assert result.passed == (result.outcome is Outcome.PASSED)
+
+
+@pytest.mark.parametrize(("block_scope", "scope"), [(None, "customer"), ("global", "global")], ids=["default-customer", "global-when-asked"])
+def test_captcha_block_scope_defaults_to_customer(block_scope, scope) -> None:
+    from edge.media.schema import BlockScope
+
+    kw = {"block_scope": BlockScope(block_scope)} if block_scope else {}
+    run = running(on_fail=OnFail.BLOCK, attempts=1, **kw)
+    speak(run)
+    effects = run.keys(wrong(run.flow.code))
+    blocks = [e for e in effects if isinstance(e, BlockCaller)]
+    assert blocks == [BlockCaller(duration_s=3600.0, reason="captcha failed", calling_number=NUMBER, scope=scope)]

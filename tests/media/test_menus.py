@@ -100,6 +100,7 @@ def test_menu_option_selected_after_greeting(keys, effect, outcome, target) -> N
     assert isinstance(result, MenuResult)
     assert result.outcome is outcome
     assert result.selection == keys.rstrip("#")
+    assert result.failed is False
     assert result.target == target
     assert run.flow.finished
     assert len(run.timers) == 0  # every timer cancelled
@@ -176,6 +177,7 @@ def test_menu_timeouts_up_to_max_failures_then_goodbye_and_hangup() -> None:
     result = run.flow.result
     assert result.outcome is Outcome.HANGUP
     assert result.failures == 3
+    assert result.failed is True  # feeds the Spam Detective's failed_screenings signal
     assert result.started_at == 100.0 and result.ended_at == run.now
 
 
@@ -198,6 +200,7 @@ def test_menu_max_failures_runs_configured_final_action() -> None:
     assert result.outcome is Outcome.VOICEMAIL
     assert result.detail == "max failures (invalid entry '7') -> voicemail support-box"
     assert result.selection == ""
+    assert result.failed is True
 
 
 def test_menu_final_forward_marks_screening_failed() -> None:
@@ -207,6 +210,7 @@ def test_menu_final_forward_marks_screening_failed() -> None:
     run.played()
     effects = run.advance(5.0)
     assert visible(effects) == [Forward(target_ref="operator", screening="menu=m;failed")]
+    assert run.flow.result.failed is True
 
 
 def test_menu_repeat_replays_greeting_without_failure() -> None:

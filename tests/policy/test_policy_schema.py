@@ -128,8 +128,8 @@ def test_compile_rules_allow_entries() -> None:
             '[[block]]\nnumber = "+12025550100"\ncnam = "x"\n',
             ["$.block[0]: exactly one of number, cnam, prefix, anonymous, invalid, country, text, email, ip must be set (got number, cnam)"],
         ),
-        ('[[block]]\nnumber = "+1555"\n', ["$.block[0].number: invalid number '+1555': not a valid telephone number"]),
-        ('[[block]]\nprefix = "1900"\n', ["$.block[0].prefix: invalid prefix '1900': expected '+' and 1-15 digits"]),
+        ('[[block]]\nnumber = "+1555"\n', ["$.block[0].number: '+1555' is not a valid E.164 number (too short for country code +1)"]),
+        ('[[block]]\nprefix = "1900"\n', ["$.block[0].prefix: '1900' is not an E.164 prefix (write '+' followed by the country code and leading digits, e.g. '+1202')"]),
         ('[[block]]\ncnam = "*"\n', ["$.block[0].cnam: invalid caller-name pattern '*': matches every name"]),
         ('[[block]]\ncountry = "ZZ"\n', ["$.block[0].country: invalid country 'ZZ': expected an ISO 3166 alpha-2 code"]),
         ('[[block]]\nanonymous = true\naction = "allow"\n', ["$.block[0].action: 'allow' is not a block action; use [[allow]]"]),
@@ -141,11 +141,11 @@ def test_compile_rules_allow_entries() -> None:
         ('[[allow]]\nanonymous = true\naction = "reject"\n', ["$.allow[0].action: an allow entry takes no action"]),
         (
             '[[block]]\nanonymous = true\n[[block]]\nanonymous = true\n',
-            ["$.block[1]: duplicate rule id 'block:anonymous' (first at $.block[0])"],
+            ["$.block[1]: duplicate rule id 'block:anonymous' (first defined at $.block[0])"],
         ),
         (
             '[[block]]\nanonymous = true\nid = "x"\n[[allow]]\nnumber = "+12025550100"\nid = "x"\n',
-            ["$.allow[0].id: duplicate rule id 'x' (first at $.block[0])"],
+            ["$.allow[0].id: duplicate rule id 'x' (first defined at $.block[0])"],
         ),
     ],
     ids=[

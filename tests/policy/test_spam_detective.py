@@ -170,3 +170,28 @@ def test_flag_table_bounded_and_expiring() -> None:
     assert table.get("b", 101.0) is None
     assert len(table) == 1
     assert table.clear("c") is True and table.clear("c") is False
+
+
+@pytest.mark.parametrize("key", [RateKey.SOURCE, RateKey.CALLED, RateKey.CNAM], ids=lambda k: k.value)
+def test_spam_detective_aggregate_rate_refuses_but_never_flags(key: RateKey) -> None:
+    """A rate shared by many callers is about the traffic: it acts on the contact, no caller is cooled off."""
+    cfg = config(rates=(RateRule("agg", key, RateLimit(1, 10.0), action=Action.REJECT),), cool_off=3600.0)
+    d = SpamDetective()
+    assert d.assess(build_facts("+12025550100"), cfg, 0.0, "ACME").action is Action.ALLOW
+    v = d.assess(build_facts("+12025550101"), cfg, 1.0, "ACME")
+    assert (v.action, v.rule_id, v.sip_status) == (Action.REJECT, "agg", 603)
+    assert len(d.flags) == 0
+    assert d.assess(build_facts("+12025550101"), cfg, 20.0, "ACME").action is Action.ALLOW
+
+
+def test_spam_detective_caller_evidence_alongside_aggregate_flags_only_its_own_score() -> None:
+    rules = (RateRule("src", RateKey.SOURCE, RateLimit(1, 10.0), weight=60.0),
+             RateRule("me", RateKey.CALLER, RateLimit(1, 10.0), weight=50.0))
+    cfg = config(rates=rules, cool_off=3600.0)
+    d = SpamDetective()
+    facts = build_facts("+12025550100")
+    d.assess(facts, cfg, 0.0, "")
+    v = d.assess(facts, cfg, 1.0, "")
+    assert (v.action, v.score) == (Action.REJECT, 110.0)  # the contact: both rates
+    flag = d.flags.get("+12025550100", 1.0)
+    assert flag is not None and (flag.score, flag.action, flag.rule_id) == (50.0, Action.CAPTCHA, "t50")  # the caller: its own

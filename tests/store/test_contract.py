@@ -222,6 +222,16 @@ async def test_captcha_pass_remembered_until_expiry_per_scope(store):
     assert await store.captcha_passed("+12025550100", "acme", now=1000.0) is False
 
 
+async def test_captcha_passes_listed_for_reload_still_valid_longest_first(store):
+    await store.remember_captcha_pass("+12025550100", "", until=1000.0)
+    await store.remember_captcha_pass("+12025550101", "", until=3000.0)
+    await store.remember_captcha_pass("+12025550102", "acme", until=2000.0)
+    await store.remember_captcha_pass("+12025550103", "", until=500.0)
+    assert await store.list_captcha_passes(now=600.0, limit=10) == [
+        ("+12025550101", "", 3000.0), ("+12025550102", "acme", 2000.0), ("+12025550100", "", 1000.0)]
+    assert await store.list_captcha_passes(now=600.0, limit=1) == [("+12025550101", "", 3000.0)]
+
+
 async def test_health_reports_not_degraded_after_writes(store, make_activity):
     await store.append_activity(make_activity(1.0))
     await store.flush()
