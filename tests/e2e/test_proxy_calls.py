@@ -216,7 +216,7 @@ def test_proxy_sighup_with_broken_dialplan_keeps_serving(edge, tmp_path):
     (tmp_path / "dialplans" / "broken.toml").write_text('customer = "x"\n[[numbers]]\nnumber = "not-a-number"\ntargets = ["pbx-a"]\n')
     d.signal(signal.SIGHUP)
     ev = d.wait_event("reload_rejected")[0]
-    assert any("broken.toml: $.numbers[0].number: 'not-a-number' is not a valid E.164 number" in e for e in ev["errors"])
+    assert any("broken.toml:3:1: $.numbers[0].number: 'not-a-number' is not a valid E.164 number" in e for e in ev["errors"])
     pbx = uas(tmp_path, edge.pbx_a)
     car = uac(tmp_path, edge.port, "12025550100", calls=2, rate=10, port=edge.carrier_port)
     assert car.wait(20) == 0, car.errors()
