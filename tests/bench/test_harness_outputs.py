@@ -196,14 +196,11 @@ def test_held_dialogs_memory_per_call_and_release_verdict() -> None:
 
 def test_sampler_attaches_to_a_busy_python_process(tmp_path: Path) -> None:
     """py-spy attached by pid, stopped with SIGINT, and its collapsed stacks read back: the busy function
-    is where the samples are. Skipped where the `bench` extra (py-spy) is not installed."""
+    is where the samples are (py-spy comes with the test extras)."""
     import subprocess
     import sys
 
-    import pytest
-
-    if profiling.py_spy_path() is None:
-        pytest.skip("py-spy not installed (pip install -e '.[bench]')")
+    assert profiling.py_spy_path() is not None, "py-spy missing: make test installs it with the test extras"
     code = ("import sys, time\n"
             "def spin_for_the_sampler(deadline):\n"
             "    while time.monotonic() < deadline:\n"
