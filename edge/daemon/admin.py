@@ -571,31 +571,32 @@ async def list_held(request: web.Request) -> web.Response:
     return _json({"held": _held(request).list(customer)})
 
 
-async def _reviewed(ctx: AdminContext, activity_id: str, decision: str, rule_id: str, reason: str) -> None:
-    """The held message's activity records the review's outcome."""
-    a = await ctx.store.get_activity(activity_id)
+async def _review(request: web.Request, verb: str) -> web.Response:
+    """Release (deliver to the number's PBX) or drop a held message; its activity records who did which."""
+    held_id = request.match_info["id"]
+    _own_held(request, held_id)
+    held = _held(request)
+    if verb == "released":
+        done, decision, missing = held.release(held_id), "deliver", " (or no PBX target in rotation)"
+    else:
+        done, decision, missing = held.drop(held_id), "reject", ""
+    if not done:
+        raise NotFound(f"no held message {held_id}{missing}")
+    store = request.app[CTX].store
+    a = await store.get_activity(held_id)
     if a is not None:
-        a.decision, a.rule_id, a.reason = decision, rule_id, reason
-        await ctx.store.update_activity(a)
+        a.decision, a.rule_id = decision, f"review.{verb}"
+        a.reason = f"{verb} by {who(request).name} after review"
+        await store.update_activity(a)
+    return _json({verb: held_id})
 
 
 async def release_held(request: web.Request) -> web.Response:
-    """Deliver a held message to its number's PBX."""
-    held_id = request.match_info["id"]
-    _own_held(request, held_id)
-    if not _held(request).release(held_id):
-        raise NotFound(f"no held message {held_id} (or no PBX target in rotation)")
-    await _reviewed(request.app[CTX], held_id, "deliver", "review.released", "released by an operator after review")
-    return _json({"released": held_id})
+    return await _review(request, "released")
 
 
 async def drop_held(request: web.Request) -> web.Response:
-    held_id = request.match_info["id"]
-    _own_held(request, held_id)
-    if not _held(request).drop(held_id):
-        raise NotFound(f"no held message {held_id}")
-    await _reviewed(request.app[CTX], held_id, "reject", "review.dropped", "dropped by an operator after review")
-    return _json({"dropped": held_id})
+    return await _review(request, "dropped")
 
 
 async def list_optouts(request: web.Request) -> web.Response:
