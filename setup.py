@@ -59,10 +59,19 @@ class OptionalBuildExt(build_ext):
             pure_warning(f"{ext.name} did not compile ({exc})")
 
 
+def drop_stale_extensions() -> None:
+    """An editable install imports from the source tree: a pure build must not leave an earlier build's
+    extension modules there to shadow the .py source."""
+    for name in compiled_modules():
+        for stale in (ROOT / name.replace(".", "/")).parent.glob(name.rpartition(".")[2] + ".*.so"):
+            stale.unlink()
+
+
 def ext_modules() -> list:
     reason = pure_reason()
     if reason is not None:
         pure_warning(reason)
+        drop_stale_extensions()
         return []
     from Cython.Build import cythonize
     from setuptools import Extension

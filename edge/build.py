@@ -26,6 +26,10 @@ COMPILED_MODULES = (
     "edge.sip.transaction",
     "edge.sip.dialog",
     "edge.sip.response",
+    "edge.call.proxy",
+    "edge.call.facts",
+    "edge.call.routing",
+    "edge.call.activity",
 )
 
 #: The switch, read at build time by setup.py and at import time by `edge/__init__.py`.
