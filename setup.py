@@ -50,7 +50,13 @@ def pure_warning(reason: str) -> None:
 
 
 class OptionalBuildExt(build_ext):
-    """A module that fails to compile stays pure Python; the build warns instead of failing."""
+    """A module that fails to compile stays pure Python; the build warns instead of failing. Modules
+    compile in parallel (one per CPU)."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if self.parallel is None:
+            self.parallel = os.cpu_count() or 1
 
     def build_extension(self, ext):  # noqa: ANN001
         try:

@@ -47,6 +47,11 @@ def test_build_is_the_one_asked_for() -> None:
     assert info.compiled, f"a compiler is present but these modules run from source: {info.pure_modules}"
     assert info.label == "compiled" and info.pure_modules == ()
     assert type(message.parse) is not types.FunctionType
+    for name in COMPILED_MODULES:
+        # An editable install keeps the extensions in the tree: an edited source needs a rebuild (make does it).
+        ext = Path(sys.modules[name].__file__)
+        source = SOURCE.parent / (name.replace(".", "/") + ".py")
+        assert ext.stat().st_mtime >= source.stat().st_mtime, f"{ext.name} is older than {source.name}: rebuild"
 
 
 def _source_module(name: str) -> types.ModuleType:
