@@ -77,6 +77,7 @@ bench: $(VENV)/.installed-bench deps-bench
 # The Debian package (FHS layout, own venv under /usr/lib/sip-edge): see packaging/build-deb.sh.
 deb:
 	@scripts/debian-tools.sh $(DEB_BUILD_TOOLS)
+	@$(MAKE) --no-print-directory deps-build PYTHON=/usr/bin/python3
 	@/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || scripts/debian-tools.sh no-such-command:python3-venv
 	packaging/build-deb.sh $(DEB_OUT)
 

@@ -47,6 +47,15 @@ class BuildInfo(msgspec.Struct, frozen=True):
             return "compiled"
         return "pure-python (SIP_EDGE_PURE=1)" if self.forced_pure else "pure-python"
 
+    def describe(self) -> str:
+        """The `sip-edge check` line."""
+        total = len(self.compiled_modules) + len(self.pure_modules)
+        if self.compiled:
+            return f"build: compiled ({total} hot-path modules, Cython)"
+        if self.forced_pure:
+            return "build: pure-python (SIP_EDGE_PURE=1)"
+        return f"build: pure-python ({len(self.pure_modules)} of {total} hot-path modules not compiled: no C compiler at install?)"
+
 
 def pure_requested() -> bool:
     return os.environ.get(PURE_ENV, "") == "1"

@@ -136,3 +136,25 @@ def test_compiled_framer_agrees_with_source(seeds: list[bytes], chunk: int, junk
     stream = b"\r\n\r\n".join(seeds) + junk
     chunks = [stream[i : i + chunk] for i in range(0, len(stream), chunk)]
     assert _frames(framing, chunks) == _frames(PURE_FRAMING, chunks)
+
+
+def test_check_prints_the_build(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli.main import main
+
+    monkeypatch.chdir(SOURCE.parent)
+    assert main(["check", "--config", "config/edge.toml", "dialplans"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2] == build_info().describe() and lines[-2].startswith("build: ")
+    assert ("build: compiled" in lines[-2]) == is_compiled(message)
+
+
+def test_build_info_metric() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from edge.daemon.metrics import BuildCollector
+
+    registry = CollectorRegistry()
+    registry.register(BuildCollector(build_info()))
+    text = generate_latest(registry).decode()
+    expected = "true" if is_compiled(message) else "false"
+    assert f'compiled="{expected}"' in text and "edge_build_info{" in text

@@ -24,7 +24,8 @@ from edge.call.overload import OverloadControl
 from edge.call.proxy import Proxy
 from edge.config import ConfigError, EdgeConfig, load_config, host_port
 from edge.daemon.logging import setup_logging
-from edge.daemon.metrics import EdgeCollector
+from edge.build import build_info
+from edge.daemon.metrics import BuildCollector, EdgeCollector
 from edge.daemon.shared_state import attach_shared_state
 from edge.daemon.sdnotify import Notifier
 from edge.dialplan.load import DialplanError, load_dialplans
@@ -124,6 +125,7 @@ class Daemon:
         await self.hub.start()
         await self._start_media(cfg)
         self.registry.register(EdgeCollector(lambda: self.proxy, self._extra_metrics))
+        self.registry.register(BuildCollector(build_info()))
         self.registry.register(StoreCollector(store))
         if cfg.admin.enabled:
             await self._start_admin(cfg)
@@ -145,6 +147,7 @@ class Daemon:
             stir_verify=gate.verifier is not None,
             stir_sign=gate.signer is not None,
             node=cfg.daemon.node,
+            build=build_info().label,
         )
         self.notifier.ready(f"serving {len(plan)} numbers")
         gc.collect()
