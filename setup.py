@@ -30,7 +30,7 @@ def compiled_modules() -> list[str]:
 def pure_reason() -> str | None:
     if os.environ.get("SIP_EDGE_PURE", "") == "1":
         return "SIP_EDGE_PURE=1 is set"
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         return f"no C compiler ({cc}); on Debian: apt-get install gcc"
     include = sysconfig.get_paths()["include"]

@@ -30,7 +30,7 @@ SOURCE = Path(edge.__file__).resolve().parent
 
 
 def compiler_present() -> bool:
-    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     return shutil.which(cc) is not None and os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
 
 
