@@ -4,7 +4,8 @@ Read from the raw bytes before any parsing, in one linear pass over the header s
 - a response whose top Via branch carries a worker mark (`z9hG4bK` + `w<index>x`, minted by that
   worker's UserAgent) belongs to that worker: this covers the edge's own requests (OPTIONS health
   pings, texts it originates, screening B-legs) whatever their Call-ID;
-- anything else by a stable hash (CRC-32) of its Call-ID (`Call-ID:` or compact `i:`), with leading
+- anything else by a stable hash of its Call-ID (`slot`: CRC-32, then a multiplicative mix, since
+  CRC-32 alone is linear and sends sequential Call-IDs such as sipp's mostly to one worker) (`Call-ID:` or compact `i:`), with leading
   `b-` prefixes dropped so a screening call's B-leg (`b-` + the A-leg's Call-ID) stays with its A-leg;
 - a message without a Call-ID goes to worker 0, whose parser answers or drops it.
 """
@@ -65,4 +66,9 @@ def owner(data: bytes, workers: int) -> int:
     key = call_id_key(data)
     if key is None:
         return 0
-    return zlib.crc32(key) % workers
+    return slot(key, workers)
+
+
+def slot(key: bytes, workers: int) -> int:
+    """The worker of a Call-ID key: the high bits of CRC-32 times the golden-ratio constant."""
+    return (((zlib.crc32(key) * 0x9E3779B1) & 0xFFFFFFFF) >> 16) % workers

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import zlib
 
 from edge.call.ua import UserAgent
 from edge.call.settings import Timers
-from edge.sip.affinity import branch_mark, call_id_key, marked_worker, owner
+from edge.sip.affinity import branch_mark, call_id_key, marked_worker, owner, slot
 
 
 def request(call_id_line: bytes, body: bytes = b"") -> bytes:
@@ -29,7 +28,7 @@ def test_call_id_long_and_compact_forms_give_the_same_key():
     assert call_id_key(request(b"Call-ID: a84b4c76e66710@pc33")) == b"a84b4c76e66710@pc33"
     assert call_id_key(request(b"i:a84b4c76e66710@pc33")) == b"a84b4c76e66710@pc33"
     assert call_id_key(request(b"CALL-ID \t:  a84b4c76e66710@pc33  ")) == b"a84b4c76e66710@pc33"
-    assert owner(request(b"Call-ID: x1@h"), 4) == owner(request(b"i: x1@h"), 4) == zlib.crc32(b"x1@h") % 4
+    assert owner(request(b"Call-ID: x1@h"), 4) == owner(request(b"i: x1@h"), 4) == slot(b"x1@h", 4)
 
 
 def test_headers_that_only_start_like_call_id_are_not_taken():
@@ -52,9 +51,15 @@ def test_screening_b_leg_stays_with_its_a_leg():
         assert owner(a, n) == owner(b, n)
 
 
-def test_keys_spread_over_workers():
-    seen = {owner(request(b"Call-ID: %d@bench" % i), 2) for i in range(64)}
-    assert seen == {0, 1}
+def test_sequential_call_ids_spread_over_workers():
+    """sipp numbers its Call-IDs; plain CRC-32 modulo 2 sent runs of them to one worker (it is linear)."""
+    for run in ([b"%d-31909@127.0.0.1" % i for i in range(1, 7)], [b"rate%d-%d@e2e" % (t, i) for t in range(3) for i in range(1, 7)]):
+        assert {owner(request(b"Call-ID: " + cid), 2) for cid in run} == {0, 1}, run
+    for n in (2, 3):
+        counts = [0] * n
+        for i in range(9_000):
+            counts[owner(request(b"Call-ID: %d-4242@10.0.0.1" % i), n)] += 1
+        assert all(abs(c - 9_000 / n) < 9_000 / n * 0.1 for c in counts), counts
 
 
 def test_response_goes_to_the_worker_whose_mark_is_on_the_top_via():
@@ -63,9 +68,9 @@ def test_response_goes_to_the_worker_whose_mark_is_on_the_top_via():
     assert owner(response(b"z9hG4bKw0x0badc0de5", b"health-pbx-a-1@h"), 2) == 0
     # Unmarked top Via (the second Via's mark does not count): by Call-ID.
     assert marked_worker(response(b"z9hG4bK776asdhds")) is None
-    assert owner(response(b"z9hG4bK776asdhds", b"k@h"), 2) == zlib.crc32(b"k@h") % 2
+    assert owner(response(b"z9hG4bK776asdhds", b"k@h"), 2) == slot(b"k@h", 2)
     # A mark beyond the worker count falls back to the Call-ID; requests are never routed by Via.
-    assert owner(response(b"z9hG4bKw7x1", b"k@h"), 2) == zlib.crc32(b"k@h") % 2
+    assert owner(response(b"z9hG4bKw7x1", b"k@h"), 2) == slot(b"k@h", 2)
     assert marked_worker(request(b"Call-ID: q@h").replace(b"z9hG4bK-1", b"z9hG4bKw1x1")) is None
 
 
@@ -95,4 +100,4 @@ def test_hostile_input_is_scanned_in_linear_time():
     colon, endless `b-` prefixes) in a child process with a deadline: linear takes well under a second,
     a quadratic scan of any of them would take hours, and the deadline keeps a regression from hanging."""
     out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.split() == ["0", "0", "0", str(zlib.crc32(b"k") % 2)]
+    assert out.stdout.split() == ["0", "0", "0", str(slot(b"k", 2))]

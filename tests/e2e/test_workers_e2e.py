@@ -1,0 +1,198 @@
+"""`[daemon] workers = 2` end to end (issue 12): a supervisor hands each datagram to the worker owning its
+Call-ID; real sipp peers and a real redis-server. Every call completes with its INVITE, ACK and BYE in
+one worker, the Spam Detective's rate window counts calls across both workers, SIGHUP reloads both, a
+killed worker is restarted, and SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from edge.sip.affinity import owner
+from tests.e2e.harness import Admin, Daemon, call_scenario, free_port, uac, uas, write_config, write_dialplan
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.e2e
+
+PLAN = """
+customer = "acme"
+targets = ["pbx-a"]
+
+[[numbers]]
+number = "+12025550100"
+"""
+
+RATE_PLAN = PLAN + """
+[spam]
+[[spam.rate]]
+key = "caller"
+rate = "4/60s"
+action = "reject"
+id = "caller-rate"
+"""
+
+
+def worker_of(call_id: str, workers: int = 2) -> int:
+    return owner(b"BYE sip:x SIP/2.0\r\nCall-ID: " + call_id.encode() + b"\r\n\r\n", workers)
+
+
+def fixed_call_ids(tag: str) -> list[str]:
+    """sipp's Call-IDs as `<tag>-<call number>@e2e`, so the test knows which worker owns each call."""
+    return ["-cid_str", f"{tag}-%u@e2e"]
+
+
+def tag_covering_both(prefix: str, calls: int) -> str:
+    """A Call-ID tag whose calls 1..n land on both workers, worker 0 first (fixed by the hash, not by chance)."""
+    for i in range(100):
+        tag = f"{prefix}{i}"
+        owners = [worker_of(f"{tag}-{n}@e2e") for n in range(1, calls + 1)]
+        if owners[0] == 0 and set(owners) == {0, 1}:
+            return tag
+    raise AssertionError("no tag found")
+
+
+class Edge:
+    def __init__(self, tmp: Path, pbx_port: int, redis_url: str, dialplan: str, health: str = "") -> None:
+        self.tmp = tmp
+        self.port = free_port()
+        admin_port = free_port(socket.SOCK_STREAM, None)
+        extra = "\n".join([
+            "[admin]", f'listen = "127.0.0.1:{admin_port}"', f'token_file = "{tmp / "admin.token"}"',
+            "[store]", 'backend = "redis"', f'path = "{tmp / "var" / "edge.db"}"', 'batch_interval = "20ms"',
+            f'redis_url = "{redis_url}"', f'redis_prefix = "wk-{uuid.uuid4().hex[:8]}"', 'redis_timeout = "300ms"',
+            'redis_rate_batch = "20ms"',
+        ])
+        cfg = write_config(tmp, self.port, ["127.0.0.1/32"], [("pbx-a", pbx_port)], extra=extra, tcp=False,
+                           health_interval=health)
+        cfg.write_text(cfg.read_text().replace("retry_after = 7", "retry_after = 7\nworkers = 2"))
+        self.dialplans = write_dialplan(tmp, dialplan)
+        self.daemon = Daemon(cfg, self.dialplans, tmp / "daemon.log")
+        self.admin = Admin(tmp, cfg.read_text())
+
+    def wait_ready(self) -> None:
+        self.daemon.wait_event("workers_started", timeout=60)
+
+    def pids(self) -> dict[int, int]:
+        """Worker index -> pid of its latest process."""
+        return {ev["worker"]: ev["pid"] for ev in self.daemon.events("worker_spawned")}
+
+
+@pytest.fixture
+def workers(tmp_path: Path):
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    pbx_port = free_port()
+    started: list[Edge] = []
+
+    def start(dialplan: str = PLAN, health: str = "") -> Edge:
+        edge = Edge(tmp_path, pbx_port, server.url, dialplan, health)
+        started.append(edge)
+        edge.wait_ready()
+        return edge
+
+    yield start, pbx_port
+    for edge in started:
+        pids = edge.pids()
+        assert edge.daemon.stop() == 0, edge.daemon.log()[-3000:]
+        for pid in pids.values():  # SIGTERM to the supervisor stopped every worker
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert edge.daemon.events("workers_stopped")
+    server.stop()
+
+
+def test_two_workers_complete_every_call_each_in_the_worker_owning_its_call_id(workers, tmp_path):
+    start, pbx_port = workers
+    # Health checks on: the OPTIONS each worker sends come back to it by the mark in its branch.
+    edge = start(health="1s")
+    pbx = uas(tmp_path, pbx_port)
+    tag = tag_covering_both("all", 20)
+    calls = uac(tmp_path, edge.port, "12025550100", call_scenario(tmp_path, "+13035550100"),
+                calls=20, rate=20, name="calls", extra=fixed_call_ids(tag))
+    assert calls.wait(40) == 0, calls.errors()
+    pbx.stop()
+    assert calls.count("SuccessfulCall(C)") == 20 and calls.count("FailedCall(C)") == 0
+    items = edge.admin.activities(calling="+13035550100")
+    deadline = time.monotonic() + 5
+    while len([a for a in items if a.get("ended_at")]) < 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        items = edge.admin.activities(calling="+13035550100")
+    assert len(items) == 20
+    for a in items:
+        # The INVITE went to the worker that owns the Call-ID; that same worker saw the BYE end the
+        # dialog (a worker without the dialog answers an in-dialog request 481, and sipp would fail).
+        assert a["node"] == f"edge-1-w{worker_of(a['call_id'])}", a
+        assert a["final_status"] == 200 and a["ended_at"] and a["duration"] > 0
+    assert {a["node"] for a in items} == {"edge-1-w0", "edge-1-w1"}
+    # Both workers kept the PBX up (a health reply reaching the wrong worker would mark it down).
+    assert not edge.daemon.events("pbx_target_down")
+
+
+def test_rate_window_counts_calls_across_workers(workers, tmp_path):
+    start, pbx_port = workers
+    edge = start(RATE_PLAN)
+    pbx = uas(tmp_path, pbx_port)
+    tag = tag_covering_both("rate", 6)
+    owners = [worker_of(f"{tag}-{n}@e2e") for n in range(1, 7)]
+    scenario = call_scenario(tmp_path, "+13035550133")
+    # One call at a time (sequential, -l 1): the shared window has seen every earlier call.
+    calls = uac(tmp_path, edge.port, "12025550100", scenario, calls=6, rate=5, name="rate", extra=["-l", "1", *fixed_call_ids(tag)])
+    calls.wait(40)
+    pbx.stop()
+    # 4/60s over both workers: calls 5 and 6 exceed it, whichever worker owns them.
+    assert calls.count("SuccessfulCall(C)") == 4 and calls.count("FailedCall(C)") == 2, calls.errors()
+    rejected = edge.admin.activities(calling="+13035550133", decision="reject")
+    assert sorted(a["call_id"] for a in rejected) == sorted(f"{tag}-{n}@e2e" for n in (5, 6))
+    assert {x["rule_id"] for x in rejected} == {"caller-rate"}
+    allowed = [a for a in edge.admin.activities(calling="+13035550133") if a["decision"] != "reject"]
+    # The first four were spread over both workers: neither alone saw four calls.
+    assert sorted({a["node"] for a in allowed}) == ["edge-1-w0", "edge-1-w1"]
+    assert max(owners[:4].count(0), owners[:4].count(1)) < 4
+
+
+def test_sighup_reloads_every_worker(workers, tmp_path):
+    start, pbx_port = workers
+    edge = start()
+    write_dialplan(tmp_path, PLAN + '\n[[numbers]]\nnumber = "+12025550111"\n')
+    edge.daemon.signal(signal.SIGHUP)
+    reloaded = edge.daemon.wait_event("reloaded", count=2, timeout=20)
+    assert sorted(ev["worker"] for ev in reloaded) == [0, 1]
+    assert all(ev["numbers"] == 2 for ev in reloaded)
+    edge.daemon.wait_event("reload_forwarded")
+    pbx = uas(tmp_path, pbx_port)
+    tag = tag_covering_both("hup", 4)
+    calls = uac(tmp_path, edge.port, "12025550111", call_scenario(tmp_path, "+13035550144"),
+                calls=4, rate=10, name="new-number", extra=fixed_call_ids(tag))
+    assert calls.wait(30) == 0, calls.errors()
+    pbx.stop()
+    assert calls.count("SuccessfulCall(C)") == 4  # the new number is served by both workers
+
+
+def test_killed_worker_is_restarted_and_serves_its_calls_again(workers, tmp_path):
+    start, pbx_port = workers
+    edge = start()
+    old = edge.pids()
+    os.kill(old[1], signal.SIGKILL)
+    exited = edge.daemon.wait_event("worker_exited", timeout=10)
+    assert exited[-1]["worker"] == 1 and exited[-1]["returncode"] == -signal.SIGKILL
+    restarted = edge.daemon.wait_event("worker_restarted", timeout=60)
+    assert restarted[-1]["worker"] == 1
+    new = edge.pids()
+    assert new[1] != old[1] and new[0] == old[0]
+    pbx = uas(tmp_path, pbx_port)
+    tag = next(f"kill{i}" for i in range(100) if worker_of(f"kill{i}-1@e2e") == 1 and worker_of(f"kill{i}-2@e2e") == 1)
+    calls = uac(tmp_path, edge.port, "12025550100", call_scenario(tmp_path, "+13035550155"),
+                calls=2, rate=10, name="after-restart", extra=fixed_call_ids(tag))
+    assert calls.wait(30) == 0, calls.errors()
+    pbx.stop()
+    assert calls.count("SuccessfulCall(C)") == 2
+    nodes = {a["node"] for a in edge.admin.activities(calling="+13035550155")}
+    assert nodes == {"edge-1-w1"}
+
+
