@@ -62,6 +62,8 @@ class Daemon:
         self.lifecycle: Lifecycle | None = None
         self.fetcher = None
         self.admin_runner = None
+        self.metrics_runner = None  # a worker > 0: its own /metrics listener (edge.daemon.workers)
+        self.config_admin_enabled = True  # [admin] enabled as configured (a worker > 0 runs no admin API)
         self.registry = CollectorRegistry()
         self.notifier = Notifier()
         self._stop: asyncio.Event | None = None  # created inside the loop
@@ -83,6 +85,7 @@ class Daemon:
 
     def load(self) -> tuple[EdgeConfig, Plan, dict]:
         cfg = load_config(self.config_path, [listener_errors])
+        self.config_admin_enabled = cfg.admin.enabled
         if self.worker is not None:
             cfg = worker_config(cfg, self.worker.index)
         plan, files = load_dialplans(self.dialplan_dir, {p.name for p in cfg.pbx}, time.time(), prompt_names(cfg.media.prompts_dir))
@@ -142,6 +145,10 @@ class Daemon:
         self.registry.register(StoreCollector(store))
         if cfg.admin.enabled:
             await self._start_admin(cfg)
+        elif self.worker is not None and self.worker.index > 0 and self.config_admin_enabled:
+            from edge.daemon.workers import start_worker_metrics
+
+            self.metrics_runner = await start_worker_metrics(cfg, self.worker.index, self.registry)
         await self._start_screen_api()
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -452,6 +459,8 @@ class Daemon:
             self.hep.close()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
+        if self.metrics_runner is not None:
+            await self.metrics_runner.cleanup()
         if self.screen_runner is not None:
             await self.screen_runner.cleanup()
         if self._fetching:

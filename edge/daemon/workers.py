@@ -70,6 +70,40 @@ def worker_config(cfg: EdgeConfig, index: int) -> EdgeConfig:
     return replace(cfg, **changes)
 
 
+def worker_metrics_listen(cfg: EdgeConfig, index: int) -> tuple[str, int]:
+    """Where worker `index` (> 0) serves its own `/metrics`: the admin API's host, its port + index."""
+    host, port = host_port(cfg.admin.listen, 8081)
+    return host, port + index
+
+
+async def start_worker_metrics(cfg: EdgeConfig, index: int, registry) -> object:  # type: ignore[no-untyped-def]
+    """Worker `index` > 0 has no admin API: its Prometheus samples on their own listener, behind the
+    same bearer token (the operator token worker 0 created). Returns the aiohttp runner."""
+    import hmac
+
+    from aiohttp import web
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from edge.daemon.admin import load_token
+
+    token = load_token(cfg.admin.token_file).encode()
+
+    async def metrics(request: web.Request) -> web.Response:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, port = worker_metrics_listen(cfg, index)
+    await web.TCPSite(runner, host, port).start()
+    log.info("worker_metrics_listening", host=host, port=port)
+    return runner
+
+
 def bind_udp(address: str, buffer: int) -> socket.socket:
     host, port = host_port(address)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)

@@ -110,8 +110,8 @@ def workers(tmp_path: Path):
 def test_two_workers_complete_every_call_each_in_the_worker_owning_its_call_id(workers, tmp_path):
     start, pbx_port = workers
     # Health checks on: the OPTIONS each worker sends come back to it by the mark in its branch.
+    pbx = uas(tmp_path, pbx_port)  # up before the workers' first pings
     edge = start(health="1s")
-    pbx = uas(tmp_path, pbx_port)
     tag = tag_covering_both("all", 20)
     calls = uac(tmp_path, edge.port, "12025550100", call_scenario(tmp_path, "+13035550100"),
                 calls=20, rate=20, name="calls", extra=fixed_call_ids(tag))
@@ -132,6 +132,22 @@ def test_two_workers_complete_every_call_each_in_the_worker_owning_its_call_id(w
     assert {a["node"] for a in items} == {"edge-1-w0", "edge-1-w1"}
     # Both workers kept the PBX up (a health reply reaching the wrong worker would mark it down).
     assert not edge.daemon.events("pbx_target_down")
+    # Prometheus: worker 0 on the admin API, worker 1 on the admin port + 1; each counts its own INVITEs.
+    invites = [metric(edge, i, "edge_sip_invites_total") for i in (0, 1)]
+    assert invites == [sum(a["node"] == f"edge-1-w{i}" for a in items) for i in (0, 1)]
+    assert sum(invites) == 20
+
+
+def metric(edge: Edge, index: int, name: str) -> float:
+    import urllib.request
+
+    host, port = edge.admin.base.removeprefix("http://").rsplit(":", 1)
+    req = urllib.request.Request(f"http://{host}:{int(port) + index}/metrics",
+                                 headers={"Authorization": f"Bearer {edge.admin.token_file.read_text().strip()}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rpartition(" ")[2]) for line in text.splitlines() if line.startswith(name + " ")
+               or line.startswith(name + "{"))
 
 
 def test_rate_window_counts_calls_across_workers(workers, tmp_path):
