@@ -625,7 +625,7 @@ class EdgeSystem(System):
 
     def _start(self) -> None:
         if self.workers > 1 and self.ctx.values.get("STORE_BACKEND") != "redis":
-            prepare_redis(self.ctx)  # several workers share their state through redis (DESIGN §14)
+            prepare_redis(self.ctx)  # several workers share their state through redis (docs/DESIGN.md, "Several workers")
         self.ctx.dialplans.mkdir(exist_ok=True)
         for f in sorted(self.scenario.dialplans.glob("*.toml")):
             render_template(f, self.ctx.dialplans / f.name, self._values(self.nodes[0]))

@@ -49,7 +49,7 @@ class Daemon(msgspec.Struct, forbid_unknown_fields=True):
     drain_timeout: str = "30s"
     retry_after: int = 30  # seconds, on 503 while draining
     watchdog: bool = True  # systemd WATCHDOG=1 pings when WatchdogSec is set
-    workers: int = 1  # SIP worker processes; > 1 needs one UDP listener and the redis store (DESIGN §14)
+    workers: int = 1  # SIP worker processes; > 1 needs one UDP listener and the redis store (docs/DESIGN.md, "Several workers")
 
 
 class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,4 +1,4 @@
-"""Several SIP worker processes under one supervisor (`[daemon] workers = N > 1`, DESIGN §14).
+"""Several SIP worker processes under one supervisor (`[daemon] workers = N > 1`, docs/DESIGN.md "Several workers").
 
 The supervisor binds the UDP listener, starts N workers (`sip-edge run --worker`, each a full daemon
 on its own event loop) and hands every datagram to the worker that owns its Call-ID (edge.io.handoff,
