@@ -25,6 +25,7 @@ from edge.config import EdgeConfig, host_port
 from edge.daemon.logging import setup_logging
 from edge.daemon.sdnotify import Notifier
 from edge.io.handoff import Dispatcher, WorkerLink, socketpair
+from edge.io.sip_transport import bind_udp
 from edge.units import parse_duration
 
 log = structlog.get_logger("edge.workers")
@@ -104,20 +105,6 @@ async def start_worker_metrics(cfg: EdgeConfig, index: int, registry) -> object:
     return runner
 
 
-def bind_udp(address: str, buffer: int) -> socket.socket:
-    host, port = host_port(address)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, opt, buffer)
-        except OSError:
-            pass
-    sock.bind((host, port))
-    sock.setblocking(False)
-    return sock
-
-
 class Worker:
     """One worker slot: its process, its link, and when it (re)started."""
 
@@ -150,7 +137,7 @@ class Supervisor:
         setup_logging(cfg.logging.level, cfg.logging.format)
         loop = asyncio.get_running_loop()
         udp_listen = next(ls for ls in cfg.listen if ls.transport == "udp")
-        self.udp = bind_udp(udp_listen.address, cfg.limits.udp_buffer)
+        self.udp = bind_udp(*host_port(udp_listen.address), cfg.limits.udp_buffer)
         self.dispatcher = Dispatcher(loop, self.udp, [None] * self.count)
         for sig, handler in ((signal.SIGHUP, self._reload), (signal.SIGTERM, self._stop.set), (signal.SIGINT, self._stop.set)):
             loop.add_signal_handler(sig, handler)

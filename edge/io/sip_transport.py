@@ -313,15 +313,7 @@ class SipHub:
                 self.udp = UdpSocket(self, sock, reader)
                 self.udp_local = sock.getsockname()[:2]
             elif ls.transport == "udp":
-                sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                    try:
-                        sock.setsockopt(socket.SOL_SOCKET, opt, self.cfg.limits.udp_buffer)
-                    except OSError:
-                        pass
-                sock.bind((host, port))
-                sock.setblocking(False)
+                sock = bind_udp(host, port, self.cfg.limits.udp_buffer)
                 self.udp = UdpSocket(self, sock)
                 self.udp_local = sock.getsockname()[:2]
             elif ls.transport == "tcp":
@@ -389,6 +381,20 @@ class SipHub:
             key = (conn.transport_name, *conn.peer)
             if self.conn_by_addr.get(key) is conn:
                 del self.conn_by_addr[key]
+
+
+def bind_udp(host: str, port: int, buffer: int) -> socket.socket:
+    """The UDP listener: large kernel buffers (best effort), non-blocking."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, buffer)
+        except OSError:
+            pass
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
 
 
 def _is_ip(host: str) -> bool:
