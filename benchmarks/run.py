@@ -845,6 +845,8 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
     pids, helpers = system.pids(), system.helper_pids()
     uas_pid = [system.uas.proc.pid]
     host0, t0, cpu0, hcpu0 = host_cpu(), time.time(), cpu_ticks(pids), cpu_ticks(helpers)
+    supervisor = [system.root_pid] if getattr(system, "workers", 1) > 1 else []  # its share, reported apart
+    sup0 = cpu_ticks(supervisor)
     uas_ticks0, kids0 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)  # the UACs are reaped in the step
     procs = []
     try:
@@ -864,6 +866,7 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         for proc in procs:
             stop_process(proc, signal.SIGUSR1, wait=3)
     cpu1, t1, host1, hcpu1 = cpu_ticks(pids), time.time(), host_cpu(), cpu_ticks(helpers)
+    sup1 = cpu_ticks(supervisor)
     uas_ticks1, kids1 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     uas1 = system.uas.counters_after(t1)
     res.wall_s = t1 - t0
@@ -915,6 +918,9 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         res.note = ", ".join(causes)
     if helpers and not math.isnan(res.helper_cpu_us_per_call):
         res.note = (res.note + "; " if res.note else "") + f"+ redis-server {res.helper_cpu_us_per_call:.0f} us/call"
+    if supervisor and res.successful:
+        sup_us = (sup1 - sup0) / CLK_TCK * 1e6 / res.successful
+        res.note = (res.note + "; " if res.note else "") + f"of which supervisor (hand-off) {sup_us:.0f} us/call"
     return res
 
 
