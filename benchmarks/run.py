@@ -402,6 +402,25 @@ def free_port() -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
+def free_tcp_run(n: int) -> int:
+    """The first of `n` consecutive TCP ports free on 127.0.0.1 (worker i's metrics: admin port + i)."""
+    for _ in range(200):
+        first = free_port()
+        held = []
+        try:
+            for port in range(first, first + n):
+                t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(t)
+                t.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for t in held:
+                t.close()
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
+
+
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, wait: float = 10.0, group: bool = False) -> None:
     """Stop one process we started (and its process group when it forks workers); SIGKILL if it lingers."""
     if proc.poll() is None:
@@ -605,6 +624,8 @@ class EdgeSystem(System):
         self.log_calls = log_calls
         self.python_args = python_args  # e.g. ['-m', 'cProfile', '-o', 'edge.prof'] to profile the daemon
         self.workers = workers  # [daemon] workers: a supervisor and N worker processes (redis store)
+        if workers > 1:
+            self.admin_port = free_tcp_run(workers)
         flag = "on" if log_calls else "off"
         self.label = f"edge {scenario.label} log={flag}" if scenario.label else f"edge log_calls={flag}"
         if workers > 1:
@@ -612,7 +633,7 @@ class EdgeSystem(System):
         self.log_path = workdir / "edge.log"
         self.nodes = [_EdgeNode(0, self.port, self.uac_port, self.admin_port, workdir)]
         for k in range(1, scenario.nodes):
-            self.nodes.append(_EdgeNode(k, free_port(), free_port(), free_port(), workdir))
+            self.nodes.append(_EdgeNode(k, free_port(), free_port(), free_tcp_run(workers), workdir))
 
     def entries(self) -> list[tuple[int, int]]:
         return [(n.uac_port, n.port) for n in self.nodes]
@@ -664,18 +685,20 @@ class EdgeSystem(System):
     def metrics(self, node: _EdgeNode) -> dict[str, float]:
         """The node's Prometheus samples (GET /metrics with the admin token), name{labels} -> value."""
         token = (node.state_dir / "admin.token").read_text().strip()
-        req = urllib.request.Request(f"http://127.0.0.1:{node.admin_port}/metrics",
-                                     headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            text = resp.read().decode()
         samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                try:
-                    samples[name] = float(value)
-                except ValueError:
-                    continue
+        # With [daemon] workers = N, worker i serves its own samples on the admin port + i: summed here.
+        for i in range(self.workers):
+            req = urllib.request.Request(f"http://127.0.0.1:{node.admin_port + i}/metrics",
+                                         headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                text = resp.read().decode()
+            for line in text.splitlines():
+                if line and not line.startswith("#"):
+                    name, _, value = line.rpartition(" ")
+                    try:
+                        samples[name] = samples.get(name, 0.0) + float(value)
+                    except ValueError:
+                        continue
         return samples
 
     def checks(self) -> str:

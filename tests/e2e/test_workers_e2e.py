@@ -57,11 +57,26 @@ def tag_covering_both(prefix: str, calls: int) -> str:
     raise AssertionError("no tag found")
 
 
+def two_free_tcp_ports() -> int:
+    """A TCP port whose successor is free too: worker 1 serves its metrics on the admin port + 1."""
+    for _ in range(100):
+        port = free_port(socket.SOCK_STREAM, None)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+        finally:
+            probe.close()
+    raise RuntimeError("no two consecutive free ports")
+
+
 class Edge:
     def __init__(self, tmp: Path, pbx_port: int, redis_url: str, dialplan: str, health: str = "") -> None:
         self.tmp = tmp
         self.port = free_port()
-        admin_port = free_port(socket.SOCK_STREAM, None)
+        admin_port = two_free_tcp_ports()
         extra = "\n".join([
             "[admin]", f'listen = "127.0.0.1:{admin_port}"', f'token_file = "{tmp / "admin.token"}"',
             "[store]", 'backend = "redis"', f'path = "{tmp / "var" / "edge.db"}"', 'batch_interval = "20ms"',
