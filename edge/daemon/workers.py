@@ -21,7 +21,7 @@ import time
 import msgspec
 import structlog
 
-from edge.config import EdgeConfig, host_port
+from edge.config import ConfigError, EdgeConfig, host_port, load_config
 from edge.daemon.logging import setup_logging
 from edge.daemon.sdnotify import Notifier
 from edge.io.handoff import Dispatcher, WorkerLink, socketpair
@@ -203,7 +203,9 @@ class Supervisor:
         if line == "ready":
             w.ready.set()
             if w.restarts:
-                log.info("worker_restarted", worker=w.index, pid=w.proc.pid if w.proc else None, restarts=w.restarts)
+                dropped = self.dispatcher.dropped if self.dispatcher is not None else 0
+                log.info("worker_restarted", worker=w.index, pid=w.proc.pid if w.proc else None, restarts=w.restarts,
+                         handoff_dropped_total=dropped)
 
     async def _watch(self, w: Worker, proc: asyncio.subprocess.Process) -> None:
         """A worker that exits while the supervisor is not stopping is restarted (back-off if it keeps dying)."""
@@ -232,7 +234,14 @@ class Supervisor:
         """SIGHUP: each worker validates and swaps in the new config and dialplans itself."""
         self.notifier.reloading()
         sent = self._signal_all(signal.SIGHUP)
-        log.info("reload_forwarded", workers=sent)
+        restart_needed = None
+        try:
+            new = load_config(self.config_path)
+            restart_needed = new.daemon.workers != self.count or [ls.address for ls in new.listen] != [
+                ls.address for ls in self.cfg.listen]
+        except ConfigError:
+            pass  # each worker logs reload_rejected with the problems
+        log.info("reload_forwarded", workers=sent, restart_needed_for_workers_or_listen=restart_needed)
         self.notifier.ready(f"{self.count} workers")
 
     def _signal_all(self, sig: int) -> list[int]:
