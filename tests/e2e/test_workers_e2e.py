@@ -73,7 +73,8 @@ def two_free_tcp_ports() -> int:
 
 
 class Edge:
-    def __init__(self, tmp: Path, pbx_port: int, redis_url: str, dialplan: str, health: str = "") -> None:
+    def __init__(self, tmp: Path, pbx_port: int, redis_url: str, dialplan: str, health: str = "",
+                 env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.port = free_port()
         admin_port = two_free_tcp_ports()
@@ -90,7 +91,7 @@ class Edge:
         cfg.write_text(cfg.read_text().replace("retry_after = 7", "retry_after = 7\nworkers = 2")
                        .replace('health_timeout = "500ms"', 'health_timeout = "2s"'))
         self.dialplans = write_dialplan(tmp, dialplan)
-        self.daemon = Daemon(cfg, self.dialplans, tmp / "daemon.log")
+        self.daemon = Daemon(cfg, self.dialplans, tmp / "daemon.log", env=env)
         self.admin = Admin(tmp, cfg.read_text())
 
     def wait_ready(self) -> None:
@@ -108,8 +109,8 @@ def workers(tmp_path: Path):
     pbx_port = free_port()
     started: list[Edge] = []
 
-    def start(dialplan: str = PLAN, health: str = "") -> Edge:
-        edge = Edge(tmp_path, pbx_port, server.url, dialplan, health)
+    def start(dialplan: str = PLAN, health: str = "", env: dict[str, str] | None = None) -> Edge:
+        edge = Edge(tmp_path, pbx_port, server.url, dialplan, health, env)
         started.append(edge)
         edge.wait_ready()
         return edge
@@ -227,3 +228,40 @@ def test_killed_worker_is_restarted_and_serves_its_calls_again(workers, tmp_path
     assert nodes == {"edge-1-w1"}
 
 
+
+
+def test_only_the_supervisor_talks_to_systemd(workers, tmp_path):
+    """One READY for the whole daemon once every worker serves (workers never see $NOTIFY_SOCKET), the
+    watchdog pinged, RELOADING then READY on SIGHUP, STOPPING on SIGTERM."""
+    start, _ = workers
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.2)
+    got: list[str] = []
+
+    def collect(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                got.append(sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+
+    try:
+        edge = start(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
+        collect(0.6)
+        started = list(got)
+        edge.daemon.signal(signal.SIGHUP)
+        edge.daemon.wait_event("reloaded", count=2, timeout=20)
+        collect(0.3)
+        edge.daemon.signal(signal.SIGTERM)
+        edge.daemon.wait_event("workers_stopped", timeout=30)
+        collect(0.3)
+    finally:
+        sock.close()
+    ready = [m for m in started if "READY=1" in m]
+    assert ready == ["READY=1\nSTATUS=2 workers"]
+    assert sum("WATCHDOG=1" in m for m in got) >= 2
+    text = "\n".join(got)
+    assert text.index("READY=1") < text.index("RELOADING=1") < text.rindex("READY=1") < text.index("STOPPING=1")
