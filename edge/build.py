@@ -27,6 +27,7 @@ COMPILED_MODULES = (
     "edge.sip.transaction",
     "edge.sip.dialog",
     "edge.sip.response",
+    "edge.sip.affinity",
 )
 
 #: The switch, read at build time by setup.py and at import time by `edge/__init__.py`.
