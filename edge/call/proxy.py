@@ -999,7 +999,7 @@ class Proxy:
     def _upstream(self, ctx: InviteContext, resp: SipMessage) -> bytes:
         """A response as relayed upstream (RFC 3261 §16.7 step 3). When the edge wrote verstat into From
         (no PAI), the caller gets the From it sent back (§8.2.6.2: a response copies the request's From)."""
-        data = resp.bytes_without_top_via()
+        data = _without_top_via(resp)
         if not ctx.from_edited:
             return data
         got = resp.get("from") or ""
@@ -1377,6 +1377,33 @@ def _better(a: int, b: int) -> bool:
             return (9, s)
         return (s // 100, s)
     return rank(a) < rank(b)
+
+
+def _without_top_via(resp: SipMessage) -> bytes:
+    """The response minus its top Via value, cut out of the received bytes (RFC 3261 §16.7 step 3).
+    Also when the Via values share one line (`Via: ours, theirs`, as sipp and some PBXs send it): the
+    top value ends at the line's first comma unless a quote or '<' comes before it, so the cut needs no
+    scan of the whole list and no re-serialisation of the message."""
+    for h in resp.headers:
+        if h[0] != "via":
+            continue
+        line = h[3]
+        if line is None or "," not in h[2] or "\n" in line:
+            break
+        colon = line.find(":")
+        comma = line.find(",", colon + 1)
+        rest = line[comma + 1:].lstrip(" \t")
+        top = line[colon + 1:comma]
+        if colon <= 0 or comma < 0 or '"' in top or "<" in top or not rest or rest[0] == ",":
+            break
+        data = resp.to_bytes()
+        old = b"\n" + line.encode("utf-8", "surrogateescape") + b"\r\n"
+        i = data.find(old, 0, data.find(b"\r\n\r\n") + 2)
+        if i < 0:
+            break
+        new = b"\n" + f"{line[:colon]}: {rest}".encode("utf-8", "surrogateescape") + b"\r\n"
+        return data[:i] + new + data[i + len(old):]
+    return resp.bytes_without_top_via()
 
 
 def _set_rport(via: str, port: int) -> str:
