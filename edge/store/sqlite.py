@@ -96,7 +96,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE activities ADD COLUMN customer TEXT NOT NULL DEFAULT '';
     UPDATE activities SET customer = coalesce(json_extract(doc, '$.customer'), '');
     DROP INDEX activities_customer;
-    CREATE INDEX activities_by_customer ON activities (customer, received_at)
+    CREATE INDEX activities_by_customer ON activities (customer, received_at);
+    -- A daemon of schema 3 still running on the file (`sip-edge check`, run by a reload, migrates it) names
+    -- no customer when it writes: take it from the document, so the console's per-customer view misses nothing.
+    CREATE TRIGGER activities_customer_from_doc AFTER INSERT ON activities
+    WHEN NEW.customer = '' AND json_extract(NEW.doc, '$.customer') != '' BEGIN
+        UPDATE activities SET customer = json_extract(NEW.doc, '$.customer') WHERE id = NEW.id;
+    END
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -147,6 +153,19 @@ def _block_row(r: BlockRule) -> tuple[Any, ...]:
     return (r.id, r.created_at, r.expires_at, _enc.encode(r))
 
 
+def _statements(script: str) -> list[str]:
+    """A migration's statements, split at the semicolons that end one (not those inside a trigger's body)."""
+    out: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                out.append(pending)
+            pending = ""
+    return out
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to SCHEMA_VERSION (PRAGMA user_version); refuse a newer database."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -155,9 +174,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN")
         try:
-            for statement in MIGRATIONS[target - 1].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(MIGRATIONS[target - 1]):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
         except BaseException:

@@ -201,7 +201,19 @@ async def test_sqlite_version_3_database_migrates_customer_to_an_indexed_column(
     assert "activities_by_customer" in plan
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "activities_customer" not in indexes  # the expression index every write used to evaluate
+    # A schema-3 daemon still running on the migrated file writes rows without the column: the customer
+    # comes from the document, so its calls stay in the per-customer view.
+    late = make_activity(13.0, customer="initech")
+    conn.execute("INSERT OR REPLACE INTO activities (id, received_at, calling, called, decision, flagged, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (late.id, late.received_at, late.calling_number, late.called_number, late.decision, 0, msgspec.json.encode(late)))
+    conn.commit()
     conn.close()
+    s = await SqliteStore.open(path, retention=None)
+    try:
+        assert [a.id for a in (await s.query_activities(ActivityQuery(customer="initech"))).items] == [late.id]
+        assert len((await s.query_activities(ActivityQuery(customer="acme"))).items) == 1
+    finally:
+        await s.close()
 
 
 async def test_sqlite_activity_written_twice_is_one_row_with_the_last_state(tmp_path, make_activity):
