@@ -79,7 +79,8 @@ async def run(n: int, seconds: float, first_port: int) -> dict[str, float]:
         session.play(playlist * 4)
         sessions.append(session)
     await asyncio.sleep(1.0)  # warm-up, then measure
-    engine.pacer._lateness.clear()  # type: ignore[union-attr]
+    assert engine.pacer is not None
+    engine.pacer.reset_samples()
     engine.burst_lateness.clear()
     usage0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
     await asyncio.sleep(seconds - 1.0)

@@ -1,17 +1,25 @@
 """The shared 20 ms media clock (RFC 3551 §4.5: ptime 20 ms for G.711).
 
 One `Pacer` serves every session: the adapter runs a single timer that wakes at the
-absolute deadline t0 + n*period, asks how many periods are due and sends that many
-frames for each session. Lateness never accumulates (no drift from sleep overshoot);
-a stall longer than `max_catchup` periods is skipped rather than burst onto the wire.
+absolute deadline t0 + n*period and hands `now` to `PacedSessions.tick`, which returns every
+datagram due across all sessions (no per-session timer or task). Lateness never accumulates
+(no drift from sleep overshoot); a stall longer than `max_catchup` periods is skipped rather
+than burst onto the wire.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from typing import Generic, TypeVar
 
 import msgspec
+
+from edge.media.events import Address
+from edge.media.session import MediaSession
+
+H = TypeVar("H")
+HOUSEKEEPING_PERIODS = 5  # media timeouts and RTCP need 100 ms granularity, not 20 ms
 
 PERIOD = 0.020
 
@@ -52,9 +60,79 @@ class Pacer:
         self.skipped_total += skipped
         return Tick(count - skipped, skipped, lateness)
 
+    def reset_samples(self) -> None:
+        """Forget the lateness window (a benchmark's warm-up)."""
+        self._lateness.clear()
+
     def lateness_percentiles(self, *quantiles: float) -> list[float]:
         """Wake-up lateness (seconds) over the recent window, for metrics and the benchmark."""
         data = sorted(self._lateness)
         if not data:
             return [0.0 for _ in quantiles]
         return [data[min(len(data) - 1, int(q * len(data)))] for q in quantiles]
+
+
+class TickOutput(msgspec.Struct, Generic[H]):
+    """What one wake-up asks the adapter to do; `H` is the adapter's opaque per-session handle.
+
+    `rtp` and `rtcp` are (handle, datagram, destination) in send order; `events` are the handles
+    whose sessions queued events (drain them after sending, so callbacks never delay the burst).
+    """
+
+    frames: int
+    skipped: int
+    lateness: float
+    rtp: list[tuple[H, bytes, Address]]
+    rtcp: list[tuple[H, bytes, Address]]
+    events: list[H]
+
+
+class PacedSessions(Generic[H]):
+    """Every open session on one shared Pacer: a single pass per wake-up builds the whole burst."""
+
+    def __init__(self, pacer: Pacer) -> None:
+        self.pacer = pacer
+        self._members: dict[int, tuple[MediaSession, H]] = {}
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def add(self, session: MediaSession, handle: H) -> None:
+        self._members[session.local_port] = (session, handle)
+
+    def remove(self, session: MediaSession) -> None:
+        self._members.pop(session.local_port, None)
+
+    @property
+    def next_deadline(self) -> float:
+        return self.pacer.next_deadline
+
+    def tick(self, now: float, wall: float) -> TickOutput[H]:
+        """Every due frame of every session, then (every 100 ms) timers and RTCP; `wall` stamps SRs."""
+        pacer = self.pacer
+        before = pacer.index
+        due = pacer.due(now)
+        frames = due.frames
+        housekeeping = pacer.index // HOUSEKEEPING_PERIODS != before // HOUSEKEEPING_PERIODS
+        rtp: list[tuple[H, bytes, Address]] = []
+        rtcp: list[tuple[H, bytes, Address]] = []
+        events: list[H] = []
+        send = rtp.append
+        for session, handle in self._members.values():
+            if frames == 1:
+                data = session.next_packet(now)
+                if data is not None:
+                    send((handle, data, session.remote))  # type: ignore[arg-type]  # set whenever data is
+            else:
+                for _ in range(frames):
+                    data = session.next_packet(now)
+                    if data is not None:
+                        send((handle, data, session.remote))  # type: ignore[arg-type]
+            if housekeeping:
+                session.on_tick(now)
+                report = session.rtcp_due(now, wall)
+                if report is not None and session.remote_rtcp is not None:
+                    rtcp.append((handle, report, session.remote_rtcp))
+            if session.has_events:
+                events.append(handle)
+        return TickOutput(frames, due.skipped, due.lateness, rtp, rtcp, events)

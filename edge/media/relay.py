@@ -9,9 +9,8 @@ legs differ; telephone-events are passed through with the payload type each leg 
 
 from __future__ import annotations
 
-from aiortc.rtp import RtpPacket
-
 from edge.media.codecs import transcode
+from edge.media.rtp import RtpHeader
 from edge.media.session import MediaSession, SessionState
 
 
@@ -27,7 +26,7 @@ class _Direction:
         self.forwarded = 0
         self.dropped = 0
 
-    def rewrite(self, packet: RtpPacket) -> bytes | None:
+    def rewrite(self, packet: RtpHeader) -> bytes | None:
         src, dst = self.source.media, self.target.media
         if src is None or dst is None:
             return None
@@ -73,7 +72,7 @@ class Bridge:
     def peer(self, session: MediaSession) -> MediaSession:
         return self.b if session is self.a else self.a
 
-    def forward(self, source: MediaSession, packet: RtpPacket) -> tuple[MediaSession, bytes] | None:
+    def forward(self, source: MediaSession, packet: RtpHeader) -> tuple[MediaSession, bytes] | None:
         """Rewrite an accepted inbound packet for the other leg: (target session, datagram)."""
         direction = self._a_to_b if source is self.a else self._b_to_a
         if direction.target.state is not SessionState.BRIDGED or direction.target.remote is None:
