@@ -104,7 +104,8 @@ class MediaSessionProtocol(asyncio.DatagramProtocol):
             if out is not None:
                 target, datagram = out
                 self.engine.send_for(target, datagram)
-        self.dispatch()
+        if session.has_events:  # most packets raise none: skip the drain
+            self.dispatch()
 
     def error_received(self, exc: Exception) -> None:
         self.log.debug("rtp_socket_error", error=str(exc))

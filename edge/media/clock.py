@@ -118,7 +118,10 @@ class PacedSessions(Generic[H]):
         rtcp: list[tuple[H, bytes, Address]] = []
         events: list[H] = []
         send = rtp.append
+        skipped = due.skipped
         for session, handle in self._members.values():
+            if skipped:
+                session.skip_periods(skipped)
             if frames == 1:
                 data = session.next_packet(now)
                 if data is not None:

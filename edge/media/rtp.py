@@ -70,7 +70,7 @@ def parse_rtp(data: bytes) -> RtpHeader | None:
     if first & 0xC0 != 0x80 or 192 <= m_pt <= 223:
         return None
     pos = 12
-    if first & 0x1F:  # CSRC count, extension or padding: the rare slow path
+    if first & 0x3F:  # padding, extension or CSRC count: the rare slow path
         pos += 4 * (first & 0x0F)
         if size < pos:
             return None

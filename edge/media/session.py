@@ -287,6 +287,12 @@ class MediaSession:
         self._sent_since_report = True
         return data
 
+    def skip_periods(self, count: int) -> None:
+        """Periods the pacer dropped after a stall: the media clock moves on without packets, so the
+        receiver sees a timestamp gap (concealed like loss) instead of a stream running late for good."""
+        if self.state is SessionState.ACTIVE and count > 0:
+            self.timestamp = (self.timestamp + count * SAMPLES_PER_FRAME) & 0xFFFFFFFF
+
     def _next_dtmf(self, timestamp: int) -> bytes | None:
         payload, marker = self._dtmf_out.popleft()
         if marker:
