@@ -62,7 +62,7 @@ def sink(port_queue: mp.Queue, result_queue: mp.Queue, seconds: float) -> None:
     result_queue.put((len(arrivals), received, deviations[len(deviations) // 2], deviations[int(len(deviations) * 0.99)]))
 
 
-async def run(n: int, seconds: float, first_port: int) -> dict[str, float]:
+async def run(n: int, seconds: float, first_port: int, slots: int | None = None) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     port_q, result_q = ctx.Queue(), ctx.Queue()
     proc = ctx.Process(target=sink, args=(port_q, result_q, seconds + 2.0))
@@ -70,7 +70,8 @@ async def run(n: int, seconds: float, first_port: int) -> dict[str, float]:
     sink_port = port_q.get()
     loop = asyncio.get_running_loop()
     config = MediaConfig(
-        rtp_port_min=first_port, rtp_port_max=first_port + 2 * n + 20, max_sessions=n + 10, prompts_dir="config/prompts"
+        rtp_port_min=first_port, rtp_port_max=first_port + 2 * n + 20, max_sessions=n + 10, prompts_dir="config/prompts",
+        **({} if slots is None else {"pacer_slots": slots}),
     )
     engine = MediaEngine(config, loop)
     await engine.load_prompts()
@@ -192,6 +193,7 @@ def main() -> None:
     parser.add_argument("--sessions", default="100,250,500", help="comma-separated session counts")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--first-port", type=int, default=42000)
+    parser.add_argument("--slots", type=int, help="[media] pacer_slots (default: the configured default)")
     parser.add_argument("--relay", action="store_true", help="N bridged calls relayed instead of N prompt players")
     args = parser.parse_args()
     if args.relay:
@@ -201,7 +203,7 @@ def main() -> None:
     lines = [header]
     best = 0
     for n in (int(x) for x in args.sessions.split(",")):
-        r = uvloop.run(run(n, args.seconds, args.first_port))
+        r = uvloop.run(run(n, args.seconds, args.first_port, args.slots))
         # Pacing jitter per stream = deviation of each interarrival from 20 ms at the sink (it also
         # includes the sink process's own scheduling, so it is conservative). last_pkt is the
         # mostly constant offset of the tick's final packet, reported for context.

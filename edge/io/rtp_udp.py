@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import structlog
 
-from edge.media.clock import PacedSessions, Pacer
+from edge.media.clock import PERIOD, PacedSessions, Pacer
 from edge.media.codecs import Codec
 from edge.media.dtmf import DtmfReceived, InbandSettings, parse_info_body
 from edge.media.engine_config import MediaConfig
@@ -395,10 +395,10 @@ class MediaEngine:
     # -- the shared clock ------------------------------------------------------------------
     def _ensure_pacer(self) -> None:
         if self._timer is None:
-            self.pacer = Pacer(
-                time.monotonic(), max_catchup=self.config.max_catchup_frames, samples=self.config.jitter_window
-            )
-            self.paced = PacedSessions(self.pacer)
+            slots = self.config.pacer_slots
+            self.pacer = Pacer(time.monotonic(), period=PERIOD / slots,
+                               max_catchup=self.config.max_catchup_frames * slots, samples=self.config.jitter_window)
+            self.paced = PacedSessions(self.pacer, slots)
             for proto in self.sessions.values():
                 self.paced.add(proto.session, proto)
             self._timer = self.loop.call_at(self.pacer.next_deadline, self._on_tick)

@@ -88,54 +88,69 @@ class TickOutput(msgspec.Struct, Generic[H]):
 
 
 class PacedSessions(Generic[H]):
-    """Every open session on one shared Pacer: a single pass per wake-up builds the whole burst."""
+    """Every open session on one shared Pacer: one pass per wake-up builds the whole burst.
 
-    def __init__(self, pacer: Pacer) -> None:
+    With `slots` > 1 the 20 ms period is split into that many phases (the Pacer then ticks every
+    20 ms / slots) and each session is pinned to one phase, so a wake-up sends 1/slots of the
+    packets: a stall or a long burst delays fewer streams, each still at exactly one packet per
+    20 ms. The first `skipped` sub-periods of a stalled wake-up advance their phase's media clock
+    without packets (`MediaSession.skip_periods`).
+    """
+
+    def __init__(self, pacer: Pacer, slots: int = 1) -> None:
+        if slots < 1:
+            raise ValueError("slots must be >= 1")
         self.pacer = pacer
-        self._members: dict[int, tuple[MediaSession, H]] = {}
+        self.slots = slots
+        self._phases: list[dict[int, tuple[MediaSession, H]]] = [{} for _ in range(slots)]
+        self._phase_of: dict[int, int] = {}
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._phase_of)
 
     def add(self, session: MediaSession, handle: H) -> None:
-        self._members[session.local_port] = (session, handle)
+        """Pin the session to the least-loaded phase (keeps bursts even as calls come and go)."""
+        port = session.local_port
+        phase = self._phase_of.get(port)
+        if phase is None:
+            phase = min(range(self.slots), key=lambda k: len(self._phases[k]))
+            self._phase_of[port] = phase
+        self._phases[phase][port] = (session, handle)
 
     def remove(self, session: MediaSession) -> None:
-        self._members.pop(session.local_port, None)
+        phase = self._phase_of.pop(session.local_port, None)
+        if phase is not None:
+            self._phases[phase].pop(session.local_port, None)
 
     @property
     def next_deadline(self) -> float:
         return self.pacer.next_deadline
 
     def tick(self, now: float, wall: float) -> TickOutput[H]:
-        """Every due frame of every session, then (every 100 ms) timers and RTCP; `wall` stamps SRs."""
+        """Every frame due by `now`, phase by phase; each phase's timers and RTCP every 100 ms."""
         pacer = self.pacer
+        slots = self.slots
         before = pacer.index
         due = pacer.due(now)
-        frames = due.frames
-        housekeeping = pacer.index // HOUSEKEEPING_PERIODS != before // HOUSEKEEPING_PERIODS
+        first_sent = pacer.index - due.frames + 1
+        for sub in range(before + 1, first_sent):  # dropped sub-periods: the clock moves on
+            for session, _ in self._phases[sub % slots].values():
+                session.skip_periods(1)
         rtp: list[tuple[H, bytes, Address]] = []
         rtcp: list[tuple[H, bytes, Address]] = []
         events: list[H] = []
         send = rtp.append
-        skipped = due.skipped
-        for session, handle in self._members.values():
-            if skipped:
-                session.skip_periods(skipped)
-            if frames == 1:
+        for sub in range(first_sent, pacer.index + 1):
+            housekeeping = (sub // slots) % HOUSEKEEPING_PERIODS == 0
+            for session, handle in self._phases[sub % slots].values():
                 data = session.next_packet(now)
                 if data is not None:
                     send((handle, data, session.remote))  # type: ignore[arg-type]  # set whenever data is
-            else:
-                for _ in range(frames):
-                    data = session.next_packet(now)
-                    if data is not None:
-                        send((handle, data, session.remote))  # type: ignore[arg-type]
-            if housekeeping:
-                session.on_tick(now)
-                report = session.rtcp_due(now, wall)
-                if report is not None and session.remote_rtcp is not None:
-                    rtcp.append((handle, report, session.remote_rtcp))
-            if session.has_events:
-                events.append(handle)
-        return TickOutput(frames, due.skipped, due.lateness, rtp, rtcp, events)
+                if housekeeping:
+                    session.on_tick(now)
+                    report = session.rtcp_due(now, wall)
+                    if report is not None and session.remote_rtcp is not None:
+                        rtcp.append((handle, report, session.remote_rtcp))
+                if session.has_events:
+                    events.append(handle)
+        return TickOutput(due.frames, due.skipped, due.lateness, rtp, rtcp, events)

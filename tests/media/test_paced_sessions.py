@@ -2,10 +2,12 @@
 
 import random
 
+import pytest
 from aiortc.rtp import RtpPacket
 
 from edge.media.clock import PERIOD, PacedSessions, Pacer
 from edge.media.codecs import Codec
+from edge.media.engine_config import MediaConfig, validate
 from edge.media.events import MediaTimedOut
 from edge.media.prompts import prompt_from_pcm, tone_pcm
 from edge.media.sdp import Direction, NegotiatedMedia
@@ -20,28 +22,35 @@ def session(port: int, codec: Codec = Codec.PCMU, **settings) -> MediaSession:
                         now=T0, media=media, settings=SessionSettings(**settings))
 
 
-def test_every_session_gets_one_packet_per_period_across_jittery_wakeups_without_drift():
+@pytest.mark.parametrize("slots", [1, 4])
+def test_every_session_gets_one_packet_per_period_across_jittery_wakeups_without_drift(slots):
     prompt = prompt_from_pcm("p", tone_pcm((440.0, 620.0), 1000))  # 50 frames
     sessions = [session(2 * i, Codec.PCMU if i % 2 else Codec.PCMA) for i in range(20)]
-    paced: PacedSessions[int] = PacedSessions(Pacer(T0, max_catchup=5))
+    paced: PacedSessions[int] = PacedSessions(Pacer(T0, period=PERIOD / slots, max_catchup=5 * slots), slots)
     for i, s in enumerate(sessions):
         s.play([prompt] * 200, T0)  # 10,000 frames: longer than the run
         paced.add(s, i)
     rng = random.Random(7)
     sent: list[list[bytes]] = [[] for _ in sessions]
+    per_wakeup: list[int] = []
     now = T0
-    for _ in range(5000):
+    for _ in range(5000 * slots):
         # Wake-ups 0-15 ms late, sometimes early (nothing due), never a stall beyond the catch-up limit.
         now = max(now, paced.next_deadline + rng.choice([-0.004, 0.0, 0.0003, 0.002, 0.015]))
         out = paced.tick(now, wall=1.7e9 + now)
         assert out.skipped == 0
+        per_wakeup.append(len(out.rtp))
         for handle, data, addr in out.rtp:
             assert addr == ("192.0.2.7", 40000 + sessions[handle].local_port)
             sent[handle].append(data)
-    periods = int((now - T0) / PERIOD + 1e-9)
-    for s, datagrams in zip(sessions, sent):
+    subperiods = int((now - T0) / (PERIOD / slots) + 1e-9)
+    assert min(n for n in per_wakeup if n) == 20 // slots  # an on-time wake-up sends one phase: 1/slots of the streams
+    for k, (s, datagrams) in enumerate(zip(sessions, sent)):
         packets = [RtpPacket.parse(d) for d in datagrams]
-        assert len(packets) == periods  # one packet per elapsed period: nothing lost, nothing extra
+        # One packet per elapsed period of the session's phase (phases are filled in turn): nothing lost or extra.
+        phase = k % slots  # sub-period j serves phase j % slots, for j = 1..subperiods
+        periods = (subperiods - phase) // slots + (1 if phase else 0)
+        assert len(packets) == periods > 3000
         assert all((b.sequence_number - a.sequence_number) % 65536 == 1 for a, b in zip(packets, packets[1:]))
         assert all((b.timestamp - a.timestamp) % 2**32 == 160 for a, b in zip(packets, packets[1:]))
         assert packets[0].timestamp == 2**32 - 800 + s.local_port and packets[0].marker == 1
@@ -84,3 +93,10 @@ def test_housekeeping_every_fifth_period_reports_timeouts_and_rtcp_and_removed_s
     paced.remove(b)
     later = paced.tick(T0 + PERIOD * 11 + 0.001, wall=0.0)
     assert [h for h, _, _ in later.rtp] == ["a"] and len(paced) == 1
+
+
+def test_pacer_slots_validated_for_sip_edge_check():
+    assert validate(MediaConfig(pacer_slots=4)) == []
+    assert validate(MediaConfig(pacer_slots=0)) == [
+        ("$.media.pacer_slots", "must be 1..20 (a wake-up every 20 ms down to every 1 ms)")
+    ]
