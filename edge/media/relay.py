@@ -27,14 +27,15 @@ class _Direction:
         self.dropped = 0
 
     def rewrite(self, packet: RtpHeader) -> bytes | None:
-        src, dst = self.source.media, self.target.media
-        if src is None or dst is None:
+        source, target = self.source, self.target
+        if source.codec is None or target.codec is None:
             return None
-        if packet.payload_type == src.codec.payload_type:
-            pt = dst.codec.payload_type
-            payload = transcode(packet.payload, src.codec, dst.codec)
-        elif packet.payload_type == src.telephone_event_pt and dst.telephone_event_pt is not None:
-            pt, payload = dst.telephone_event_pt, packet.payload
+        pt = packet.payload_type
+        if pt == source.audio_pt:
+            pt = target.audio_pt
+            payload = packet.payload if source.codec is target.codec else transcode(packet.payload, source.codec, target.codec)
+        elif pt == source.event_pt and target.event_pt is not None:
+            pt, payload = target.event_pt, packet.payload
         else:
             self.dropped += 1  # e.g. events toward a leg without telephone-event
             return None

@@ -124,6 +124,8 @@ class MediaSession:
         self._silence: bytes | None = None
         self._sends = False
         self._header_first = 0  # marker-less second header byte: the audio payload type
+        self.audio_pt = -1  # the negotiated payload types as plain ints (read per packet by the relay)
+        self.event_pt: int | None = None
         if media is not None:
             self.set_remote(media, now)
 
@@ -135,6 +137,8 @@ class MediaSession:
         self._silence = bytes([media.codec.silence_byte]) * SAMPLES_PER_FRAME if self.settings.send_silence else None
         self._sends = media.direction in (Direction.SENDRECV, Direction.SENDONLY)
         self._header_first = media.codec.payload_type
+        self.audio_pt = media.codec.payload_type
+        self.event_pt = media.telephone_event_pt
         if not self.latched:
             self.remote = (media.remote_ip, media.remote_port)
             self.remote_rtcp = (media.remote_ip, media.remote_port + 1)
@@ -313,13 +317,13 @@ class MediaSession:
         self._sent_since_report = True
 
     def emit_relayed(self, payload_type: int, marker: bool, seq: int, timestamp: int, payload: bytes) -> bytes:
-        """Packet forwarded by the relay, stamped with this session's SSRC and counters."""
+        """Packet forwarded by the relay, stamped with this session's SSRC and counters (seq and timestamp in range)."""
         self.seq = (seq + 1) & 0xFFFF
         self.timestamp = (timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         self.sent_packets += 1
         self.sent_octets += len(payload)
         self._sent_since_report = True
-        return rtp_mod.pack_rtp(payload_type, marker, seq, timestamp, self.ssrc, payload)
+        return rtp_mod.pack_header(0x80, (0x80 | payload_type) if marker else payload_type, seq, timestamp, self.ssrc) + payload
 
     # ---- inbound -------------------------------------------------------------------------
     def receive_rtp(self, data: bytes, addr: Address, now: float) -> rtp_mod.RtpHeader | None:
@@ -328,7 +332,7 @@ class MediaSession:
             return None
         packet = rtp_mod.parse_rtp(data)
         pt = packet.payload_type if packet is not None else -1
-        if packet is None or (pt != self.media.codec.payload_type and pt != self.media.telephone_event_pt):
+        if packet is None or (pt != self.audio_pt and pt != self.event_pt):
             if pt != COMFORT_NOISE_PT:
                 self.dropped_packets += 1
             return None
@@ -339,7 +343,7 @@ class MediaSession:
         self.last_rx = now
         self._timed_out = False
         self.stats.update(packet.ssrc, packet.sequence_number, packet.timestamp, now)
-        if pt == self.media.telephone_event_pt:
+        if pt == self.event_pt:
             if self._te_receiver is not None:
                 event = self._te_receiver.receive(packet.payload, packet.timestamp, now)
                 if event is not None:
