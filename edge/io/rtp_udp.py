@@ -438,5 +438,6 @@ class MediaEngine:
             "sdp_refused_total": self.refused_total,
             "pacer_lateness_p50_ms": p50 * 1000,
             "pacer_lateness_p99_ms": p99 * 1000,
-            "pacer_skipped_total": self.pacer.skipped_total if self.pacer else 0,
+            "pacer_skipped_total": self.pacer.skipped_total if self.pacer else 0,  # wake-ups' worth (one phase each)
+            "pacer_slots": self.config.pacer_slots,
         }
