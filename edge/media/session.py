@@ -123,8 +123,7 @@ class MediaSession:
         # Per-packet constants, fixed at negotiation: what the pacer would otherwise recompute 50 times a second.
         self._silence: bytes | None = None
         self._sends = False
-        self._header_first = 0  # marker-less second header byte: the audio payload type
-        self.audio_pt = -1  # the negotiated payload types as plain ints (read per packet by the relay)
+        self.audio_pt = -1  # the negotiated payload types as plain ints (read per packet here and by the relay)
         self.event_pt: int | None = None
         if media is not None:
             self.set_remote(media, now)
@@ -136,7 +135,6 @@ class MediaSession:
         self.codec = media.codec
         self._silence = bytes([media.codec.silence_byte]) * SAMPLES_PER_FRAME if self.settings.send_silence else None
         self._sends = media.direction in (Direction.SENDRECV, Direction.SENDONLY)
-        self._header_first = media.codec.payload_type
         self.audio_pt = media.codec.payload_type
         self.event_pt = media.telephone_event_pt
         if not self.latched:
@@ -282,7 +280,7 @@ class MediaSession:
             self._marker = True
             return None
         seq = self.seq
-        data = rtp_mod.pack_header(0x80, (0x80 | self._header_first) if self._marker else self._header_first,
+        data = rtp_mod.pack_header(0x80, (0x80 | self.audio_pt) if self._marker else self.audio_pt,
                                    seq, timestamp, self.ssrc) + frame
         self._marker = False
         self.seq = (seq + 1) & 0xFFFF
