@@ -273,6 +273,8 @@ class Proxy:
         self._reply = ua.reply
         self._count_status = ua.count_status
         self._ours = ours
+        # Record-Route values exactly as the edge writes them: in-dialog requests bring them back as Routes.
+        self._own_routes = frozenset(ua.record_route(t) for t in local)
         self.pool = TargetPool(cfg, self.wheel, self.tv, self._send, self._new_branch, self.local)
 
     # -- what leaves the core (drained by the adapters) -------------------------------------------
@@ -918,9 +920,9 @@ class Proxy:
                 self.stats.failovers += 1
                 if ctx.activity is not None:
                     ctx.activity.failovers += 1
+            branch = self._new_branch()  # known here: the copy's Via is not parsed back to learn it
             fwd = self._prepare_forward(ctx.request, ctx.server.source, target.uri_for(ctx.called_user), target.dest, True,
-                                        ctx.edits)
-            branch = fwd.branch
+                                        ctx.edits, branch=branch)
             ct = ClientTransaction(branch, fwd, target.dest, self.wheel, self.tv, self._send)
             ct.owner = ctx
             ct.index = ctx.index
@@ -997,7 +999,7 @@ class Proxy:
     def _upstream(self, ctx: InviteContext, resp: SipMessage) -> bytes:
         """A response as relayed upstream (RFC 3261 §16.7 step 3). When the edge wrote verstat into From
         (no PAI), the caller gets the From it sent back (§8.2.6.2: a response copies the request's From)."""
-        data = resp.bytes_without_top_via()
+        data = _without_top_via(resp)
         if not ctx.from_edited:
             return data
         got = resp.get("from") or ""
@@ -1064,7 +1066,8 @@ class Proxy:
             self.stats.unknown_source += 1
             self._reply(msg, src, 403, "Forbidden: not a party to this dialog")
             return
-        fwd, dest = self._route_in_dialog(msg, src, dlg)
+        branch = self._new_branch()
+        fwd, dest = self._route_in_dialog(msg, src, dlg, branch=branch)
         if fwd is None or dest is None:
             self._reply(msg, src, 404, "Not Found: no route")
             return
@@ -1072,12 +1075,12 @@ class Proxy:
         if ctx is None:
             return
         ctx.dialog = dlg
-        ct = ClientTransaction(fwd.branch, fwd, dest, self.wheel, self.tv, self._send)
+        ct = ClientTransaction(branch, fwd, dest, self.wheel, self.tv, self._send)
         ct.owner = ctx
         ctx.client = ct
         ctx.index = 0
         ctx.targets = []
-        self.client_txns[(fwd.branch, fwd.method)] = ct
+        self.client_txns[(branch, fwd.method)] = ct
         ct.start(now)
 
     def _dialog_member(self, dlg: ProxiedDialog, src: Destination) -> bool:
@@ -1090,6 +1093,9 @@ class Proxy:
                          branch: str = "") -> tuple[SipMessage | None, Destination | None]:
         """Loose routing (RFC 3261 §16.4, §16.12): pop our Route entries, send to the next Route or the R-URI."""
         routes = msg.routes
+        own = self._own_routes
+        while routes and routes[0] in own:  # the Record-Route values the edge wrote: no URI parse
+            routes = routes[1:]
         while routes:
             try:
                 u = parse_uri(uri_of(routes[0]))
@@ -1371,6 +1377,33 @@ def _better(a: int, b: int) -> bool:
             return (9, s)
         return (s // 100, s)
     return rank(a) < rank(b)
+
+
+def _without_top_via(resp: SipMessage) -> bytes:
+    """The response minus its top Via value, cut out of the received bytes (RFC 3261 §16.7 step 3).
+    Also when the Via values share one line (`Via: ours, theirs`, as sipp and some PBXs send it): the
+    top value ends at the line's first comma unless a quote or '<' comes before it, so the cut needs no
+    scan of the whole list and no re-serialisation of the message."""
+    for h in resp.headers:
+        if h[0] != "via":
+            continue
+        line = h[3]
+        if line is None or "," not in h[2] or "\n" in line:
+            break
+        colon = line.find(":")
+        comma = line.find(",", colon + 1)
+        rest = line[comma + 1:].lstrip(" \t")
+        top = line[colon + 1:comma]
+        if colon <= 0 or comma < 0 or '"' in top or "<" in top or not rest or rest[0] == ",":
+            break
+        data = resp.to_bytes()
+        old = b"\n" + line.encode("utf-8", "surrogateescape") + b"\r\n"
+        i = data.find(old, 0, data.find(b"\r\n\r\n") + 2)
+        if i < 0:
+            break
+        new = b"\n" + f"{line[:colon]}: {rest}".encode("utf-8", "surrogateescape") + b"\r\n"
+        return data[:i] + new + data[i + len(old):]
+    return resp.bytes_without_top_via()
 
 
 def _set_rport(via: str, port: int) -> str:

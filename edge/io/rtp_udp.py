@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 import structlog
 
-from edge.media.clock import Pacer
+from edge.media.clock import PERIOD, PacedSessions, Pacer
 from edge.media.codecs import Codec
 from edge.media.dtmf import DtmfReceived, InbandSettings, parse_info_body
 from edge.media.engine_config import MediaConfig
@@ -104,7 +104,8 @@ class MediaSessionProtocol(asyncio.DatagramProtocol):
             if out is not None:
                 target, datagram = out
                 self.engine.send_for(target, datagram)
-        self.dispatch()
+        if session.has_events:  # most packets raise none: skip the drain
+            self.dispatch()
 
     def error_received(self, exc: Exception) -> None:
         self.log.debug("rtp_socket_error", error=str(exc))
@@ -245,6 +246,7 @@ class MediaEngine:
         self.codecs = tuple(Codec[name.upper()] for name in config.codecs)
         self.sessions: dict[int, MediaSessionProtocol] = {}
         self.pacer: Pacer | None = None
+        self.paced: PacedSessions[MediaSessionProtocol] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task] = set()
         self._rng = random.SystemRandom()
@@ -354,6 +356,8 @@ class MediaEngine:
             proto.rtcp = rtcp
             self.sessions[port] = proto
             self._ensure_pacer()
+            assert self.paced is not None
+            self.paced.add(session, proto)
             return proto
         self.pool.exhausted_total += 1
         raise PoolExhausted(f"could not bind an RTP port pair after {BIND_ATTEMPTS} attempts")
@@ -362,6 +366,8 @@ class MediaEngine:
         port = proto.session.local_port
         if self.sessions.pop(port, None) is None:
             return
+        if self.paced is not None:
+            self.paced.remove(proto.session)
         for transport in (proto.transport, proto.rtcp.transport if proto.rtcp else None):
             if transport is not None:
                 transport.close()
@@ -389,45 +395,36 @@ class MediaEngine:
     # -- the shared clock ------------------------------------------------------------------
     def _ensure_pacer(self) -> None:
         if self._timer is None:
-            self.pacer = Pacer(
-                time.monotonic(), max_catchup=self.config.max_catchup_frames, samples=self.config.jitter_window
-            )
+            slots = self.config.pacer_slots
+            self.pacer = Pacer(time.monotonic(), period=PERIOD / slots,
+                               max_catchup=self.config.max_catchup_frames * slots, samples=self.config.jitter_window)
+            self.paced = PacedSessions(self.pacer, slots)
+            for proto in self.sessions.values():
+                self.paced.add(proto.session, proto)
             self._timer = self.loop.call_at(self.pacer.next_deadline, self._on_tick)
 
     def _on_tick(self) -> None:
-        """Every session's due frames, timers and RTCP in one pass; then re-arm at the absolute deadline."""
-        pacer = self.pacer
-        assert pacer is not None
+        """Send the burst the core computed for this period, then events; re-arm at the absolute deadline."""
+        paced = self.paced
+        assert paced is not None
         # time.monotonic, not loop.time: uvloop caches loop time per iteration at 1 ms resolution.
-        now = time.monotonic()
-        deadline = pacer.next_deadline
-        tick = pacer.due(now)
-        wall = time.time()
-        # Timeouts and RTCP need 100 ms granularity, not 20 ms: keep the per-period pass lean.
-        housekeeping = pacer.index % 5 == 0
-        for proto in list(self.sessions.values()):
-            session = proto.session
-            transport = proto.transport
-            if transport is None:
-                continue
-            for _ in range(tick.frames):
-                datagram = session.next_packet(now)
-                if datagram is not None and session.remote is not None:
-                    transport.sendto(datagram, session.remote)
-            if housekeeping:
-                session.on_tick(now)
-                report = session.rtcp_due(now, wall)
-                if report is not None and proto.rtcp is not None and proto.rtcp.transport is not None:
-                    proto.rtcp.transport.sendto(report, session.remote_rtcp)
-            if session.has_events:
-                proto.dispatch()
-        if tick.frames:
+        deadline = paced.next_deadline
+        out = paced.tick(time.monotonic(), time.time())
+        for proto, datagram, addr in out.rtp:
+            proto.transport.sendto(datagram, addr)  # type: ignore[union-attr]  # set before the session is paced
+        if out.frames:
             self.burst_lateness.append(time.monotonic() - deadline)
+        for proto, report, addr in out.rtcp:
+            if proto.rtcp is not None and proto.rtcp.transport is not None:
+                proto.rtcp.transport.sendto(report, addr)
+        for proto in out.events:
+            proto.dispatch()
         if self.sessions:
-            self._timer = self.loop.call_at(pacer.next_deadline, self._on_tick)
+            self._timer = self.loop.call_at(paced.next_deadline, self._on_tick)
         else:
             self._timer = None
             self.pacer = None
+            self.paced = None
 
     def stats(self) -> dict[str, float]:
         p50, p99 = self.pacer.lateness_percentiles(0.5, 0.99) if self.pacer else (0.0, 0.0)
@@ -441,5 +438,6 @@ class MediaEngine:
             "sdp_refused_total": self.refused_total,
             "pacer_lateness_p50_ms": p50 * 1000,
             "pacer_lateness_p99_ms": p99 * 1000,
-            "pacer_skipped_total": self.pacer.skipped_total if self.pacer else 0,
+            "pacer_skipped_total": self.pacer.skipped_total if self.pacer else 0,  # wake-ups' worth (one phase each)
+            "pacer_slots": self.config.pacer_slots,
         }

@@ -41,6 +41,7 @@ class MediaConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     rtcp_interval: str = "5s"
     send_silence: bool = True
     max_catchup_frames: int = 5  # pacer stalls longer than this many 20 ms periods are skipped
+    pacer_slots: int = 1  # phases of the 20 ms period: with k, a wake-up every 20/k ms sends 1/k of the sessions
     jitter_window: int = 4096  # pacer lateness samples kept for p50/p99
     prompts_dir: str = "config/prompts"
     voicemail_dir: str = "var/voicemail"
@@ -86,6 +87,8 @@ def validate(config: MediaConfig, path: str = "$.media") -> list[tuple[str, str]
         errors.append((f"{path}.recording.silence_rms", "must be between 0 and 32767"))
     if not 1 <= config.max_catchup_frames <= 50:
         errors.append((f"{path}.max_catchup_frames", "must be 1..50"))
+    if not 1 <= config.pacer_slots <= 20:
+        errors.append((f"{path}.pacer_slots", "must be 1..20 (a wake-up every 20 ms down to every 1 ms)"))
     if not 64 <= config.jitter_window <= 1_000_000:
         errors.append((f"{path}.jitter_window", "must be 64..1000000"))
     if config.prompt_cache_frames < 1000:

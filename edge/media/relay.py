@@ -9,9 +9,8 @@ legs differ; telephone-events are passed through with the payload type each leg 
 
 from __future__ import annotations
 
-from aiortc.rtp import RtpPacket
-
 from edge.media.codecs import transcode
+from edge.media.rtp import RtpHeader
 from edge.media.session import MediaSession, SessionState
 
 
@@ -27,15 +26,16 @@ class _Direction:
         self.forwarded = 0
         self.dropped = 0
 
-    def rewrite(self, packet: RtpPacket) -> bytes | None:
-        src, dst = self.source.media, self.target.media
-        if src is None or dst is None:
+    def rewrite(self, packet: RtpHeader) -> bytes | None:
+        source, target = self.source, self.target
+        if source.codec is None or target.codec is None:
             return None
-        if packet.payload_type == src.codec.payload_type:
-            pt = dst.codec.payload_type
-            payload = transcode(packet.payload, src.codec, dst.codec)
-        elif packet.payload_type == src.telephone_event_pt and dst.telephone_event_pt is not None:
-            pt, payload = dst.telephone_event_pt, packet.payload
+        pt = packet.payload_type
+        if pt == source.audio_pt:
+            pt = target.audio_pt
+            payload = packet.payload if source.codec is target.codec else transcode(packet.payload, source.codec, target.codec)
+        elif pt == source.event_pt and target.event_pt is not None:
+            pt, payload = target.event_pt, packet.payload
         else:
             self.dropped += 1  # e.g. events toward a leg without telephone-event
             return None
@@ -73,7 +73,7 @@ class Bridge:
     def peer(self, session: MediaSession) -> MediaSession:
         return self.b if session is self.a else self.a
 
-    def forward(self, source: MediaSession, packet: RtpPacket) -> tuple[MediaSession, bytes] | None:
+    def forward(self, source: MediaSession, packet: RtpHeader) -> tuple[MediaSession, bytes] | None:
         """Rewrite an accepted inbound packet for the other leg: (target session, datagram)."""
         direction = self._a_to_b if source is self.a else self._b_to_a
         if direction.target.state is not SessionState.BRIDGED or direction.target.remote is None:

@@ -1,10 +1,10 @@
 """RTP/RTCP packet handling on top of aiortc's packet classes (RFC 3550 §5, §6.4, A.1, A.8).
 
-Inbound packets are parsed with `aiortc.rtp.RtpPacket.parse`; RTCP reports are built and
-parsed with aiortc's `RtcpSrPacket`/`RtcpRrPacket`/`RtcpSdesPacket`. The outbound hot path
-packs the fixed 12-byte header with one precompiled `struct` (byte-identical to
-`RtpPacket.serialize`, which the tests check) because aiortc's serializer builds
-header-extension maps per packet and the shared pacer sends tens of thousands a second.
+RTCP reports are built and parsed with aiortc's `RtcpSrPacket`/`RtcpRrPacket`/`RtcpSdesPacket`.
+The RTP hot paths use one precompiled `struct` each way: outbound headers are byte-identical
+to aiortc's `RtpPacket.serialize`, inbound headers are read into a slotted `RtpHeader` with
+aiortc's `RtpPacket.parse` validation (the tests compare both) but without its per-packet
+header-extension map, because the pacer and the relay handle tens of thousands a second.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from aiortc.rtp import (
     RtcpSenderInfo,
     RtcpSourceInfo,
     RtcpSrPacket,
-    RtpPacket,
 )
 
 MAX_DATAGRAM = 1500
@@ -29,6 +28,9 @@ NTP_EPOCH_OFFSET = 2208988800  # seconds between 1900-01-01 and 1970-01-01
 RTP_SEQ_MOD = 1 << 16
 MAX_DROPOUT = 3000
 MAX_MISORDER = 100
+
+
+pack_header = _HEADER.pack  # (0x80, marker | payload type, seq, timestamp, ssrc): callers mask the fields
 
 
 def pack_rtp(payload_type: int, marker: bool, seq: int, timestamp: int, ssrc: int, payload: bytes) -> bytes:
@@ -41,13 +43,49 @@ def is_rtcp(data: bytes) -> bool:
     return len(data) >= 2 and 192 <= data[1] <= 223
 
 
-def parse_rtp(data: bytes) -> RtpPacket | None:
-    if len(data) > MAX_DATAGRAM or is_rtcp(data):
+class RtpHeader:
+    """The fields of one inbound RTP packet the session and relay read (CSRCs and extension skipped)."""
+
+    __slots__ = ("marker", "payload_type", "sequence_number", "timestamp", "ssrc", "payload")
+
+    def __init__(self, marker: int, payload_type: int, sequence_number: int, timestamp: int, ssrc: int,
+                 payload: bytes) -> None:
+        self.marker = marker
+        self.payload_type = payload_type
+        self.sequence_number = sequence_number
+        self.timestamp = timestamp
+        self.ssrc = ssrc
+        self.payload = payload
+
+
+_unpack_header = _HEADER.unpack_from
+
+
+def parse_rtp(data: bytes) -> RtpHeader | None:
+    """RFC 3550 §5.1 header, or None for anything aiortc's `RtpPacket.parse` would reject or RTCP."""
+    size = len(data)
+    if size < 12 or size > MAX_DATAGRAM:
         return None
-    try:
-        return RtpPacket.parse(data)
-    except ValueError:
+    first, m_pt, seq, timestamp, ssrc = _unpack_header(data)
+    if first & 0xC0 != 0x80 or 192 <= m_pt <= 223:
         return None
+    pos = 12
+    if first & 0x3F:  # padding, extension or CSRC count: the rare slow path
+        pos += 4 * (first & 0x0F)
+        if size < pos:
+            return None
+        if first & 0x10:
+            if size < pos + 4:
+                return None
+            pos += 4 + 4 * ((data[pos + 2] << 8) | data[pos + 3])
+            if size < pos:
+                return None
+        if first & 0x20:
+            pad = data[-1]
+            if not pad or pad > size - pos:
+                return None
+            return RtpHeader(m_pt >> 7, m_pt & 0x7F, seq, timestamp, ssrc, data[pos:size - pad])
+    return RtpHeader(m_pt >> 7, m_pt & 0x7F, seq, timestamp, ssrc, data[pos:])
 
 
 def ntp_timestamp(wall: float) -> int:

@@ -120,6 +120,11 @@ class MediaSession:
         self.received_packets = 0
         self.dropped_packets = 0
         self.bridge: object | None = None  # relay.Bridge while bridged
+        # Per-packet constants, fixed at negotiation: what the pacer would otherwise recompute 50 times a second.
+        self._silence: bytes | None = None
+        self._sends = False
+        self.audio_pt = -1  # the negotiated payload types as plain ints (read per packet here and by the relay)
+        self.event_pt: int | None = None
         if media is not None:
             self.set_remote(media, now)
 
@@ -128,6 +133,10 @@ class MediaSession:
         """Apply the negotiated stream (at open, or when the delayed-offer answer arrives)."""
         self.media = media
         self.codec = media.codec
+        self._silence = bytes([media.codec.silence_byte]) * SAMPLES_PER_FRAME if self.settings.send_silence else None
+        self._sends = media.direction in (Direction.SENDRECV, Direction.SENDONLY)
+        self.audio_pt = media.codec.payload_type
+        self.event_pt = media.telephone_event_pt
         if not self.latched:
             self.remote = (media.remote_ip, media.remote_port)
             self.remote_rtcp = (media.remote_ip, media.remote_port + 1)
@@ -248,20 +257,43 @@ class MediaSession:
 
     # ---- outbound (called by the shared pacer) -------------------------------------------
     def next_packet(self, now: float) -> bytes | None:
-        """The datagram for this 20 ms period, or None; advances the media clock either way."""
+        """The datagram for this 20 ms period, or None; advances the media clock either way.
+
+        The common case (a prompt frame or silence) is one header pack and one concatenation:
+        frames are G.711 encoded once per prompt, never per packet.
+        """
         if self.state is not SessionState.ACTIVE or self.codec is None:
             return None
         timestamp = self.timestamp
         self.timestamp = (timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         if self._dtmf_out:
             return self._next_dtmf(timestamp)
-        frame = self._next_frame(now)
-        if frame is None and self.settings.send_silence:
-            frame = bytes([self.codec.silence_byte]) * SAMPLES_PER_FRAME
-        if frame is None or not self.sends_media or self.remote is None:
+        playback = self._playback
+        if playback is not None and playback.index < len(playback.frames):
+            frame: bytes | None = playback.frames[playback.index]
+            playback.index += 1
+        else:
+            frame = self._next_frame(now)
+            if frame is None:
+                frame = self._silence
+        if frame is None or not self._sends or self.remote is None:
             self._marker = True
             return None
-        return self._emit(self.codec.payload_type, frame, timestamp)
+        seq = self.seq
+        data = rtp_mod.pack_header(0x80, (0x80 | self.audio_pt) if self._marker else self.audio_pt,
+                                   seq, timestamp, self.ssrc) + frame
+        self._marker = False
+        self.seq = (seq + 1) & 0xFFFF
+        self.sent_packets += 1
+        self.sent_octets += len(frame)
+        self._sent_since_report = True
+        return data
+
+    def skip_periods(self, count: int) -> None:
+        """Periods the pacer dropped after a stall: the media clock moves on without packets, so the
+        receiver sees a timestamp gap (concealed like loss) instead of a stream running late for good."""
+        if self.state is SessionState.ACTIVE and count > 0:
+            self.timestamp = (self.timestamp + count * SAMPLES_PER_FRAME) & 0xFFFFFFFF
 
     def _next_dtmf(self, timestamp: int) -> bytes | None:
         payload, marker = self._dtmf_out.popleft()
@@ -276,12 +308,6 @@ class MediaSession:
         self._count_sent(len(payload))
         return data
 
-    def _emit(self, payload_type: int, payload: bytes, timestamp: int) -> bytes:
-        data = rtp_mod.pack_rtp(payload_type, self._marker, self.seq, timestamp, self.ssrc, payload)
-        self._marker = False
-        self._count_sent(len(payload))
-        return data
-
     def _count_sent(self, octets: int) -> None:
         self.seq = (self.seq + 1) & 0xFFFF
         self.sent_packets += 1
@@ -289,22 +315,22 @@ class MediaSession:
         self._sent_since_report = True
 
     def emit_relayed(self, payload_type: int, marker: bool, seq: int, timestamp: int, payload: bytes) -> bytes:
-        """Packet forwarded by the relay, stamped with this session's SSRC and counters."""
+        """Packet forwarded by the relay, stamped with this session's SSRC and counters (seq and timestamp in range)."""
         self.seq = (seq + 1) & 0xFFFF
         self.timestamp = (timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         self.sent_packets += 1
         self.sent_octets += len(payload)
         self._sent_since_report = True
-        return rtp_mod.pack_rtp(payload_type, marker, seq, timestamp, self.ssrc, payload)
+        return rtp_mod.pack_header(0x80, (0x80 | payload_type) if marker else payload_type, seq, timestamp, self.ssrc) + payload
 
     # ---- inbound -------------------------------------------------------------------------
-    def receive_rtp(self, data: bytes, addr: Address, now: float) -> rtp_mod.RtpPacket | None:
+    def receive_rtp(self, data: bytes, addr: Address, now: float) -> rtp_mod.RtpHeader | None:
         """Validate, latch, account and interpret one datagram; returns the packet if accepted."""
         if self.state is SessionState.CLOSED or self.media is None:
             return None
         packet = rtp_mod.parse_rtp(data)
         pt = packet.payload_type if packet is not None else -1
-        if packet is None or (pt != self.media.codec.payload_type and pt != self.media.telephone_event_pt):
+        if packet is None or (pt != self.audio_pt and pt != self.event_pt):
             if pt != COMFORT_NOISE_PT:
                 self.dropped_packets += 1
             return None
@@ -315,7 +341,7 @@ class MediaSession:
         self.last_rx = now
         self._timed_out = False
         self.stats.update(packet.ssrc, packet.sequence_number, packet.timestamp, now)
-        if pt == self.media.telephone_event_pt:
+        if pt == self.event_pt:
             if self._te_receiver is not None:
                 event = self._te_receiver.receive(packet.payload, packet.timestamp, now)
                 if event is not None:

@@ -90,10 +90,31 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX activities_customer ON activities (json_extract(doc, '$.customer'), received_at)
     """,
+    # 4: the customer as a column: every activity write evaluated the json_extract index above (a JSON
+    # parse of the whole document per insert, and per delete of the row it replaced)
+    """
+    ALTER TABLE activities ADD COLUMN customer TEXT NOT NULL DEFAULT '';
+    UPDATE activities SET customer = coalesce(json_extract(doc, '$.customer'), '');
+    DROP INDEX activities_customer;
+    CREATE INDEX activities_by_customer ON activities (customer, received_at);
+    -- A daemon of schema 3 still running on the file (`sip-edge check`, run by a reload, migrates it) names
+    -- no customer when it writes: take it from the document, so the console's per-customer view misses nothing.
+    CREATE TRIGGER activities_customer_from_doc AFTER INSERT ON activities
+    WHEN NEW.customer = '' AND json_extract(NEW.doc, '$.customer') != '' BEGIN
+        UPDATE activities SET customer = json_extract(NEW.doc, '$.customer') WHERE id = NEW.id;
+    END
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_UPSERT_ACTIVITY = "INSERT OR REPLACE INTO activities (id, received_at, calling, called, decision, flagged, doc) VALUES (?, ?, ?, ?, ?, ?, ?)"
+# An upsert, not INSERT OR REPLACE: a call's activity is written at answer and again at its end, and
+# REPLACE deletes and re-inserts the row in every index; the update touches only what changed.
+_UPSERT_ACTIVITY = (
+    "INSERT INTO activities (id, received_at, calling, called, decision, flagged, customer, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET received_at = excluded.received_at, calling = excluded.calling,"
+    " called = excluded.called, decision = excluded.decision, flagged = excluded.flagged,"
+    " customer = excluded.customer, doc = excluded.doc"
+)
 _UPSERT_NUMBER = "INSERT OR REPLACE INTO numbers (number, state, doc) VALUES (?, ?, ?)"
 _UPSERT_CAPTCHA = "INSERT OR REPLACE INTO captcha_passes (calling, scope, until) VALUES (?, ?, ?)"
 _UPSERT_BLOCK = "INSERT OR REPLACE INTO blocks (id, created_at, expires_at, doc) VALUES (?, ?, ?, ?)"
@@ -116,7 +137,12 @@ class SchemaTooNew(StoreError):
 
 
 def _activity_row(a: Activity) -> tuple[Any, ...]:
-    return (a.id, a.received_at, a.calling_number, a.called_number, a.decision, int(a.flagged), _enc.encode(a))
+    """The stored row, encoded once when the activity is queued: the row is the snapshot (no struct copy),
+    and the flusher hands ready rows to `executemany`."""
+    return (a.id, a.received_at, a.calling_number, a.called_number, a.decision, int(a.flagged), a.customer, _enc.encode(a))
+
+
+_ROW_DOC = 7  # index of the JSON document in an activity row
 
 
 def _number_row(r: NumberRecord) -> tuple[Any, ...]:
@@ -127,6 +153,19 @@ def _block_row(r: BlockRule) -> tuple[Any, ...]:
     return (r.id, r.created_at, r.expires_at, _enc.encode(r))
 
 
+def _statements(script: str) -> list[str]:
+    """A migration's statements, split at the semicolons that end one (not those inside a trigger's body)."""
+    out: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                out.append(pending)
+            pending = ""
+    return out
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to SCHEMA_VERSION (PRAGMA user_version); refuse a newer database."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -135,9 +174,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN")
         try:
-            for statement in MIGRATIONS[target - 1].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(MIGRATIONS[target - 1]):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {target}")
             conn.execute("COMMIT")
         except BaseException:
@@ -169,7 +207,7 @@ class SqliteStore:
         self.max_size = max_size  # bytes; writes beyond it fail as SQLITE_FULL (counted, retried)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._conn: Any = None
-        self._pending_activities: dict[str, Activity] = {}
+        self._pending_activities: dict[str, tuple[Any, ...]] = {}  # id -> row (_activity_row)
         self._pending_numbers: dict[str, NumberRecord] = {}
         self._pending_captcha: dict[tuple[str, str], float] = {}
         self._retry: collections.deque[Op] = collections.deque()
@@ -285,7 +323,7 @@ class SqliteStore:
         async with self._flush_lock:
             ops: list[Op] = []
             if self._pending_activities:
-                ops.append((_UPSERT_ACTIVITY, [_activity_row(a) for a in self._pending_activities.values()]))
+                ops.append((_UPSERT_ACTIVITY, list(self._pending_activities.values())))
                 self._pending_activities = {}
             if self._pending_numbers:
                 ops.append((_UPSERT_NUMBER, [_number_row(r) for r in self._pending_numbers.values()]))
@@ -326,7 +364,7 @@ class SqliteStore:
     def queue_activity(self, activity: Activity) -> None:
         if self._closed or (activity.id not in self._pending_activities and not self._admit()):
             return
-        self._pending_activities[activity.id] = msgspec.structs.replace(activity, evidence=list(activity.evidence))
+        self._pending_activities[activity.id] = _activity_row(activity)
         self._kick()
 
     async def update_activity(self, activity: Activity) -> None:
@@ -335,7 +373,7 @@ class SqliteStore:
     async def get_activity(self, activity_id: str) -> Activity | None:
         pending = self._pending_activities.get(activity_id)
         if pending is not None:
-            return msgspec.structs.replace(pending, evidence=list(pending.evidence))
+            return _dec_activity.decode(pending[_ROW_DOC])
         rows = await self._read("SELECT doc FROM activities WHERE id = ?", (activity_id,))
         return _dec_activity.decode(rows[0][0]) if rows else None
 
@@ -362,7 +400,7 @@ class SqliteStore:
         if query.voicemail:
             where.append("json_extract(doc, '$.voicemail_path') != ''")
         if query.customer:
-            where.append("json_extract(doc, '$.customer') = ?")
+            where.append("customer = ?")
             params.append(query.customer)
         if query.cursor:
             ts, last_id = parse_cursor(query.cursor)
@@ -385,7 +423,7 @@ class SqliteStore:
             return None
         activity.flagged = flagged
         if activity_id in self._pending_activities:
-            self._pending_activities[activity_id] = activity
+            self._pending_activities[activity_id] = _activity_row(activity)
         else:
             await self._write([(_UPSERT_ACTIVITY, [_activity_row(activity)])])
         return activity

@@ -228,3 +228,24 @@ def test_goal_3_met_when_every_part_is() -> None:
                                   options_during=overload.ProbeSummary(sent=200, answered=200),
                                   options_after=overload.ProbeSummary(sent=50, answered=50))
     assert overload.verdict(res).count(": met") == 4 and "missed" not in overload.verdict(res)
+
+
+def test_activity_write_benchmark_stores_every_activity_and_reports_both_figures(tmp_path: Path) -> None:
+    """benchmarks/activity_write.py: every activity reaches the table (both writes), and the figures it
+    prints are the ones its README paragraph quotes. No timing asserted."""
+    import asyncio
+    import sqlite3
+    import subprocess
+    import sys
+
+    from benchmarks.activity_write import store_cpu
+
+    assert asyncio.run(store_cpu(120, 50, tmp_path)) > 0
+    conn = sqlite3.connect(tmp_path / "edge.db")
+    rows = conn.execute("SELECT count(*), count(DISTINCT id), min(json_extract(doc, '$.ended_at') IS NOT NULL) FROM activities").fetchone()
+    conn.close()
+    assert rows == (120, 120, 1)  # one row per call, its second write (ended) the one kept
+    out = subprocess.run([sys.executable, "-m", "benchmarks.activity_write", "--calls", "200"], capture_output=True,
+                         check=True, timeout=120).stdout.decode()
+    assert "store: " in out and "us CPU per call (activity written twice, 50 per batch)" in out
+    assert "log line: " in out and "us CPU per contact_decided line" in out

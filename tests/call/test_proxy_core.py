@@ -142,6 +142,38 @@ def test_proxy_responses_relayed_upstream_without_our_via() -> None:
     assert statuses(again) == [200]
 
 
+@pytest.mark.parametrize("spacing,relayed", [
+    (", ", "SIP/2.0/UDP 192.0.2.5:5080;branch=z9hG4bKcarrier1;rport ,  SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKfirst"),
+    (" ,\t", "SIP/2.0/UDP 192.0.2.5:5080;branch=z9hG4bKcarrier1;rport ,  SIP/2.0/UDP 192.0.2.9;branch=z9hG4bKfirst"),
+])
+def test_proxy_response_with_vias_on_one_line_relayed_byte_exact(spacing: str, relayed: str) -> None:
+    """A PBX (or sipp) that echoes every Via on one line: the edge's value is cut out of the received
+    bytes; the rest of the line and every other byte go upstream as received."""
+    h = Harness()
+    fwd = start_call(h)
+    ours = fwd.get_all("via")[0]
+    raw = msg("SIP/2.0 180 Ringing", f"Via: {ours}{spacing}{relayed}", *[f"Record-Route: {r}" for r in fwd.get_all("record-route")],
+              f"From: {fwd.get('from')}", f"To: {fwd.get('to')};tag=pbx-tag", f"Call-ID: {fwd.call_id}", "CSeq:   1 INVITE",
+              "X-Odd:  kept  as is")
+    h.proxy.receive(raw, PBX_A, h.now)
+    sent = [(data, dest) for data, dest in h.proxy.datagrams_to_send() if dest == CARRIER]
+    assert len(sent) == 1
+    assert sent[0][0] == raw.replace(f"Via: {ours}{spacing}".encode(), b"Via: ")
+    assert [v.branch for v in parse(sent[0][0]).vias] == ["z9hG4bKcarrier1", "z9hG4bKfirst"]
+
+
+def test_proxy_response_with_quoted_comma_in_top_via_still_relayed_without_it() -> None:
+    """A comma inside a quoted Via parameter is no value boundary: the general path cuts the top value."""
+    h = Harness()
+    fwd = start_call(h)
+    ours = fwd.get_all("via")[0]
+    raw = msg("SIP/2.0 180 Ringing", f'Via: {ours};x="a, b", {CARRIER_VIA}', f"From: {fwd.get('from')}",
+              f"To: {fwd.get('to')};tag=pbx-tag", f"Call-ID: {fwd.call_id}", "CSeq: 1 INVITE")
+    out = h.feed(raw, PBX_A)
+    ringing = only(out, CARRIER)
+    assert [v.raw for v in ringing[0].vias] == [CARRIER_VIA]
+
+
 def test_proxy_ack_for_2xx_follows_route_set() -> None:
     h = Harness()
     fwd = start_call(h)

@@ -132,3 +132,23 @@ async def test_engine_loads_shipped_prompts():
     assert {"captcha-intro", "digit-0", "digit-9", "beep", "not-in-service", "voicemail-greeting"} <= set(loaded)
     assert engine.prompt("not-in-service").seconds > 2.0
     assert (await engine.ensure_prompt("goodbye")).name == "goodbye"
+
+
+async def test_engine_with_pacer_phases_plays_every_frame_in_order(tmp_path):
+    """pacer_slots=4: wake-ups every 5 ms, each session still one packet per 20 ms, none lost or reordered."""
+    engine = MediaEngine(_config(tmp_path, 41300, 41319, pacer_slots=4), asyncio.get_running_loop())
+    try:
+        caller, offer = await engine.open(None, name="caller")
+        edge, answer = await engine.open(offer, name="edge")
+        caller.accept_answer(answer)
+        finished: list = []
+        edge.on_event = finished.append
+        edge.play(["tone-sit"])  # 928 ms: 47 frames
+        await _wait_for(lambda: any(isinstance(e, PlaybackFinished) for e in finished))
+        await _wait_for(lambda: caller.session.received_packets >= 47)
+        stats = caller.session.stats
+        assert stats.ssrc == edge.session.ssrc
+        assert stats.cycles + stats.max_seq - stats.base_seq + 1 == stats.received  # no gap in sequence numbers
+        assert engine.stats()["pacer_slots"] == 4
+    finally:
+        await engine.aclose()

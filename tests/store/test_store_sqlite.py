@@ -170,6 +170,77 @@ async def test_sqlite_newer_schema_refused(tmp_path):
         await SqliteStore.open(path, retention=None)
 
 
+async def test_sqlite_version_3_database_migrates_customer_to_an_indexed_column(tmp_path, make_activity):
+    """A database written before schema 4 keeps its activities; the customer moves out of the JSON document
+    into a column whose index answers the console's per-customer query (no json_extract per write)."""
+    from edge.store.sqlite import MIGRATIONS
+    import msgspec
+
+    path = tmp_path / "edge.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in ";".join(MIGRATIONS[:3]).split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
+    for at, customer in ((10.0, "acme"), (11.0, "globex"), (12.0, "")):
+        a = make_activity(at, customer=customer)
+        conn.execute("INSERT INTO activities (id, received_at, calling, called, decision, flagged, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     (a.id, a.received_at, a.calling_number, a.called_number, a.decision, 0, msgspec.json.encode(a)))
+    conn.close()
+    s = await SqliteStore.open(path, retention=None)
+    try:
+        page = await s.query_activities(ActivityQuery(customer="acme"))
+        assert [a.received_at for a in page.items] == [10.0]
+        assert len((await s.query_activities(ActivityQuery())).items) == 3
+    finally:
+        await s.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 4
+    plan = " ".join(r[-1] for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT doc FROM activities WHERE customer = ? ORDER BY received_at DESC", ("acme",)))
+    assert "activities_by_customer" in plan
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "activities_customer" not in indexes  # the expression index every write used to evaluate
+    # A schema-3 daemon still running on the migrated file writes rows without the column: the customer
+    # comes from the document, so its calls stay in the per-customer view.
+    late = make_activity(13.0, customer="initech")
+    conn.execute("INSERT OR REPLACE INTO activities (id, received_at, calling, called, decision, flagged, doc) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                 (late.id, late.received_at, late.calling_number, late.called_number, late.decision, 0, msgspec.json.encode(late)))
+    conn.commit()
+    conn.close()
+    s = await SqliteStore.open(path, retention=None)
+    try:
+        assert [a.id for a in (await s.query_activities(ActivityQuery(customer="initech"))).items] == [late.id]
+        assert len((await s.query_activities(ActivityQuery(customer="acme"))).items) == 1
+    finally:
+        await s.close()
+
+
+async def test_sqlite_activity_written_twice_is_one_row_with_the_last_state(tmp_path, make_activity):
+    """Answered, then ended in a later batch: the upsert leaves one row whose columns and document
+    follow the second write; the pending copy is a snapshot (later edits of the object are not in it)."""
+    s = await SqliteStore.open(tmp_path / "edge.db", batch_interval=SLOW, retention=None)
+    try:
+        a = make_activity(10.0, customer="acme", decision="allow")
+        s.queue_activity(a)
+        await s.flush()
+        a.ended_at = 12.5
+        a.decision = "reject"
+        a.customer = "globex"
+        s.queue_activity(a)
+        a.reason = "edited after queueing"
+        pending = await s.get_activity(a.id)
+        assert pending is not None and pending.ended_at == 12.5 and pending.reason == ""
+        await s.flush()
+        got = await s.get_activity(a.id)
+        assert got is not None and got.ended_at == 12.5 and got.decision == "reject" and got.reason == ""
+        assert [x.id for x in (await s.query_activities(ActivityQuery(customer="globex"))).items] == [a.id]
+        assert (await s.query_activities(ActivityQuery(customer="acme"))).items == []
+        assert [x.id for x in (await s.query_activities(ActivityQuery(decision="reject"))).items] == [a.id]
+    finally:
+        await s.close()
+
+
 async def test_sqlite_retention_purges_old_activities_in_background(tmp_path, make_activity):
     now = [100 * 86400.0]
     s = await SqliteStore.open(tmp_path / "edge.db", batch_interval=0.01, retention=90 * 86400.0, clock=lambda: now[0], retention_every=0.0)
