@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import struct
+import sys
 import time
 from typing import Callable
 
@@ -92,14 +94,14 @@ class SipHub:
         """A message from a carrier or PBX: shed (503) if it is a new INVITE while overloaded, else to the
         core. False when it was answered or dropped here. The caller flushes."""
         ovl = self.overload
-        if ovl is not None and ovl.shedding:
-            answer = ovl.shed(data)
-            if answer is not None:
-                self.send(answer, src)
-                return False
-            if ovl.is_shed_ack(data):
-                return False
         if ovl is not None:
+            if ovl.limiting:
+                answer = ovl.shed(data, now)
+                if answer is not None:
+                    self.send(answer, src)
+                    return False
+                if ovl.is_shed_ack(data):
+                    return False
             ovl.admitted(data, now)
         self.feed(data, src, now, flush=False)
         return True
@@ -143,9 +145,9 @@ class SipHub:
         for ev in self.overload.take_events():
             if ev.on:
                 log.warning("overload_shedding_started", reason=ev.reason, value=round(ev.value, 3),
-                            retry_after=self.overload.cfg.retry_after)
+                            admitted_rate=ev.rate, retry_after=self.overload.cfg.retry_after)
             else:
-                log.warning("overload_shedding_stopped", shed_invites=ev.shed)
+                log.warning("overload_shedding_stopped", shed_invites=ev.shed, admitted_rate=ev.rate)
 
     # -- stream connections: budgets and timeouts --------------------------------------------------
     def admit_connection(self, ip: str, port: int) -> str:
@@ -208,6 +210,8 @@ class SipHub:
             for k, v in self.overload.stats.as_dict().items():
                 out[f"overload_{k}_total"] = v
             out["overload_shedding"] = 1 if self.overload.shedding else 0
+            out["overload_rate_limit"] = self.overload.rate if self.overload.limiting else 0.0  # INVITEs/s
+            out["overload_admitted_rate"] = self.overload.admitted_rate(time.time())
         return out
 
     def _local(self, transport: str) -> tuple[str, int]:
@@ -383,6 +387,21 @@ class SipHub:
                 del self.conn_by_addr[key]
 
 
+# SO_TIMESTAMP (= SCM_TIMESTAMP) is 29 in Linux's generic and x86 socket headers; Python does not export it.
+SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29 if sys.platform.startswith("linux") else 0)
+_ANC_SPACE = socket.CMSG_SPACE(16)  # one struct timeval
+_TIMEVAL = struct.Struct("@qq")
+
+
+def _arrival(anc: list[tuple[int, int, bytes]]) -> float:
+    """The kernel's receive time (SCM_TIMESTAMP) of a datagram, 0.0 when absent."""
+    for level, kind, cdata in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(cdata) >= _TIMEVAL.size:
+            sec, usec = _TIMEVAL.unpack_from(cdata)
+            return sec + usec / 1e6
+    return 0.0
+
+
 def _is_ip(host: str) -> bool:
     return host.replace(".", "").isdigit() or ":" in host
 
@@ -415,6 +434,12 @@ class UdpSocket:
         self.closed = False
         self.peer_run = 0  # carrier/PBX datagrams read since the socket was last found empty
         self.batch = UDP_BATCH
+        # Kernel receive times: the first datagram of a read says how long the queue made it wait.
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+            self.stamped = bool(SO_TIMESTAMP)
+        except OSError:
+            self.stamped = False
         hub.loop.add_reader(sock.fileno(), self._readable)
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -437,6 +462,20 @@ class UdpSocket:
         strangers: list[tuple[bytes, tuple]] = []
         n = 0
         batch = self.batch
+        arrived = 0.0
+        if self.stamped:
+            try:
+                data, anc, _flags, addr = self.sock.recvmsg(65536, _ANC_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error, as below
+                log.debug("udp_error", error=str(exc))
+                data = b""
+            n = 1
+            if data:
+                arrived = _arrival(anc)
+                if not (len(data) <= 4 and not data.strip(b"\r\n")):
+                    (known if classify(addr[0], addr[1]) is not None else strangers).append((data, addr))
         while n < batch:
             try:
                 data, addr = recv(65536)
@@ -468,7 +507,7 @@ class UdpSocket:
         self.peer_run = self.peer_run + len(known) if full else len(known)
         ovl = hub.overload
         if ovl is not None and (known or full):
-            ovl.observe(now, peer_backlog=self.peer_run)
+            ovl.observe(now, peer_backlog=self.peer_run, queue_delay=max(0.0, now - arrived) if arrived else None)
             hub.log_overload()
         for data, addr in known:
             hub.feed_peer(data, Destination("udp", addr[0], addr[1]), now)
