@@ -194,26 +194,36 @@ class OverloadControl:
             self._backlog = peer_backlog
         if queue_delay is not None and queue_delay < self._qmin:
             self._qmin = queue_delay
+        if not self.shedding:  # a threshold crossed starts an episode at once
+            trip, value = self._trip()
+            if trip:
+                self._start(now, trip, value, self.admitted_rate(now) * DECREASE)
+                self._qmin = math.inf
+                self._stepped = now
+                return
         if now - self._stepped >= STEP - 1e-9:
             self._step(now)
 
-    def _step(self, now: float) -> None:
+    def _trip(self) -> tuple[str, float]:
+        """The measure over its threshold ('' when none) and its value."""
         cfg = self.cfg
+        if self._lag_run >= LAG_RUN:
+            return "loop_lag", self._loop_lag
+        if self._qmin != math.inf and self._qmin > self._lag:
+            return "queue_delay", self._qmin
+        if self._pending > cfg.pending_transactions:
+            return "pending", float(self._pending)
+        if self._backlog > cfg.peer_backlog:
+            return "peer_backlog", float(self._backlog)
+        return "", 0.0
+
+    def _step(self, now: float) -> None:
+        """Steer the admitted rate by the measures of the step that ended."""
+        trip, _ = self._trip()
         queue = self._qmin if self._qmin != math.inf else 0.0  # no read in the step: the socket was idle
         self._qmin = math.inf
         self._stepped = now
-        trip, value = "", 0.0
-        if self._lag_run >= LAG_RUN:
-            trip, value = "loop_lag", self._loop_lag
-        elif queue > self._lag:
-            trip, value = "queue_delay", queue
-        elif self._pending > cfg.pending_transactions:
-            trip, value = "pending", float(self._pending)
-        elif self._backlog > cfg.peer_backlog:
-            trip, value = "peer_backlog", float(self._backlog)
         if not self.shedding:
-            if trip:
-                self._start(now, trip, value, self.admitted_rate(now) * DECREASE)
             return
         over = bool(trip) or max(self._loop_lag, queue) > self._target
         if over:
@@ -324,11 +334,11 @@ class OverloadControl:
         out = self._response(head, call_id)
         if out is None:
             return None
-        self.stats.shed_invites += 1
-        self._last_shed = now
         if not self.shedding:  # only the fixed max_rate was limiting: an episode starts
             self._start(now, "max_rate", rate, rate)
             self._tokens = tokens
+        self.stats.shed_invites += 1
+        self._last_shed = now
         return out
 
     def is_shed_ack(self, data: bytes) -> bool:

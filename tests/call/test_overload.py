@@ -160,7 +160,8 @@ def test_overload_max_rate_caps_admissions_always():
         ovl.observe(2.0 + i * 0.05, loop_lag=0.0)  # no congestion: the rate stays capped at max_rate
         assert ovl.rate <= 10
     assert not ovl.shedding and ovl.limiting and ovl.rate == 10  # the episode ended; the cap stays
-    assert [e.on for e in ovl.take_events()] == [False]
+    (stop,) = ovl.take_events()
+    assert not stop.on and stop.shed == 40 - passed == ovl.stats.shed_invites
 
 
 def test_overload_one_late_tick_is_not_overload():
