@@ -15,12 +15,14 @@ The adapter reports measures with `observe(now, ...)`:
 An episode of shedding starts when a measure crosses its threshold (`loop_lag` for both delays, the
 loop's only after `LAG_RUN` late ticks in a row, so a one-off stall sheds nothing). From then on new
 INVITEs pass a token bucket at an admitted rate (rate-based overload control, RFC 7415 style): it
-starts at the rate the core was taking new INVITEs in the last second, then every `STEP` it is steered
-by delay, well below the threshold: over `target_delay` (the smallest queue delay of the step, so a
-burst alone does not count, or the loop's lag), or pending/backlog over their thresholds, multiplies it
-by `DECREASE` (at most once per `DECREASE_GAP`, so a decrease is seen before the next); under it, while
-the bucket is what turns INVITEs away, adds `INCREASE` of it. A small standing queue keeps the core busy
-through the dips, so the edge settles at its capacity instead of swinging between all and nothing.
+starts at the rate the core was taking new INVITEs in the last second, less a tenth, then every `STEP`
+it is steered by delay, well below the threshold. Over `target_delay` (the smallest queue delay of the
+step, so a burst alone does not count, or the loop's lag), or pending/backlog over their thresholds, it
+becomes the rate the core actually took (a core that got less CPU takes fewer) cut by target/delay,
+between a tenth and a half (at most once per `DECREASE_GAP`, so a cut is seen before the next). Under
+it, while the bucket is what turns INVITEs away, it grows by 1 % a step, 4 % while the queue is empty.
+A small standing queue keeps the core busy through the dips, so the edge settles at its capacity
+instead of swinging between all and nothing.
 The episode ends when no INVITE was shed for `hold` and no measure is over its target. `max_rate`
 (optional) caps the admitted rate at all times, an operator's statement of capacity.
 
@@ -47,11 +49,15 @@ __all__ = ["OverloadConfig", "OverloadControl", "SheddingChanged", "validate_ove
 LAG_RUN = 3
 #: Control interval: the admitted rate is adjusted at most once per STEP seconds.
 STEP = 0.05
-#: Over the target: the admitted rate is multiplied by DECREASE, at most once per DECREASE_GAP seconds.
+#: Over the target, at most once per DECREASE_GAP seconds, the admitted rate becomes the rate the core
+#: took times target/delay, kept between DEEPEST and DECREASE.
 DECREASE = 0.9
+DEEPEST = 0.5
 DECREASE_GAP = 0.2
-#: Under the target while the rate is what sheds: it grows by this share of itself per STEP (at least 1/s).
+#: Under the target while the rate is what sheds, it grows by INCREASE of itself per STEP (at least 1/s),
+#: by INCREASE_EMPTY while the delay is under half the target (the queue is empty: the core has room).
 INCREASE = 0.01
+INCREASE_EMPTY = 0.04
 #: The admitted rate never falls below this (new INVITEs per second): an idle-looking edge still learns.
 MIN_RATE = 1.0
 #: The token bucket holds at most this many seconds of the admitted rate (the adapter reads in batches).
@@ -225,16 +231,24 @@ class OverloadControl:
         self._stepped = now
         if not self.shedding:
             return
-        over = bool(trip) or max(self._loop_lag, queue) > self._target
+        delay = max(self._loop_lag, queue)
+        over = bool(trip) or delay > self._target
         if over:
             if now - self._decreased >= DECREASE_GAP - 1e-9:
                 self._decreased = now
-                self.rate = max(MIN_RATE, self.rate * DECREASE)
+                self.rate = max(MIN_RATE, self._decreased_rate(now, delay))
                 self.stats.rate_decreases += 1
         elif now - self._last_shed <= STEP + 1e-9:  # the rate, not the offer, is what limits: probe upwards
-            self.rate = min(self._cap, self.rate + max(1.0, self.rate * INCREASE))
+            grow = INCREASE_EMPTY if delay < self._target / 2 else INCREASE
+            self.rate = min(self._cap, self.rate + max(1.0, self.rate * grow))
         elif now - self._last_shed >= self._hold - 1e-9:
             self._stop(now)
+
+    def _decreased_rate(self, now: float, delay: float) -> float:
+        """Over the target: from what the core actually took (a core that got slower takes fewer than
+        the rate allows), cut by the share the delay is over the target, between a tenth and a half."""
+        cut = self._target / delay if delay > 0 else DECREASE
+        return min(self.rate, self.admitted_rate(now)) * max(DEEPEST, min(DECREASE, cut))
 
     def _start(self, now: float, reason: str, value: float, rate: float) -> None:
         self.shedding = self.limiting = True

@@ -117,25 +117,31 @@ def test_overload_rate_decreases_over_target_increases_under_and_episode_ends_af
     ovl.observe(1.0, queue_delay=0.4)  # the UDP queue 400 ms late: over loop_lag (300 ms)
     assert ovl.shedding and ovl.take_events()[0].reason == "queue_delay"
     rate = ovl.rate
+    assert rate == pytest.approx(90, rel=0.02)  # 100/s taken, less a tenth
     ovl.observe(1.1, queue_delay=0.2)  # over the target, but a decrease waits DECREASE_GAP
     assert ovl.rate == rate
-    ovl.observe(1.2, queue_delay=0.2)
-    assert ovl.rate == pytest.approx(rate * 0.9) and ovl.stats.rate_decreases == 1
+    taken = ovl.admitted_rate(1.2)  # the core took fewer than the rate allows (none since t=1)
+    assert taken < rate
+    ovl.observe(1.2, queue_delay=0.2)  # four times the target: cut by the most, a half, of what was taken
+    assert ovl.rate == pytest.approx(taken * 0.5) and ovl.stats.rate_decreases == 1
+    rate = ovl.rate
     ovl.observe(1.3, queue_delay=0.01)
-    ovl.observe(1.3, queue_delay=0.3)  # the smallest delay of a step counts: a burst alone is no queue
+    ovl.observe(1.3, queue_delay=0.055)  # the smallest delay of a step counts: a burst alone is no queue
     ovl.observe(1.35, loop_lag=0.01)
-    assert ovl.rate == pytest.approx(rate * 0.9)  # under the target, but nothing shed in the step
+    assert ovl.rate == rate  # under the target, but nothing shed in the step: no growth
     answers = [ovl.shed(invite(f"o{i}@x"), 1.35) for i in range(40)]  # more than the bucket holds:
     shed = sum(a is not None for a in answers)  # the rate is what sheds ...
     assert shed and answers[-1] is not None
-    ovl.observe(1.4, loop_lag=0.01)  # ... so, under the target, it grows
-    assert ovl.rate == pytest.approx(rate * 0.9 + max(1.0, rate * 0.9 * 0.01))
-    assert ovl.shedding
+    ovl.observe(1.4, loop_lag=0.01)  # ... so, under half the target (an empty queue), it grows by 4 %
+    assert ovl.rate == pytest.approx(rate * 1.04)
+    shed += sum(ovl.shed(invite(f"p{i}@x"), 1.4) is not None for i in range(10))  # still over the rate
+    ovl.observe(1.45, queue_delay=0.03)  # under the target but not under half: by 1 %
+    assert ovl.rate == pytest.approx(rate * 1.04 + 1)  # (at least 1/s)
     for i in range(30):  # nothing shed for `hold` (the offer fell under the rate): the episode ends
-        ovl.observe(1.45 + i * 0.05, loop_lag=0.0)
+        ovl.observe(1.5 + i * 0.05, loop_lag=0.0)
     assert not ovl.shedding and not ovl.limiting and ovl.shed(invite("s@x"), 3.0) is None
     (stop,) = ovl.take_events()
-    assert (stop.on, stop.shed, stop.rate) == (False, shed, pytest.approx(rate * 0.9 + 1, rel=0.02))
+    assert (stop.on, stop.shed, stop.rate) == (False, shed, pytest.approx(rate * 1.04 + 1, abs=0.1))
 
 
 def test_overload_rate_floor_and_no_growth_when_the_offer_is_under_the_rate():
@@ -230,8 +236,9 @@ class SimCore:
     counts as good when its INVITE was served within `late` (before the carrier's first retransmission)."""
 
     def __init__(self, ovl: OverloadControl, phases: list[tuple[float, float]], call_cost: float = 700e-6,
-                 shed_cost: float = 20e-6, late: float = 0.5) -> None:
+                 shed_cost: float = 20e-6, late: float = 0.5, slower: tuple[float, float] = (math.inf, 1.0)) -> None:
         self.ovl, self.call_cost, self.shed_cost, self.late = ovl, call_cost, shed_cost, late
+        self.slower = slower  # from this time on, calls cost this many times more (the core gets less CPU)
         self.capacity = 1 / call_cost
         self.arrivals: list[float] = []  # uniform arrivals (sipp's way) at each phase's rate
         t = 0.0
@@ -273,7 +280,7 @@ class SimCore:
                     self.shed_at.append(t)
                     continue
                 ovl.admitted(data, t)
-                cost += self.call_cost
+                cost += self.call_cost * (self.slower[1] if t >= self.slower[0] else 1.0)
                 if t + cost - arrivals[i] <= self.late:
                     self.good.append(t + cost)
                 else:
@@ -319,3 +326,18 @@ def test_overload_sim_recovers_when_the_offer_falls():
     assert start.on and not stop.on and 6.0 + 2.0 <= stop.at <= 6.0 + 3.0
     assert sim.goodput(stop.at + 0.1, 11.0) == pytest.approx(0.5, abs=0.02)  # all offered, served in time
     assert sim.shed_at and max(sim.shed_at) < stop.at and not ovl.shedding
+
+
+def test_overload_sim_follows_a_core_that_gets_half_the_cpu():
+    """2x the capacity; at t=8 s every call costs twice as much (a neighbour takes half the CPU). The rate
+    follows what the core takes: within 2 s goodput is back at >= 90 % of the new capacity, and no call
+    waited long enough for its carrier to retransmit."""
+    ovl = OverloadControl(OverloadConfig())
+    sim = SimCore(ovl, [(1.0, 0.5 / 700e-6), (20.0, 2 / 700e-6)], slower=(8.0, 2.0))
+    sim.run()
+    assert sim.late_calls == 0
+    assert sim.goodput(3.0, 8.0) >= 0.9
+    for second in range(10, 21):
+        assert sim.goodput(second, second + 1) >= 0.9 * 0.5, second
+    limits = [r / sim.capacity for t, r in sim.limits if 12.0 <= t <= 21.0]
+    assert 0.35 <= min(limits) and max(limits) <= 0.65  # settled at the new capacity, not swinging
