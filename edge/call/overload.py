@@ -15,12 +15,13 @@ The adapter reports measures with `observe(now, ...)`:
 An episode of shedding starts when a measure crosses its threshold (`loop_lag` for both delays, the
 loop's only after `LAG_RUN` late ticks in a row, so a one-off stall sheds nothing). From then on new
 INVITEs pass a token bucket at an admitted rate (rate-based overload control, RFC 7415 style): it
-starts at the rate the core was taking new INVITEs in the last second, less a tenth, then every `STEP`
-it is steered by delay, well below the threshold. Over `target_delay` (the smallest queue delay of the
-step, so a burst alone does not count, or the loop's lag), or pending/backlog over their thresholds, it
+starts at half the rate the core was taking new INVITEs in the last second, then every `STEP` it is
+steered by delay, well below the threshold. Over `target_delay` (the smallest queue delay of the step,
+so a burst alone does not count, or the loop's lag), or pending/backlog over their thresholds, it
 becomes the rate the core actually took (a core that got less CPU takes fewer) cut by target/delay,
-between a tenth and a half (at most once per `DECREASE_GAP`, so a cut is seen before the next). Under
-it, while the bucket is what turns INVITEs away, it grows by 1 % a step, 4 % while the queue is empty.
+between a tenth and a fifth (at most once per `DECREASE_GAP`, and not while the queue is still draining
+from the last cut: the calls admitted before it still bring their answers, ACKs and BYEs). Under it,
+while the bucket is what turns INVITEs away, it grows by 1 % a step, 4 % while the queue is empty.
 A small standing queue keeps the core busy through the dips, so the edge settles at its capacity
 instead of swinging between all and nothing.
 The episode ends when no INVITE was shed for `hold` and no measure is over its target. `max_rate`
@@ -49,11 +50,16 @@ __all__ = ["OverloadConfig", "OverloadControl", "SheddingChanged", "validate_ove
 LAG_RUN = 3
 #: Control interval: the admitted rate is adjusted at most once per STEP seconds.
 STEP = 0.05
-#: Over the target, at most once per DECREASE_GAP seconds, the admitted rate becomes the rate the core
-#: took times target/delay, kept between DEEPEST and DECREASE.
+#: An episode starts at this share of the rate the core took new INVITEs over the last second (what it
+#: read while the socket filled up, more than it can finish once the rest of those calls arrives).
+START = 0.5
+#: Over the target, at most once per DECREASE_GAP seconds and not while the delay is falling (under
+#: DRAINING x the delay at the last cut), the admitted rate becomes the rate the core took times
+#: target/delay, kept between DEEPEST and DECREASE.
 DECREASE = 0.9
-DEEPEST = 0.5
+DEEPEST = 0.8
 DECREASE_GAP = 0.2
+DRAINING = 0.9
 #: Under the target while the rate is what sheds, it grows by INCREASE of itself per STEP (at least 1/s),
 #: by INCREASE_EMPTY while the delay is under half the target (the queue is empty: the core has room).
 INCREASE = 0.01
@@ -141,7 +147,7 @@ class OverloadControl:
     while `limiting`."""
 
     __slots__ = ("cfg", "stats", "events", "shedding", "limiting", "rate", "_lag", "_target", "_hold", "_cap",
-                 "_stepped", "_decreased", "_last_shed", "_tokens", "_refilled", "_admitted", "_retry",
+                 "_stepped", "_decreased", "_cut_delay", "_last_shed", "_tokens", "_refilled", "_admitted", "_retry",
                  "_shed_at_start", "_lag_run", "_loop_lag", "_pending", "_backlog", "_qmin", "_slots", "_slot_at",
                  "_slot_i")
 
@@ -153,6 +159,7 @@ class OverloadControl:
         self.rate = 0.0  # admitted new INVITEs per second while limiting
         self._stepped = -math.inf  # when the control last stepped
         self._decreased = -math.inf
+        self._cut_delay = math.inf  # the delay when the rate was last cut
         self._last_shed = -math.inf
         self._tokens = 0.0
         self._refilled = 0.0
@@ -203,7 +210,7 @@ class OverloadControl:
         if not self.shedding:  # a threshold crossed starts an episode at once
             trip, value = self._trip()
             if trip:
-                self._start(now, trip, value, self.admitted_rate(now) * DECREASE)
+                self._start(now, trip, value, self.admitted_rate(now) * START)
                 self._qmin = math.inf
                 self._stepped = now
                 return
@@ -234,11 +241,17 @@ class OverloadControl:
         delay = max(self._loop_lag, queue)
         over = bool(trip) or delay > self._target
         if over:
-            if now - self._decreased >= DECREASE_GAP - 1e-9:
+            # No cut while the last one is still draining the queue (the delay fell by a tenth since):
+            # the core works off what was admitted before it, so cutting again would overshoot.
+            draining = self._cut_delay != math.inf and delay < DRAINING * self._cut_delay
+            if now - self._decreased >= DECREASE_GAP - 1e-9 and not draining:
                 self._decreased = now
+                self._cut_delay = delay
                 self.rate = max(MIN_RATE, self._decreased_rate(now, delay))
                 self.stats.rate_decreases += 1
-        elif now - self._last_shed <= STEP + 1e-9:  # the rate, not the offer, is what limits: probe upwards
+            return
+        self._cut_delay = math.inf
+        if now - self._last_shed <= STEP + 1e-9:  # the rate, not the offer, is what limits: probe upwards
             grow = INCREASE_EMPTY if delay < self._target / 2 else INCREASE
             self.rate = min(self._cap, self.rate + max(1.0, self.rate * grow))
         elif now - self._last_shed >= self._hold - 1e-9:
@@ -247,7 +260,7 @@ class OverloadControl:
     def _decreased_rate(self, now: float, delay: float) -> float:
         """Over the target: from what the core actually took (a core that got slower takes fewer than
         the rate allows), cut by the share the delay is over the target, between a tenth and a half."""
-        cut = self._target / delay if delay > 0 else DECREASE
+        cut = self._target / delay if delay > 0 else DECREASE  # over on pending or backlog alone: a tenth
         return min(self.rate, self.admitted_rate(now)) * max(DEEPEST, min(DECREASE, cut))
 
     def _start(self, now: float, reason: str, value: float, rate: float) -> None:
@@ -256,6 +269,7 @@ class OverloadControl:
         self._tokens = 0.0
         self._refilled = now
         self._decreased = now
+        self._cut_delay = math.inf
         self._last_shed = now
         self.stats.episodes += 1
         self._shed_at_start = self.stats.shed_invites
