@@ -175,6 +175,18 @@ def test_overload_max_rate_caps_admissions_always():
     assert not stop.on and stop.shed == 40 - passed == ovl.stats.shed_invites
 
 
+def test_overload_reload_sets_and_lifts_the_cap():
+    ovl = OverloadControl(OverloadConfig())
+    assert not ovl.limiting
+    ovl.configure(OverloadConfig(max_rate=50))  # SIGHUP
+    assert ovl.limiting and ovl.rate == 50
+    ovl.configure(OverloadConfig())
+    assert not ovl.limiting and ovl.shed(invite(), 1.0) is None
+    ovl = shedding()
+    ovl.configure(OverloadConfig(enabled=False))  # switched off mid-episode: it ends, nothing is shed
+    assert not ovl.shedding and not ovl.limiting and [e.on for e in ovl.take_events()] == [True, False]
+
+
 def test_overload_one_late_tick_is_not_overload():
     ovl = OverloadControl(OverloadConfig(loop_lag="100ms", target_delay="20ms"))
     ovl.observe(1.0, loop_lag=0.5)  # a one-off stall
