@@ -32,7 +32,8 @@ raw bytes, no parse) with a 503 built from its own Via, From, To, Call-ID and CS
 ACK, BYE, CANCEL, re-INVITEs (To tag) and OPTIONS pass on to the core, and so do retransmissions of
 INVITEs admitted earlier (`admitted()` remembers their Call-IDs for one transaction lifetime), so an
 established or ringing call is never the one shed. The ACK for a shed INVITE carries the edge's own
-To tag and is dropped here (`is_shed_ack`).
+To tag and is dropped here (`is_shed_ack`). A carrier that asks for RFC 7339 overload control (`oc` in
+its Via) gets the share shed over the last second as the loss value in the 503's top Via.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class OverloadControl:
 
     __slots__ = ("cfg", "stats", "events", "shedding", "limiting", "rate", "_lag", "_target", "_hold", "_cap",
                  "_stepped", "_decreased", "_cut_delay", "_last_shed", "_tokens", "_refilled", "_admitted", "_retry",
-                 "_shed_at_start", "_lag_run", "_loop_lag", "_pending", "_backlog", "_qmin", "_slots", "_slot_at",
+                 "_shed_at_start", "_lag_run", "_loop_lag", "_pending", "_backlog", "_qmin", "_slots", "_shed_slots", "_slot_at",
                  "_slot_i")
 
     def __init__(self, cfg: OverloadConfig) -> None:
@@ -170,6 +171,7 @@ class OverloadControl:
         self._backlog = 0
         self._qmin = math.inf  # smallest queue delay reported since the last step
         self._slots = [0] * SLOTS  # new INVITEs admitted per SLOT, a ring
+        self._shed_slots = [0] * SLOTS  # and shed
         self._slot_at = 0.0  # start of the current slot
         self._slot_i = 0
         self._admitted: dict[bytes, float] = {}  # Call-ID -> when admitted; insertion order is age
@@ -296,6 +298,13 @@ class OverloadControl:
         span = (SLOTS - 1) * SLOT + max(0.0, now - self._slot_at)
         return sum(self._slots) / span
 
+    def shed_share(self, now: float) -> int:
+        """Percent of new INVITEs shed over the last second (RFC 7339's loss value)."""
+        self._advance(now)
+        shed = sum(self._shed_slots)
+        total = shed + sum(self._slots)
+        return round(100 * shed / total) if total else 0
+
     def _advance(self, now: float) -> None:
         if now - self._slot_at < SLOT:
             return
@@ -303,6 +312,7 @@ class OverloadControl:
         for _ in range(min(gap, SLOTS)):
             self._slot_i = (self._slot_i + 1) % SLOTS
             self._slots[self._slot_i] = 0
+            self._shed_slots[self._slot_i] = 0
         self._slot_at += gap * SLOT
 
     # -- per message (known peers only) ----------------------------------------------------------
@@ -359,8 +369,12 @@ class OverloadControl:
             self._tokens = tokens - 1.0
             return None  # admitted: within the rate
         self._tokens = tokens
-        out = self._response(head, call_id)
+        if now - self._slot_at >= SLOT:
+            self._advance(now)
+        self._shed_slots[self._slot_i] += 1  # counted first: the 503's RFC 7339 loss value includes it
+        out = self._response(head, call_id, now)
         if out is None:
+            self._shed_slots[self._slot_i] -= 1
             return None
         if not self.shedding:  # only the fixed max_rate was limiting: an episode starts
             self._start(now, "max_rate", rate, rate)
@@ -380,7 +394,7 @@ class OverloadControl:
             return True
         return False
 
-    def _response(self, head: bytes, call_id: bytes) -> bytes | None:
+    def _response(self, head: bytes, call_id: bytes, now: float) -> bytes | None:
         lines = head.split(b"\r\n")
         out = [b"SIP/2.0 503 Service Unavailable: overloaded"]
         seen = set()
@@ -392,6 +406,8 @@ class OverloadControl:
             value = value.strip()
             if canon == b"To":
                 value += b";tag=" + SHED_TAG + hashlib.blake2s(call_id, digest_size=5).hexdigest().encode()
+            elif canon == b"Via" and canon not in seen and b";oc" in value.lower():
+                value = _oc_via(value, self.shed_share(now), now) or value
             seen.add(canon)
             out.append(canon + b": " + value)
         if len(seen) < 5:
@@ -421,6 +437,40 @@ def _header(data: bytes, low: bytes, name: bytes, compact: bytes) -> bytes | Non
             end = data.find(b"\r\n", start)
             return data[start:end if end >= 0 else len(data)].strip()
     return None
+
+
+#: RFC 7339 parameters a response's top Via carries back; the client's own are replaced.
+_OC_PARAMS = {b"oc", b"oc-algo", b"oc-validity", b"oc-seq"}
+OC_VALIDITY_MS = 1000  # how long a carrier should apply the loss value unless a newer one comes
+
+
+def _oc_via(via: bytes, loss: int, now: float) -> bytes | None:
+    """The top Via value with RFC 7339 loss-based overload control parameters, when the carrier asked
+    for them (`oc` in its Via) and offers the loss algorithm (or names none: loss is the default);
+    None otherwise. Only the first Via of the line is the carrier's."""
+    end, quoted = len(via), False
+    for i, c in enumerate(via):  # the first comma outside a quoted string ends the top Via
+        if c == 34:
+            quoted = not quoted
+        elif c == 44 and not quoted:
+            end = i
+            break
+    top, rest = via[:end], via[end:]
+    sent_by, *params = top.split(b";")
+    kept, asked, algos = [], False, None
+    for param in params:
+        name, _, value = param.partition(b"=")
+        key = name.strip().lower()
+        if key == b"oc":
+            asked = True
+        elif key == b"oc-algo":
+            algos = [a.strip().lower() for a in value.strip().strip(b'"').split(b",")]
+        if key not in _OC_PARAMS:
+            kept.append(param)
+    if not asked or (algos is not None and b"loss" not in algos):
+        return None
+    oc = b'oc=%d;oc-algo="loss";oc-validity=%d;oc-seq=%.3f' % (loss, OC_VALIDITY_MS, now)
+    return b";".join([sent_by, *kept, oc]) + rest
 
 
 def _has_tag(to: bytes) -> bool:

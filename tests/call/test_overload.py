@@ -378,3 +378,32 @@ def test_overload_sim_follows_a_core_that_gets_half_the_cpu():
         assert sim.goodput(second, second + 1) >= 0.9 * 0.5, second
     limits = [r / sim.capacity for t, r in sim.limits if 12.0 <= t <= 21.0]
     assert 0.3 <= min(limits) and max(limits) <= 0.7  # settled around the new capacity, not swinging
+
+
+def _top_via(ovl: OverloadControl, via: str, now: float = 1.0) -> str:
+    data = invite().replace(b"Via: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK77", f"Via: {via}".encode())
+    out = ovl.shed(data, now)
+    assert out is not None
+    return parse(out).get("via")
+
+
+def test_overload_rfc7339_loss_parameters_for_a_carrier_that_asks():
+    """A carrier that puts `oc` in its Via gets the share shed over the last second back in the 503's top
+    Via (loss algorithm), with a validity and a sequence; its branch and other parameters are kept."""
+    ovl = shedding()
+    for i in range(3):  # 3 admitted in the last second, then 1 shed below: 25 % (and 20 % after the next)
+        ovl.admitted(invite(f"a{i}@x"), 0.5)
+    via = _top_via(ovl, 'SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK77;oc;oc-algo="loss,rate";rport')
+    assert via == 'SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK77;rport;oc=25;oc-algo="loss";oc-validity=1000;oc-seq=1.000'
+    via = _top_via(ovl, "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK78;OC", now=1.25)  # no oc-algo: loss
+    assert via.endswith(';oc=40;oc-algo="loss";oc-validity=1000;oc-seq=1.250')
+
+
+@pytest.mark.parametrize("via", [
+    "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK77",  # did not ask
+    'SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK77;oc;oc-algo="rate"',  # no loss algorithm
+    "SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK77;ocx=1",  # another parameter
+    'SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK77, SIP/2.0/UDP 10.0.0.9;branch=z9hG4bK1;oc',  # a lower Via asked
+], ids=["absent", "rate-only", "other-param", "lower-via"])
+def test_overload_rfc7339_via_left_alone(via):
+    assert _top_via(shedding(), via) == via
