@@ -8,8 +8,9 @@ Ingress under load (issues 12 and 13): the UDP socket is drained in batches, and
 source address is classified first (carrier/PBX or stranger, one memoised lookup). Carriers' and
 PBXs' datagrams of a batch go to the core before any stranger's; strangers pass the flood guard,
 which drops them unparsed while the edge is busy (the batch did not empty the socket, or shedding).
-A monitor tick measures loop lag and pending transactions for the overload control, which answers
-new INVITEs 503 + Retry-After from the raw bytes while the edge is past its capacity.
+A monitor tick measures loop lag and pending transactions, and each read the UDP queue delay (the
+kernel receive time of its first datagram), for the overload control, which answers new INVITEs over
+its admitted rate 503 + Retry-After from the raw bytes while the edge is past its capacity.
 """
 
 from __future__ import annotations
@@ -390,7 +391,7 @@ class SipHub:
 # SO_TIMESTAMP (= SCM_TIMESTAMP) is 29 in Linux's generic and x86 socket headers; Python does not export it.
 SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29 if sys.platform.startswith("linux") else 0)
 _ANC_SPACE = socket.CMSG_SPACE(16)  # one struct timeval
-_TIMEVAL = struct.Struct("@qq")
+_TIMEVAL = struct.Struct("@ll")  # struct timeval: two C longs
 
 
 def _arrival(anc: list[tuple[int, int, bytes]]) -> float:
@@ -435,11 +436,13 @@ class UdpSocket:
         self.peer_run = 0  # carrier/PBX datagrams read since the socket was last found empty
         self.batch = UDP_BATCH
         # Kernel receive times: the first datagram of a read says how long the queue made it wait.
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
-            self.stamped = bool(SO_TIMESTAMP)
-        except OSError:
-            self.stamped = False
+        self.stamped = False
+        if SO_TIMESTAMP:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+                self.stamped = True
+            except OSError:
+                pass
         hub.loop.add_reader(sock.fileno(), self._readable)
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
