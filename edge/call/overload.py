@@ -261,7 +261,7 @@ class OverloadControl:
 
     def _decreased_rate(self, now: float, delay: float) -> float:
         """Over the target: from what the core actually took (a core that got slower takes fewer than
-        the rate allows), cut by the share the delay is over the target, between a tenth and a half."""
+        the rate allows), cut by the share the delay is over the target, between a tenth and a fifth."""
         cut = self._target / delay if delay > 0 else DECREASE  # over on pending or backlog alone: a tenth
         return min(self.rate, self.admitted_rate(now)) * max(DEEPEST, min(DECREASE, cut))
 
