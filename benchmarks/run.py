@@ -402,6 +402,25 @@ def free_port() -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
+def free_tcp_run(n: int) -> int:
+    """The first of `n` consecutive TCP ports free on 127.0.0.1 (worker i's metrics: admin port + i)."""
+    for _ in range(200):
+        first = free_port()
+        held = []
+        try:
+            for port in range(first, first + n):
+                t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(t)
+                t.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for t in held:
+                t.close()
+    raise RuntimeError(f"no {n} consecutive free ports on 127.0.0.1")
+
+
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, wait: float = 10.0, group: bool = False) -> None:
     """Stop one process we started (and its process group when it forks workers); SIGKILL if it lingers."""
     if proc.poll() is None:
@@ -600,16 +619,21 @@ class EdgeSystem(System):
     """The sip-edge daemon (`python -m edge.cli run`) with the scenario's config and dialplans; `scenario.nodes`
     daemons when the scenario shares state between nodes (each with its own port and carrier, one PBX)."""
 
-    def __init__(self, scenario: Scenario, workdir: Path, log_calls: bool, python_args: list[str]) -> None:
+    def __init__(self, scenario: Scenario, workdir: Path, log_calls: bool, python_args: list[str], workers: int = 1) -> None:
         super().__init__(scenario, workdir)
         self.log_calls = log_calls
         self.python_args = python_args  # e.g. ['-m', 'cProfile', '-o', 'edge.prof'] to profile the daemon
+        self.workers = workers  # [daemon] workers: a supervisor and N worker processes (redis store)
+        if workers > 1:
+            self.admin_port = free_tcp_run(workers)
         flag = "on" if log_calls else "off"
         self.label = f"edge {scenario.label} log={flag}" if scenario.label else f"edge log_calls={flag}"
+        if workers > 1:
+            self.label += f" workers={workers}"
         self.log_path = workdir / "edge.log"
         self.nodes = [_EdgeNode(0, self.port, self.uac_port, self.admin_port, workdir)]
         for k in range(1, scenario.nodes):
-            self.nodes.append(_EdgeNode(k, free_port(), free_port(), free_port(), workdir))
+            self.nodes.append(_EdgeNode(k, free_port(), free_port(), free_tcp_run(workers), workdir))
 
     def entries(self) -> list[tuple[int, int]]:
         return [(n.uac_port, n.port) for n in self.nodes]
@@ -618,9 +642,11 @@ class EdgeSystem(System):
         return {"EDGE_PORT": str(node.port), "UAC_PORT": str(node.uac_port), "UAS_PORT": str(self.uas_port),
                 "ADMIN_PORT": str(node.admin_port), "PROBE_PORT": str(self.probe_port), "LOG_CALLS": "true" if self.log_calls else "false",
                 "STATE_DIR": str(node.state_dir), "NODE": f"bench-{node.index + 1}", "STORE_BACKEND": "sqlite",
-                "REDIS_PORT": "6379"} | self.ctx.values
+                "REDIS_PORT": "6379", "WORKERS": str(self.workers)} | self.ctx.values
 
     def _start(self) -> None:
+        if self.workers > 1 and self.ctx.values.get("STORE_BACKEND") != "redis":
+            prepare_redis(self.ctx)  # several workers share their state through redis (docs/DESIGN.md, "Several workers")
         self.ctx.dialplans.mkdir(exist_ok=True)
         for f in sorted(self.scenario.dialplans.glob("*.toml")):
             render_template(f, self.ctx.dialplans / f.name, self._values(self.nodes[0]))
@@ -639,8 +665,9 @@ class EdgeSystem(System):
         self.proc = self.nodes[0].proc
         self.root_pid = self.proc.pid
         deadline = time.monotonic() + 30
+        started = b"workers_started" if self.workers > 1 else b"daemon_started"
         for node in self.nodes:
-            while b"daemon_started" not in node.log_path.read_bytes():
+            while started not in node.log_path.read_bytes():
                 if node.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"sip-edge did not start (rc={node.proc.poll()}):\n"
                                        f"{node.log_path.read_text(errors='replace')[-3000:]}")
@@ -658,18 +685,20 @@ class EdgeSystem(System):
     def metrics(self, node: _EdgeNode) -> dict[str, float]:
         """The node's Prometheus samples (GET /metrics with the admin token), name{labels} -> value."""
         token = (node.state_dir / "admin.token").read_text().strip()
-        req = urllib.request.Request(f"http://127.0.0.1:{node.admin_port}/metrics",
-                                     headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(req, timeout=5) as resp:
-            text = resp.read().decode()
         samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                try:
-                    samples[name] = float(value)
-                except ValueError:
-                    continue
+        # With [daemon] workers = N, worker i serves its own samples on the admin port + i: summed here.
+        for i in range(self.workers):
+            req = urllib.request.Request(f"http://127.0.0.1:{node.admin_port + i}/metrics",
+                                         headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                text = resp.read().decode()
+            for line in text.splitlines():
+                if line and not line.startswith("#"):
+                    name, _, value = line.rpartition(" ")
+                    try:
+                        samples[name] = samples.get(name, 0.0) + float(value)
+                    except ValueError:
+                        continue
         return samples
 
     def checks(self) -> str:
@@ -839,6 +868,8 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
     pids, helpers = system.pids(), system.helper_pids()
     uas_pid = [system.uas.proc.pid]
     host0, t0, cpu0, hcpu0 = host_cpu(), time.time(), cpu_ticks(pids), cpu_ticks(helpers)
+    supervisor = [system.root_pid] if getattr(system, "workers", 1) > 1 else []  # its share, reported apart
+    sup0 = cpu_ticks(supervisor)
     uas_ticks0, kids0 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)  # the UACs are reaped in the step
     procs = []
     try:
@@ -858,6 +889,7 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         for proc in procs:
             stop_process(proc, signal.SIGUSR1, wait=3)
     cpu1, t1, host1, hcpu1 = cpu_ticks(pids), time.time(), host_cpu(), cpu_ticks(helpers)
+    sup1 = cpu_ticks(supervisor)
     uas_ticks1, kids1 = cpu_ticks(uas_pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     uas1 = system.uas.counters_after(t1)
     res.wall_s = t1 - t0
@@ -909,6 +941,9 @@ def run_step(system: System, rate: float, calls: int, stepdir: Path, run: str, m
         res.note = ", ".join(causes)
     if helpers and not math.isnan(res.helper_cpu_us_per_call):
         res.note = (res.note + "; " if res.note else "") + f"+ redis-server {res.helper_cpu_us_per_call:.0f} us/call"
+    if supervisor and res.successful:
+        sup_us = (sup1 - sup0) / CLK_TCK * 1e6 / res.successful
+        res.note = (res.note + "; " if res.note else "") + f"of which supervisor (hand-off) {sup_us:.0f} us/call"
     return res
 
 
@@ -1000,8 +1035,9 @@ def build_systems(args: argparse.Namespace, scenarios: list[Scenario], workdir: 
     for scenario in scenarios:
         sdir = workdir if scenario.name == "clean" else workdir / scenario.name
         for flag in {"both": [True, False], "on": [True], "off": [False]}[args.log_calls]:
-            name = f"edge-log-{'on' if flag else 'off'}"
-            systems.append(EdgeSystem(scenario, sdir / name, flag, shlex.split(args.edge_python_args)))
+            for w in args.edge_workers:
+                name = f"edge-log-{'on' if flag else 'off'}" + (f"-{w}w" if w > 1 else "")
+                systems.append(EdgeSystem(scenario, sdir / name, flag, shlex.split(args.edge_python_args), w))
     if args.compare == "kamailio":
         for scenario in scenarios:
             if scenario.compare:
@@ -1113,6 +1149,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "clean also runs clean as its baseline (unless --no-baseline)")
     p.add_argument("--no-baseline", action="store_true", help="do not add the clean scenario to the others")
     p.add_argument("--compare", choices=["kamailio"], help="also measure Kamailio (the yardstick) in this run")
+    p.add_argument("--edge-workers", default="1", type=lambda v: [int(x) for x in v.split(",") if x.strip()],
+                   help="comma-separated [daemon] workers values to measure the edge with (e.g. 1,2; >1 uses redis)")
     p.add_argument("--kamailio-workers", default="1",
                    type=lambda s: [int(x) for x in s.split(",")], help="UDP workers, e.g. 1 or 1,2")
     p.add_argument("--log-calls", choices=["both", "on", "off"], default="both",
@@ -1144,7 +1182,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="write every step and the summary to this file")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (logs, sipp traces)")
     args = p.parse_args(argv)
-    if args.calls <= 0 or args.repeat < 0 or any(w < 1 for w in args.kamailio_workers):
+    if args.calls <= 0 or args.repeat < 0 or any(w < 1 for w in args.kamailio_workers) \
+            or any(w < 1 for w in args.edge_workers):
         p.error("--calls must be positive, --repeat non-negative, workers >= 1")
     if not (args.overload_factor > 0 and 0 < args.overload_seconds <= 600 and 0 <= args.overload_after <= 60):
         p.error("--overload-factor must be positive, --overload-seconds in (0, 600], --overload-after in [0, 60]")
@@ -1161,7 +1200,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def preflight(args: argparse.Namespace) -> None:
     tools = [SIPP] + ([KAMAILIO] if args.compare == "kamailio" else [])
-    tools += [REDIS_SERVER] if any(SCENARIOS[s].prepare is prepare_redis for s in args.scenario) else []
+    tools += [REDIS_SERVER] if any(SCENARIOS[s].prepare is prepare_redis for s in args.scenario) \
+        or max(args.edge_workers) > 1 else []
     missing = [t for t in tools if shutil.which(t) is None]
     if args.profile and profiling.py_spy_path() is None:
         missing.append("py-spy (pip install -e '.[bench]')")

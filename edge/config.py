@@ -49,6 +49,7 @@ class Daemon(msgspec.Struct, forbid_unknown_fields=True):
     drain_timeout: str = "30s"
     retry_after: int = 30  # seconds, on 503 while draining
     watchdog: bool = True  # systemd WATCHDOG=1 pings when WatchdogSec is set
+    workers: int = 1  # SIP worker processes; > 1 needs one UDP listener and the redis store (docs/DESIGN.md, "Several workers")
 
 
 class EdgeConfig(msgspec.Struct, forbid_unknown_fields=True):
@@ -173,6 +174,7 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
     for key in ("max_tcp_connections", "max_tcp_unknown", "max_tcp_per_source"):
         if getattr(cfg.limits, key) < 0:
             errs.append((f"$.limits.{key}", "must not be negative (0 refuses every such connection)"))
+    errs += _validate_workers(cfg)
     errs += [(e.path, e.reason) for e in validate_settings(cfg.policy)]
     errs += validate_store(cfg.store)
     errs += validate_admin(cfg.admin)
@@ -185,6 +187,31 @@ def validate_config(cfg: EdgeConfig) -> list[tuple[str, str]]:
     errs += validate_messaging(cfg.messaging)
     if cfg.messaging.screening_api.enabled and cfg.admin.enabled and cfg.messaging.screening_api.listen == cfg.admin.listen:
         errs.append(("$.messaging.screening_api.listen", "must not be the admin API's listener"))
+    return errs
+
+
+MAX_WORKERS = 64
+
+
+def _validate_workers(cfg: EdgeConfig) -> list[tuple[str, str]]:
+    """Several workers must share what one process keeps in memory (rate windows, blocks, passes,
+    lifecycle counts) and must own every message of a call: only the redis store shares the former,
+    and only UDP is handed off by Call-ID (a stream connection would tie a call's legs to one worker)."""
+    n = cfg.daemon.workers
+    if not 1 <= n <= MAX_WORKERS:
+        return [("$.daemon.workers", f"must be between 1 and {MAX_WORKERS}")]
+    if n == 1:
+        return []
+    errs = []
+    if cfg.store.backend != "redis":
+        errs.append(("$.store.backend", f"workers = {n} needs backend = 'redis': rate windows, blocks, captcha "
+                                        "passes and lifecycle counts must be shared between worker processes"))
+    for i, ls in enumerate(cfg.listen):
+        if ls.transport != "udp":
+            errs.append((f"$.listen[{i}].transport", f"workers = {n} serves UDP only: a {ls.transport} "
+                                                     "listener needs workers = 1"))
+    if sum(ls.transport == "udp" for ls in cfg.listen) > 1:
+        errs.append(("$.listen", f"workers = {n} serves exactly one UDP listener"))
     return errs
 
 

@@ -84,6 +84,11 @@ class UserAgent:
         """Where the edge is reached over `transport` (advertised address; the first listener otherwise)."""
         return local_address(self.local, transport)
 
+    def mark_branches(self, mark: str) -> None:
+        """Several worker processes: every branch minted from now on carries `mark` right after the
+        magic cookie, so the responses to this core's requests are handed back to it (edge.sip.affinity)."""
+        self._branch_prefix = f"{MAGIC_COOKIE}{mark}{os.urandom(4).hex()}"
+
     def new_branch(self) -> str:
         self._branch_n += 1
         return f"{self._branch_prefix}{self._branch_n:x}"

@@ -15,7 +15,7 @@ def _run(args: argparse.Namespace) -> int:
     from edge.dialplan.load import DialplanError
 
     try:
-        return run_daemon(args.config, args.dialplans)
+        return run_daemon(args.config, args.dialplans, args.worker)
     except (ConfigError, DialplanError) as exc:
         sys.stderr.write("\n".join(exc.errors) + "\n")
         return 1
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the daemon in the foreground")
     r.add_argument("--config", default=DEFAULT_CONFIG)
     r.add_argument("dialplans", nargs="?", default=DEFAULT_DIALPLANS)
+    r.add_argument("--worker", default="", help=argparse.SUPPRESS)  # set by the supervisor ([daemon] workers)
     r.set_defaults(func=_run)
     c = sub.add_parser("check", help="validate config and dialplans; prints 'file:line:col: $.path: reason' per problem")
     c.add_argument("--config", default=DEFAULT_CONFIG)

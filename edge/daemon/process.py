@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -26,13 +27,16 @@ from edge.config import ConfigError, EdgeConfig, load_config, host_port
 from edge.daemon.logging import setup_logging
 from edge.daemon.metrics import EdgeCollector
 from edge.daemon.shared_state import attach_shared_state
+from edge.daemon.workers import WorkerRole, run_supervisor, worker_config
 from edge.daemon.sdnotify import Notifier
 from edge.dialplan.load import DialplanError, load_dialplans
 from edge.dialplan.plan import Plan
+from edge.io.handoff import HandoffReader
 from edge.io.rtp_udp import prompt_names
 from edge.io.sip_transport import SipHub
 from edge.io.tls import listener_errors
 from edge.lifecycle.manager import Lifecycle
+from edge.sip.affinity import branch_mark
 from edge.policy.pipeline import PolicyEngine
 from edge.policy.rules import BlockRule
 from edge.store.factory import open_store
@@ -46,9 +50,10 @@ RELEASED_STATUS = {"404": 404, "410": 410, "intercept": 410}
 
 
 class Daemon:
-    def __init__(self, config_path: str, dialplan_dir: str) -> None:
+    def __init__(self, config_path: str, dialplan_dir: str, worker: WorkerRole | None = None) -> None:
         self.config_path = config_path
         self.dialplan_dir = dialplan_dir
+        self.worker = worker  # one of several worker processes under a supervisor (edge.daemon.workers)
         self.cfg: EdgeConfig | None = None
         self.proxy: Proxy | None = None
         self.hub: SipHub | None = None
@@ -57,6 +62,8 @@ class Daemon:
         self.lifecycle: Lifecycle | None = None
         self.fetcher = None
         self.admin_runner = None
+        self.metrics_runner = None  # a worker > 0: its own /metrics listener (edge.daemon.workers)
+        self.config_admin_enabled = True  # [admin] enabled as configured (a worker > 0 runs no admin API)
         self.registry = CollectorRegistry()
         self.notifier = Notifier()
         self._stop: asyncio.Event | None = None  # created inside the loop
@@ -78,6 +85,9 @@ class Daemon:
 
     def load(self) -> tuple[EdgeConfig, Plan, dict]:
         cfg = load_config(self.config_path, [listener_errors])
+        self.config_admin_enabled = cfg.admin.enabled
+        if self.worker is not None:
+            cfg = worker_config(cfg, self.worker.index)
         plan, files = load_dialplans(self.dialplan_dir, {p.name for p in cfg.pbx}, time.time(), prompt_names(cfg.media.prompts_dir))
         from edge.daemon.messaging import compile_plan
 
@@ -105,6 +115,9 @@ class Daemon:
             if not scope:  # the daemon remembers passes node-wide (scope ''): a restart keeps them
                 gate.passes.remember(calling, until)
         self.proxy = proxy = Proxy(cfg.call_settings(), plan, gate)
+        if self.worker is not None:
+            structlog.contextvars.bind_contextvars(worker=self.worker.index)
+            proxy.ua.mark_branches(branch_mark(self.worker.index))  # responses to our requests come back here
         proxy.is_released = lifecycle.is_released
         proxy.released_status = RELEASED_STATUS[cfg.lifecycle.released_action]
         proxy.released_intercept = cfg.lifecycle.released_action == "intercept"
@@ -115,6 +128,11 @@ class Daemon:
         self.guard = FloodGuard(cfg.flood, lambda ip, port: self.proxy.peers.classify(ip, port) is not None)
         self.hub.guard = self.guard
         self.hub.overload = OverloadControl(cfg.overload)  # 503 to new INVITEs past capacity
+        handoff = None
+        if self.worker is not None:
+            handoff = HandoffReader(socket.socket(fileno=self.worker.handoff_fd), asyncio.get_running_loop())
+            handoff.sock.setblocking(False)
+            self.hub.worker_udp = (socket.socket(fileno=self.worker.udp_fd), handoff)
         if cfg.hep.enabled:
             from edge.io.hep import HepExporter
 
@@ -127,6 +145,10 @@ class Daemon:
         self.registry.register(StoreCollector(store))
         if cfg.admin.enabled:
             await self._start_admin(cfg)
+        elif self.worker is not None and self.worker.index > 0 and self.config_admin_enabled:
+            from edge.daemon.workers import start_worker_metrics
+
+            self.metrics_runner = await start_worker_metrics(cfg, self.worker.index, self.registry)
         await self._start_screen_api()
         self._stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -145,8 +167,12 @@ class Daemon:
             stir_verify=gate.verifier is not None,
             stir_sign=gate.signer is not None,
             node=cfg.daemon.node,
+            worker=self.worker.index if self.worker is not None else None,
         )
         self.notifier.ready(f"serving {len(plan)} numbers")
+        if handoff is not None:
+            handoff.on_eof = self._stop.set  # the supervisor is gone: drain and exit
+            handoff.tell_supervisor("ready")
         gc.collect()
         gc.freeze()  # start-up state (dialplan, prompts, rules) never needs scanning again
         await self._stop.wait()
@@ -433,6 +459,8 @@ class Daemon:
             self.hep.close()
         if self.admin_runner is not None:
             await self.admin_runner.cleanup()
+        if self.metrics_runner is not None:
+            await self.metrics_runner.cleanup()
         if self.screen_runner is not None:
             await self.screen_runner.cleanup()
         if self._fetching:
@@ -461,7 +489,16 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
-def run_daemon(config_path: str, dialplan_dir: str) -> int:
+def run_daemon(config_path: str, dialplan_dir: str, worker: str = "") -> int:
+    """One process (`[daemon] workers = 1`), a supervisor of N workers, or (`worker`) one of those workers."""
+    role = WorkerRole.parse(worker) if worker else None
+    if role is None:
+        from edge.io.tls import listener_errors
+
+        cfg = load_config(config_path, [listener_errors])
+        if cfg.daemon.workers > 1:
+            Daemon(config_path, dialplan_dir).load()  # dialplan errors surface here, before any worker starts
+            return run_supervisor(config_path, dialplan_dir, cfg)
     tune_gc()
-    daemon = Daemon(config_path, dialplan_dir)
+    daemon = Daemon(config_path, dialplan_dir, role)
     return uvloop.run(daemon.run())

@@ -34,6 +34,7 @@ from edge.units import parse_duration
 from edge.sip.errors import FramingError
 from edge.sip.framing import StreamFramer
 from edge.sip.transaction import Destination
+from edge.io.handoff import HandoffReader
 
 log = structlog.get_logger("edge.io")
 
@@ -80,6 +81,9 @@ class SipHub:
         self._refusal_logged = 0.0
         self.tcp_message_timeout = parse_duration(cfg.limits.tcp_message_timeout)
         self.tcp_idle_timeout = parse_duration(cfg.limits.tcp_idle_timeout)
+        # A worker process (`[daemon] workers` > 1): the supervisor's listening socket, used to send only,
+        # and the reader of the datagrams the supervisor hands off to this worker (edge.io.handoff).
+        self.worker_udp: tuple[socket.socket, HandoffReader] | None = None
 
     # -- core driving -----------------------------------------------------------------------
     def feed(self, data: bytes, src: Destination, now: float | None = None, flush: bool = True) -> None:
@@ -309,16 +313,12 @@ class SipHub:
     async def start(self) -> None:
         for ls in self.cfg.listen:
             host, port = host_port(ls.address)
-            if ls.transport == "udp":
-                sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                    try:
-                        sock.setsockopt(socket.SOL_SOCKET, opt, self.cfg.limits.udp_buffer)
-                    except OSError:
-                        pass
-                sock.bind((host, port))
-                sock.setblocking(False)
+            if ls.transport == "udp" and self.worker_udp is not None:
+                sock, reader = self.worker_udp
+                self.udp = UdpSocket(self, sock, reader)
+                self.udp_local = sock.getsockname()[:2]
+            elif ls.transport == "udp":
+                sock = bind_udp(host, port, self.cfg.limits.udp_buffer)
                 self.udp = UdpSocket(self, sock)
                 self.udp_local = sock.getsockname()[:2]
             elif ls.transport == "tcp":
@@ -403,6 +403,20 @@ def _arrival(anc: list[tuple[int, int, bytes]]) -> float:
     return 0.0
 
 
+def bind_udp(host: str, port: int, buffer: int) -> socket.socket:
+    """The UDP listener: large kernel buffers (best effort), non-blocking."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, buffer)
+        except OSError:
+            pass
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
 def _is_ip(host: str) -> bool:
     return host.replace(".", "").isdigit() or ":" in host
 
@@ -429,21 +443,25 @@ class UdpSocket:
     guard; a full batch (the socket still has a backlog) makes the guard drop strangers unparsed.
     """
 
-    def __init__(self, hub: SipHub, sock: socket.socket) -> None:
+    def __init__(self, hub: SipHub, sock: socket.socket, reader: HandoffReader | None = None) -> None:
         self.hub = hub
         self.sock = sock
         self.closed = False
         self.peer_run = 0  # carrier/PBX datagrams read since the socket was last found empty
         self.batch = UDP_BATCH
-        # Kernel receive times: the first datagram of a read says how long the queue made it wait.
+        # Datagrams come from the socket itself or, in a worker process, handed off by the supervisor.
+        self.reader = reader
+        self._recvfrom = sock.recvfrom if reader is None else reader.recvfrom
+        # Kernel receive times (reading the socket itself): the first datagram of a read says how long
+        # the queue made it wait.
         self.stamped = False
-        if SO_TIMESTAMP:
+        if SO_TIMESTAMP and reader is None:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
                 self.stamped = True
             except OSError:
                 pass
-        hub.loop.add_reader(sock.fileno(), self._readable)
+        hub.loop.add_reader((sock if reader is None else reader).fileno(), self._readable)
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -454,12 +472,16 @@ class UdpSocket:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.hub.loop.remove_reader(self.sock.fileno())
+            if self.reader is None:
+                self.hub.loop.remove_reader(self.sock.fileno())
+            else:
+                self.hub.loop.remove_reader(self.reader.fileno())
+                self.reader.close()
             self.sock.close()
 
     def _readable(self) -> None:
         hub = self.hub
-        recv = self.sock.recvfrom
+        recv = self._recvfrom
         classify = hub.proxy.peers.classify  # read per event: a reload replaces the directory
         known: list[tuple[bytes, tuple]] = []
         strangers: list[tuple[bytes, tuple]] = []
@@ -519,6 +541,8 @@ class UdpSocket:
             for data, addr in strangers:
                 hub.feed_stranger(data, Destination("udp", addr[0], addr[1]), now, busy)
         hub.flush()
+        if self.reader is not None and full and self.reader.buffered:
+            hub.loop.call_soon(self._readable)  # handed-off frames already read into user space
 
 
 class TcpConnection(asyncio.Protocol):
