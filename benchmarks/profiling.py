@@ -1,8 +1,11 @@
 """Sampling profile of a running daemon for the length of one benchmark step (`run.py --profile`).
 
-py-spy attaches to the daemon's pid, samples its Python stacks without stopping it (`--nonblocking`) and
-writes collapsed stacks when interrupted; idle threads (the loop waiting in epoll) are left out, so the
-samples are where the process spent CPU. Own time of a function is the samples where it is the innermost
+py-spy attaches to the daemon's pid, pauses it for each sample (100 a second by default: the profiled step
+is not one of the measured ones) and writes collapsed stacks when interrupted. Paused, py-spy can ask the
+kernel whether each thread was running, so idle threads (the loop waiting in epoll, the activity writer
+waiting on its queue or for the GIL) are left out and the samples are where the process spent CPU; with
+`--nonblocking` it has to guess from the function name and counts a thread blocked in `sendto` or on the
+GIL as busy (py-spy issue #480). Own time of a function is the samples where it is the innermost
 frame; total time the samples where it is anywhere on the stack (counted once per sample).
 """
 
@@ -85,13 +88,13 @@ def render(profile: Profile, top: int = 25, title: str = "") -> str:
 class Sampler:
     """py-spy attached to one pid from `start()` until `stop()`; the collapsed stacks land in `path`."""
 
-    def __init__(self, pid: int, path: Path, rate: int = 200) -> None:
+    def __init__(self, pid: int, path: Path, rate: int = 100) -> None:
         exe = py_spy_path()
         if exe is None:
             raise RuntimeError("py-spy is not installed (make bench installs the bench extra)")
         self.path = path
         self.log = path.with_suffix(".log")
-        self.cmd = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw", "--nonblocking",
+        self.cmd = [exe, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
                     "--threads", "--output", str(path)]
         self.proc: subprocess.Popen | None = None
 

@@ -8,8 +8,9 @@ Ingress under load (issues 12 and 13): the UDP socket is drained in batches, and
 source address is classified first (carrier/PBX or stranger, one memoised lookup). Carriers' and
 PBXs' datagrams of a batch go to the core before any stranger's; strangers pass the flood guard,
 which drops them unparsed while the edge is busy (the batch did not empty the socket, or shedding).
-A monitor tick measures loop lag and pending transactions for the overload control, which answers
-new INVITEs 503 + Retry-After from the raw bytes while the edge is past its capacity.
+A monitor tick measures loop lag and pending transactions, and each read the UDP queue delay (the
+kernel receive time of its first datagram), for the overload control, which answers new INVITEs over
+its admitted rate 503 + Retry-After from the raw bytes while the edge is past its capacity.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import struct
+import sys
 import time
 from typing import Callable
 
@@ -96,14 +99,14 @@ class SipHub:
         """A message from a carrier or PBX: shed (503) if it is a new INVITE while overloaded, else to the
         core. False when it was answered or dropped here. The caller flushes."""
         ovl = self.overload
-        if ovl is not None and ovl.shedding:
-            answer = ovl.shed(data)
-            if answer is not None:
-                self.send(answer, src)
-                return False
-            if ovl.is_shed_ack(data):
-                return False
         if ovl is not None:
+            if ovl.limiting:
+                answer = ovl.shed(data, now)
+                if answer is not None:
+                    self.send(answer, src)
+                    return False
+                if ovl.is_shed_ack(data):
+                    return False
             ovl.admitted(data, now)
         self.feed(data, src, now, flush=False)
         return True
@@ -147,9 +150,9 @@ class SipHub:
         for ev in self.overload.take_events():
             if ev.on:
                 log.warning("overload_shedding_started", reason=ev.reason, value=round(ev.value, 3),
-                            retry_after=self.overload.cfg.retry_after)
+                            admitted_rate=ev.rate, retry_after=self.overload.cfg.retry_after)
             else:
-                log.warning("overload_shedding_stopped", shed_invites=ev.shed)
+                log.warning("overload_shedding_stopped", shed_invites=ev.shed, admitted_rate=ev.rate)
 
     # -- stream connections: budgets and timeouts --------------------------------------------------
     def admit_connection(self, ip: str, port: int) -> str:
@@ -212,6 +215,8 @@ class SipHub:
             for k, v in self.overload.stats.as_dict().items():
                 out[f"overload_{k}_total"] = v
             out["overload_shedding"] = 1 if self.overload.shedding else 0
+            out["overload_rate_limit"] = self.overload.rate if self.overload.limiting else 0.0  # INVITEs/s
+            out["overload_admitted_rate"] = self.overload.admitted_rate(time.time())
         return out
 
     def _local(self, transport: str) -> tuple[str, int]:
@@ -383,6 +388,21 @@ class SipHub:
                 del self.conn_by_addr[key]
 
 
+# SO_TIMESTAMP (= SCM_TIMESTAMP) is 29 in Linux's generic and x86 socket headers; Python does not export it.
+SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29 if sys.platform.startswith("linux") else 0)
+_ANC_SPACE = socket.CMSG_SPACE(16)  # one struct timeval
+_TIMEVAL = struct.Struct("@ll")  # struct timeval: two C longs
+
+
+def _arrival(anc: list[tuple[int, int, bytes]]) -> float:
+    """The kernel's receive time (SCM_TIMESTAMP) of a datagram, 0.0 when absent."""
+    for level, kind, cdata in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP and len(cdata) >= _TIMEVAL.size:
+            sec, usec = _TIMEVAL.unpack_from(cdata)
+            return sec + usec / 1e6
+    return 0.0
+
+
 def bind_udp(host: str, port: int, buffer: int) -> socket.socket:
     """The UDP listener: large kernel buffers (best effort), non-blocking."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
@@ -432,6 +452,15 @@ class UdpSocket:
         # Datagrams come from the socket itself or, in a worker process, handed off by the supervisor.
         self.reader = reader
         self._recvfrom = sock.recvfrom if reader is None else reader.recvfrom
+        # Kernel receive times (reading the socket itself): the first datagram of a read says how long
+        # the queue made it wait.
+        self.stamped = False
+        if SO_TIMESTAMP and reader is None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+                self.stamped = True
+            except OSError:
+                pass
         hub.loop.add_reader((sock if reader is None else reader).fileno(), self._readable)
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -458,6 +487,20 @@ class UdpSocket:
         strangers: list[tuple[bytes, tuple]] = []
         n = 0
         batch = self.batch
+        arrived = 0.0
+        if self.stamped:
+            try:
+                data, anc, _flags, addr = self.sock.recvmsg(65536, _ANC_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # an ICMP error, as below
+                log.debug("udp_error", error=str(exc))
+                data = b""
+            n = 1
+            if data:
+                arrived = _arrival(anc)
+                if not (len(data) <= 4 and not data.strip(b"\r\n")):
+                    (known if classify(addr[0], addr[1]) is not None else strangers).append((data, addr))
         while n < batch:
             try:
                 data, addr = recv(65536)
@@ -489,7 +532,7 @@ class UdpSocket:
         self.peer_run = self.peer_run + len(known) if full else len(known)
         ovl = hub.overload
         if ovl is not None and (known or full):
-            ovl.observe(now, peer_backlog=self.peer_run)
+            ovl.observe(now, peer_backlog=self.peer_run, queue_delay=max(0.0, now - arrived) if arrived else None)
             hub.log_overload()
         for data, addr in known:
             hub.feed_peer(data, Destination("udp", addr[0], addr[1]), now)

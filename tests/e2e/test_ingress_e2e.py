@@ -166,7 +166,8 @@ def test_ingress_overload_sheds_new_invites_with_retry_after_and_recovers(edge, 
     time.sleep(1.2)  # answered: established before the burst, its BYE comes in the middle of it
     burst = uac(tmp_path, edge.port, SERVICE, "uac_call_or_shed.xml", calls=60, rate=20, port=edge.carrier_port,
                 name="burst", timeout=30)
-    d.wait_event("overload_shedding_started", timeout=10)
+    (started,) = d.wait_event("overload_shedding_started", timeout=10)
+    assert started["reason"] == "pending" and started["admitted_rate"] >= 1  # the rate the episode starts at
     status, took = _options(edge.port, 1)  # OPTIONS answered while shedding
     assert status == "SIP/2.0 200 OK" and took < 1.0
     assert burst.wait(40) == 0, burst.errors()[-3000:]
@@ -186,3 +187,34 @@ def test_ingress_overload_sheds_new_invites_with_retry_after_and_recovers(edge, 
     assert m["edge_overload_shed_invites_total"] >= shed  # retransmitted INVITEs are shed again
     assert m["edge_overload_shed_acks_total"] >= 1
     assert m["edge_overload_episodes_total"] >= 1
+
+
+def test_ingress_overload_max_rate_admits_that_many_new_invites_a_second(edge, tmp_path):
+    """`max_rate = 10`: sipp offers 40 new INVITEs a second for 3 s (120 calls). The token bucket admits
+    about 10 a second, on any machine (the bound is wall-clock time, not the edge's speed); the rest get
+    503 + Retry-After; every admitted call completes; the episode ends `hold` after the burst."""
+    pbx = uas(tmp_path, edge.pbx_a, timeout=40)
+    d = edge.start(extra='[overload]\nmax_rate = 10\nhold = "500ms"\nretry_after = 3\n')
+    t0 = time.monotonic()
+    burst = uac(tmp_path, edge.port, SERVICE, "uac_call_or_shed.xml", calls=120, rate=40, port=edge.carrier_port,
+                name="burst", timeout=40)
+    (started,) = d.wait_event("overload_shedding_started", timeout=10)
+    assert (started["reason"], started["admitted_rate"]) == ("max_rate", 10.0)
+    status, took = _options(edge.port, 1)
+    assert status == "SIP/2.0 200 OK" and took < 1.0
+    assert burst.wait(40) == 0, burst.errors()[-3000:]
+    span = time.monotonic() - t0  # the INVITEs were all offered within this
+    assert (burst.count("SuccessfulCall(C)"), burst.count("FailedCall(C)")) == (120, 0)
+    msgs = burst.messages()
+    shed = msgs.count("SIP/2.0 503 Service Unavailable")
+    admitted = 120 - shed
+    assert msgs.count("Retry-After: 3") == shed
+    assert 25 <= admitted <= 10 * span + 3, (admitted, span)  # 3 s of offer at least: ~30
+    (stopped,) = d.wait_event("overload_shedding_stopped", timeout=10)
+    assert stopped["shed_invites"] == shed
+    after = uac(tmp_path, edge.port, SERVICE, calls=1, port=free_port(), name="after", timeout=20)
+    assert after.wait(20) == 0, after.errors()[-3000:]
+    pbx.stop()
+    m = _metrics(Admin(tmp_path, (tmp_path / "edge.toml").read_text()))
+    assert m["edge_overload_rate_limit"] == 10 and m["edge_overload_shedding"] == 0
+    assert m["edge_overload_shed_invites_total"] == shed and m["edge_overload_admitted_invites_total"] == admitted + 1

@@ -24,6 +24,8 @@ def test_ingress_config_example_values_load(tmp_path):
     ('[overload]\nretry_after = 0\n', "$.overload.retry_after: must be between 1 and 3600 seconds"),
     ('[overload]\nloop_lag = "0ms"\n', "$.overload.loop_lag: must be greater than 0s"),
     ('[overload]\nshed = true\n', "$.overload.shed: unknown key 'shed'"),
+    ('[overload]\ntarget_delay = "500ms"\n', "$.overload.target_delay: must be below loop_lag (300ms)"),
+    ('[overload]\nmax_rate = 0.5\n', "$.overload.max_rate: must be 0 (no cap) or between 1 and 1000000"),
     ('[flood]\nbusy_rate = "many"\n', "$.flood.busy_rate: invalid rate"),
 ])
 def test_ingress_config_invalid_settings_reported_with_path(tmp_path, text, expected):

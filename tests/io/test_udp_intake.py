@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 
 import msgspec
 
@@ -86,3 +87,39 @@ async def test_udp_intake_backlog_drops_strangers_unparsed_and_serves_the_carrie
         await hub.close()
         for s in (pbx, carrier, *strangers):
             s.close()
+
+
+async def test_udp_intake_queue_delay_from_kernel_receive_times_starts_shedding():
+    """INVITEs that waited 400 ms in the socket (the loop was blocked) are a queue delay over `loop_lag`
+    (300 ms): the read that finds them starts an episode at the floor rate and answers them 503 + Retry-After
+    from their raw bytes, before the core sees them."""
+    port, pbx_port = _free_udp_port(), _free_udp_port()
+    cfg = msgspec.convert(config_dict(
+        listen=[{"transport": "udp", "address": f"127.0.0.1:{port}"}],
+        carriers=[{"name": "carrier-a", "sources": ["127.0.0.1/32"]}],
+        pbx=[{"name": "pbx-a", "uri": f"sip:127.0.0.1:{pbx_port}", "health_check": False}],
+        overload={"retry_after": 7},
+    ), EdgeConfig)
+    proxy = Proxy(cfg.call_settings(), make_plan(("pbx-a",)))
+    hub = SipHub(proxy, cfg)
+    hub.overload = OverloadControl(cfg.overload)
+    carrier = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    carrier.bind(("127.0.0.1", 0))
+    carrier.settimeout(2)
+    await hub.start()
+    assert hub.udp is not None and hub.udp.stamped
+    try:
+        for n in range(5):
+            carrier.sendto(_request("INVITE", port, carrier, n), ("127.0.0.1", port))
+        time.sleep(0.4)  # the loop is blocked: the INVITEs wait in the socket
+        loop = asyncio.get_running_loop()
+        answers = [await asyncio.wait_for(loop.run_in_executor(None, carrier.recv, 65536), 3) for _ in range(5)]
+        assert all(a.startswith(b"SIP/2.0 503 ") and b"\r\nRetry-After: 7\r\n" in a for a in answers)
+        assert proxy.stats.received == 0  # answered from the raw bytes
+        ovl = hub.overload
+        assert ovl.shedding and ovl.stats.shed_invites == 5 and ovl.stats.episodes == 1
+        m = hub.intake_metrics()
+        assert m["overload_shedding"] == 1 and m["overload_rate_limit"] == 1.0 and m["overload_shed_invites_total"] == 5
+    finally:
+        await hub.close()
+        carrier.close()
