@@ -9,20 +9,30 @@ DEB_TEST_TOOLS := sipp:sip-tester redis-server:redis-server redis-cli:redis-tool
 DEB_BENCH_TOOLS := kamailio:kamailio
 DEB_PROMPT_TOOLS := espeak-ng:espeak-ng sox:sox
 
+# The hot path compiled by setup.py (edge/build.py COMPILED_MODULES): gcc and the Python headers build it; an
+# editable install keeps the extensions in the tree, so editing one of these sources rebuilds them.
+DEB_COMPILE_TOOLS := gcc:gcc
+COMPILED_SRC := $(shell sed -n '/^COMPILED_MODULES = (/,/^)/s/^ *"\([a-z_.]*\)",.*/\1/p' edge/build.py | tr . / | sed 's/$$/.py/')
+BUILD_LABEL = $(BIN)/python -c 'from edge.build import build_info; print("sip-edge build:", build_info().label)'
+# After the compiled suite, the parser/core tests once more on the .py source (SIP_EDGE_PURE=1).
+PURE_TESTS ?= tests/test_build.py tests/sip tests/call
+
 DEB_OUT ?= dist
 DEB_BUILD_TOOLS := dpkg-deb:dpkg systemd-analyze:systemd
 
-.PHONY: run test check bench fuzz deps-test deps-bench clean prompts deb
+.PHONY: run test check bench fuzz deps-build deps-test deps-bench clean prompts deb
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt setup.py edge/build.py $(COMPILED_SRC) | deps-build
 	$(PIP) -e .
+	@$(BUILD_LABEL)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) -e '.[test]'
+	@$(BUILD_LABEL)
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed-test
@@ -37,6 +47,12 @@ run: $(VENV)/.installed
 check: $(VENV)/.installed
 	$(BIN)/sip-edge check --config $(CONFIG) $(DIALPLANS)
 
+# gcc and the Python headers (python3-dev) for the compiled hot path; without them the install is pure Python.
+deps-build:
+	@scripts/debian-tools.sh $(DEB_COMPILE_TOOLS)
+	@$(PYTHON) -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+		|| scripts/debian-tools.sh no-such-command:python3-dev
+
 deps-test:
 	@scripts/debian-tools.sh $(DEB_TEST_TOOLS)
 
@@ -45,6 +61,7 @@ deps-bench: deps-test
 
 test: $(VENV)/.installed-test deps-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(if $(PURE_TESTS),SIP_EDGE_PURE=1 $(BIN)/python -m pytest -q $(PURE_TESTS))
 
 # Generated (hypothesis) and mutated (torture vectors, e2e scenario messages) SIP through the parser, the
 # stream framer and the proxy core; stops at FUZZ_COUNT messages or FUZZ_SECONDS, whichever comes first.
@@ -60,6 +77,7 @@ bench: $(VENV)/.installed-bench deps-bench
 # The Debian package (FHS layout, own venv under /usr/lib/sip-edge): see packaging/build-deb.sh.
 deb:
 	@scripts/debian-tools.sh $(DEB_BUILD_TOOLS)
+	@$(MAKE) --no-print-directory deps-build PYTHON=/usr/bin/python3
 	@/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || scripts/debian-tools.sh no-such-command:python3-venv
 	packaging/build-deb.sh $(DEB_OUT)
 

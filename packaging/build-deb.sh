@@ -27,7 +27,9 @@ STAGE="$WORK/sip-edge_${VERSION}_${ARCH}"
 # final path (the interpreter it links to is the system one, so nothing else moves).
 "$PY" -m venv "$STAGE$VENV"
 mkdir -p "$WORK/src"  # build from a copy: pip's in-tree build leaves build/ and egg-info behind
-cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/edge" "$WORK/src/"
+cp -r "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/README.md" "$ROOT/edge" "$WORK/src/"
+# setup.py compiles the hot path afresh for the target's python3 (edge/build.py); a dev tree's extensions stay out.
+find "$WORK/src/edge" \( -name '*.so' -o -name '*.c' \) -delete
 "$STAGE$VENV/bin/pip" install --disable-pip-version-check -q -c "$ROOT/constraints.txt" "$WORK/src"
 grep -rlI --null "$STAGE$VENV" "$STAGE$VENV/bin" | xargs -0 -r sed -i "s|$STAGE$VENV|$VENV|g"
 sed -i "s|$STAGE$VENV|$VENV|g" "$STAGE$VENV/pyvenv.cfg"

@@ -32,6 +32,9 @@ def _check(args: argparse.Namespace) -> int:
     if errors:
         sys.stderr.write(f"{len(errors)} error(s)\n")
         return 1
+    from edge.build import build_info
+
+    sys.stdout.write(build_info().describe() + "\n")
     sys.stdout.write(f"ok: {args.config} and {args.dialplans}\n")
     return 0
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
+from edge.build import BuildInfo
 from edge.call.proxy import Proxy
 
 
@@ -97,3 +98,17 @@ class EdgeCollector(Collector):
             for name, value in self.extra().items():
                 if isinstance(value, (int, float)):
                     yield GaugeMetricFamily(f"edge_{name}", name.replace("_", " "), value=value)
+
+
+class BuildCollector(Collector):
+    """`edge_build_info{compiled="true"|"false"}`: which build of the hot path this process runs."""
+
+    def __init__(self, info: BuildInfo) -> None:
+        self.info = info
+
+    def collect(self) -> Iterable:
+        i = InfoMetricFamily("edge_build", "which build of the SIP hot path runs (edge/build.py)")
+        i.add_metric([], {"compiled": "true" if self.info.compiled else "false", "build": self.info.label,
+                          "compiled_modules": str(len(self.info.compiled_modules)),
+                          "pure_modules": str(len(self.info.pure_modules))})
+        yield i

@@ -25,7 +25,8 @@ from edge.call.overload import OverloadControl
 from edge.call.proxy import Proxy
 from edge.config import ConfigError, EdgeConfig, load_config, host_port
 from edge.daemon.logging import setup_logging
-from edge.daemon.metrics import EdgeCollector
+from edge.build import build_info
+from edge.daemon.metrics import BuildCollector, EdgeCollector
 from edge.daemon.shared_state import attach_shared_state
 from edge.daemon.workers import WorkerRole, run_supervisor, worker_config
 from edge.daemon.sdnotify import Notifier
@@ -142,6 +143,7 @@ class Daemon:
         await self.hub.start()
         await self._start_media(cfg)
         self.registry.register(EdgeCollector(lambda: self.proxy, self._extra_metrics))
+        self.registry.register(BuildCollector(build_info()))
         self.registry.register(StoreCollector(store))
         if cfg.admin.enabled:
             await self._start_admin(cfg)
@@ -168,6 +170,7 @@ class Daemon:
             stir_sign=gate.signer is not None,
             node=cfg.daemon.node,
             worker=self.worker.index if self.worker is not None else None,
+            build=build_info().label,
         )
         self.notifier.ready(f"serving {len(plan)} numbers")
         if handoff is not None:

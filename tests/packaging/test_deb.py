@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.build import COMPILED_MODULES
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
@@ -81,7 +83,9 @@ def test_install_into_temporary_root_check_and_verify(deb: Path, tmp_path: Path)
     assert pre == "/usr/bin/sip-edge check --config /etc/sip-edge/edge.toml /etc/sip-edge/dialplans"
     ok = in_root(root, pre)
     assert ok.returncode == 0, ok.stderr
+    # The package's hot path is compiled (gcc and python3-dev are build tools of `make deb`).
     assert ok.stdout.splitlines() == ["/etc/sip-edge/sti-ca/root.pem: anchor (self-signed CA): O=sip-edge TEST STI-CA,CN=sip-edge TEST STI root",
+                                      f"build: compiled ({len(COMPILED_MODULES)} hot-path modules, Cython)",
                                       "ok: /etc/sip-edge/edge.toml and /etc/sip-edge/dialplans"]
     # ... and it still catches mistakes there (a broken copy of the installed dialplans).
     bad = in_root(root, "mkdir -p /tmp/dp && sed 's/+12025550101/+1555/' /etc/sip-edge/dialplans/acme.toml > /tmp/dp/acme.toml"
