@@ -25,15 +25,18 @@ DEB_BUILD_TOOLS := dpkg-deb:dpkg systemd-analyze:systemd
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt setup.py edge/build.py $(COMPILED_SRC) | deps-build
+INSTALL_INPUTS := $(BIN)/python pyproject.toml constraints.txt setup.py edge/build.py $(COMPILED_SRC)
+
+$(VENV)/.installed: $(INSTALL_INPUTS) | deps-build
 	$(PIP) -e .
 	@$(BUILD_LABEL)
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+# The test extra in one install, so a fresh venv compiles the hot path once; it serves `make run` too.
+$(VENV)/.installed-test: $(INSTALL_INPUTS) | deps-build
 	$(PIP) -e '.[test]'
 	@$(BUILD_LABEL)
-	touch $@
+	touch $(VENV)/.installed $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed-test
 	$(PIP) -e '.[test,bench]'
