@@ -64,7 +64,7 @@ deps-bench: deps-test
 
 test: $(VENV)/.installed-test deps-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(if $(PURE_TESTS),SIP_EDGE_PURE=1 $(BIN)/python -m pytest -q $(PURE_TESTS))
+	$(if $(PURE_TESTS),SIP_EDGE_PURE=1 $(BIN)/python -m pytest -q -m "not compiled_build" $(PURE_TESTS))
 
 # Generated (hypothesis) and mutated (torture vectors, e2e scenario messages) SIP through the parser, the
 # stream framer and the proxy core; stops at FUZZ_COUNT messages or FUZZ_SECONDS, whichever comes first.

@@ -140,6 +140,28 @@ class Daemon:
         return self.proc.returncode
 
 
+class NotifyListener:
+    """A stand-in for systemd's $NOTIFY_SOCKET: a Unix datagram socket whose messages `collect` gathers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.got: list[str] = []
+
+    def collect(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                self.got.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Sipp:
     """One sipp process (UAC or UAS) with its statistics file."""
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from edge.sip.affinity import owner
-from tests.e2e.harness import Admin, Daemon, call_scenario, free_port, uac, uas, write_config, write_dialplan
+from tests.e2e.harness import (Admin, Daemon, NotifyListener, call_scenario, free_port, uac, uas, write_config,
+                               write_dialplan)
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -234,22 +235,11 @@ def test_only_the_supervisor_talks_to_systemd(workers, tmp_path):
     """One READY for the whole daemon once every worker serves (workers never see $NOTIFY_SOCKET), the
     watchdog pinged, RELOADING then READY on SIGHUP, STOPPING on SIGTERM."""
     start, _ = workers
-    path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(0.2)
-    got: list[str] = []
-
-    def collect(seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                got.append(sock.recv(4096).decode())
-            except socket.timeout:
-                pass
+    notify = NotifyListener(tmp_path / "notify.sock")
+    collect, got = notify.collect, notify.got
 
     try:
-        edge = start(env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"})
+        edge = start(env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"})
         collect(0.6)
         started = list(got)
         edge.daemon.signal(signal.SIGHUP)
@@ -259,7 +249,7 @@ def test_only_the_supervisor_talks_to_systemd(workers, tmp_path):
         edge.daemon.wait_event("workers_stopped", timeout=30)
         collect(0.3)
     finally:
-        sock.close()
+        notify.close()
     ready = [m for m in started if "READY=1" in m]
     assert ready == ["READY=1\nSTATUS=2 workers"]
     assert sum("WATCHDOG=1" in m for m in got) >= 2
