@@ -15,13 +15,20 @@ The adapter reports measures with `observe(now, ...)`:
 An episode of shedding starts when a measure crosses its threshold (`loop_lag` for both delays, the
 loop's only after `LAG_RUN` late ticks in a row, so a one-off stall sheds nothing). From then on new
 INVITEs pass a token bucket at an admitted rate (rate-based overload control, RFC 7415 style): it
-starts at half the rate the core was taking new INVITEs in the last second, then every `STEP` it is
-steered by delay, well below the threshold. Over `target_delay` (the smallest queue delay of the step,
-so a burst alone does not count, or the loop's lag), or pending/backlog over their thresholds, it
-becomes the rate the core actually took (a core that got less CPU takes fewer) cut by target/delay,
-between a tenth and a fifth (at most once per `DECREASE_GAP`, and not while the queue is still draining
-from the last cut: the calls admitted before it still bring their answers, ACKs and BYEs). Under it,
-while the bucket is what turns INVITEs away, it grows by 1 % a step, 4 % while the queue is empty.
+starts at half the rate the core was taking new INVITEs since the load arrived (the best average over
+the last 0.3 s or more of the last second, so a quiet spell before a sudden load does not dilute it),
+then every `STEP` it is steered by delay, well below the threshold. Over `target_delay` (the smallest
+queue delay of the step, so a burst alone does not count, or the loop's lag), or pending over its
+threshold (the backlog too, but only when the adapter reports no queue delays: a backlog of full
+batches read with no delay is a burst, not a queue), it becomes the rate the core actually took (a
+core that got less CPU takes fewer) cut by target/delay, between a tenth and a fifth (at most once per
+`DECREASE_GAP`, and not while the queue is still draining from the last cut: the calls admitted before
+it still bring their answers, ACKs and BYEs). Under it, while the bucket is what turns INVITEs away:
+with an empty queue it climbs by a quarter a step back to `sustained_rate` (what the core took with an
+empty queue over the last 0.3-1 s before, decaying slowly, and lowered to the rate in force by a cut
+on delay), so a trip or a short spike costs well under a second of calls; past that it grows 4 % a
+step, 1 % while there is a queue or within a fifth above the rate at which the core last fell behind
+(the queue shows late there, so faster probing overshoots).
 A small standing queue keeps the core busy through the dips, so the edge settles at its capacity
 instead of swinging between all and nothing.
 The episode ends when no INVITE was shed for `hold` and no measure is over its target. `max_rate`
@@ -62,7 +69,8 @@ DEEPEST = 0.8
 DECREASE_GAP = 0.2
 DRAINING = 0.9
 #: Under the target while the rate is what sheds, it grows by INCREASE of itself per STEP (at least 1/s),
-#: by INCREASE_EMPTY while the delay is under half the target (the queue is empty: the core has room).
+#: by INCREASE_EMPTY while the delay is under half the target (the queue is empty: the core has room;
+#: but see RECOVER and NEAR).
 INCREASE = 0.01
 INCREASE_EMPTY = 0.04
 #: Under the rate the core was last seen to sustain with an empty queue (`sustained`), an empty queue and
