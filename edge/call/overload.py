@@ -26,7 +26,7 @@ core that got less CPU takes fewer) cut by target/delay, between a tenth and a f
 it still bring their answers, ACKs and BYEs). Under it, while the bucket is what turns INVITEs away:
 with an empty queue it climbs by a quarter a step back to `sustained_rate` (what the core took with an
 empty queue over the last 0.3-1 s before, decaying slowly, and lowered to the rate in force by a cut
-on delay), so a trip or a short spike costs well under a second of calls; past that it grows 4 % a
+on delay), so a backlog trip with no queue behind it costs a few steps; past that it grows 4 % a
 step, 1 % while there is a queue or within a fifth above the rate at which the core last fell behind
 (the queue shows late there, so faster probing overshoots).
 A small standing queue keeps the core busy through the dips, so the edge settles at its capacity
