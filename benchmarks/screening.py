@@ -146,6 +146,10 @@ def _pct(values: list[float], q: float) -> float:
 # the daemon and one step
 
 
+#: `[media] pacer_slots` of the daemon under test (`--pacer-slots`; 0 leaves the production default).
+PACER_SLOTS = [0]
+
+
 def prepare_screening(ctx: ScenarioContext) -> None:
     seed, _code = distinct_code_seed()
     ctx.values["CAPTCHA_SEED"] = str(seed)
@@ -154,6 +158,7 @@ def prepare_screening(ctx: ScenarioContext) -> None:
         f'prompts_dir = "{ROOT / "config" / "prompts"}"\n'
         f'voicemail_dir = "{ctx.workdir / "voicemail"}"\n'
         'media_timeout = "20s"\n'
+        + (f"pacer_slots = {PACER_SLOTS[0]}\n" if PACER_SLOTS[0] else "")
     )
 
 
@@ -326,9 +331,13 @@ def main(argv: list[str] | None = None) -> int:
                    type=lambda s: [int(x) for x in s.split(",") if x.strip()], help="concurrent sessions per step")
     p.add_argument("--sample", type=int, default=5, help="one call in SAMPLE sends its RTP to the jitter sink")
     p.add_argument("--all", action="store_true", help="run every step (default: stop at the first failing one)")
+    p.add_argument("--pacer-slots", type=int, default=0,
+                   help="[media] pacer_slots of the daemon: the sessions in this many phases, a wake-up every 20/k ms "
+                        "(default: the config's default)")
     p.add_argument("--json", type=Path)
     p.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = p.parse_args(argv)
+    PACER_SLOTS[0] = args.pacer_slots
     if shutil.which(SIPP) is None:
         raise SystemExit("sipp is not installed (make deps-bench)")
     _seed, code = distinct_code_seed()

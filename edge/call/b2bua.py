@@ -262,7 +262,7 @@ class ScreenedCall:
         self.b_confirmed = False
         self.screening_value = ""
         self.final_status = 480  # final response when the caller is let go before answer
-        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
+        self.timers: dict[str, int] = {}  # name -> TimerWheel seq
         self.log = log.bind(call_id=self.a_call_id)
 
     # -- A leg: answer ------------------------------------------------------------------------------

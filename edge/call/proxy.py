@@ -150,7 +150,7 @@ class ProxiedDialog:
         self.caller = caller
         self.callee: Destination | None = None
         self.activity = activity
-        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
+        self.timers: dict[str, int] = {}  # name -> TimerWheel seq
         self.created = now
         self.answered_at = 0.0
         self.caller_contact = ""  # remote targets, for UAs that send in-dialog requests to the edge
@@ -204,7 +204,7 @@ class InviteContext:
         self.activity: Activity | None = None
         self.dialog: ProxiedDialog | None = None
         self.initial = False
-        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
+        self.timers: dict[str, int] = {}  # name -> TimerWheel seq
         self.called_user = ""
         self.decision: Decision | None = None
         self.entry: NumberEntry | None = None

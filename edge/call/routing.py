@@ -52,7 +52,7 @@ class Target:
         self.interval = interval
         self.timeout = timeout
         self.down_after = down_after
-        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
+        self.timers: dict[str, int] = {}  # name -> TimerWheel seq
         self.probe: ClientTransaction | None = None
         self.probes_sent = 0
         self._seq = 0
@@ -130,7 +130,7 @@ class _Probe:
     def __init__(self, pool: TargetPool, target: Target) -> None:
         self.pool = pool
         self.target = target
-        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
+        self.timers: dict[str, int] = {}  # name -> TimerWheel seq
 
     def on_timer(self, name: str, now: float) -> None:
         if self.pool.stopped:

@@ -103,7 +103,7 @@ class ServerTransaction:
         self.state = State.PROCEEDING if self.invite else State.TRYING
         self.last_response: bytes | None = None
         self.last_status = 0
-        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
+        self.timers: dict[str, int] = {}  # name -> TimerWheel seq
         self._wheel = wheel
         self._tv = tv
         self._send = send
@@ -231,7 +231,7 @@ class ClientTransaction:
         self.data = request.to_bytes()
         self.dest = dest
         self.state = State.CALLING if self.method == "INVITE" else State.TRYING
-        self.timers: dict[str, list] = {}  # name -> TimerWheel handle
+        self.timers: dict[str, int] = {}  # name -> TimerWheel seq
         self._wheel = wheel
         self._tv = tv
         self._send = send
