@@ -15,13 +15,20 @@ The adapter reports measures with `observe(now, ...)`:
 An episode of shedding starts when a measure crosses its threshold (`loop_lag` for both delays, the
 loop's only after `LAG_RUN` late ticks in a row, so a one-off stall sheds nothing). From then on new
 INVITEs pass a token bucket at an admitted rate (rate-based overload control, RFC 7415 style): it
-starts at half the rate the core was taking new INVITEs in the last second, then every `STEP` it is
-steered by delay, well below the threshold. Over `target_delay` (the smallest queue delay of the step,
-so a burst alone does not count, or the loop's lag), or pending/backlog over their thresholds, it
-becomes the rate the core actually took (a core that got less CPU takes fewer) cut by target/delay,
-between a tenth and a fifth (at most once per `DECREASE_GAP`, and not while the queue is still draining
-from the last cut: the calls admitted before it still bring their answers, ACKs and BYEs). Under it,
-while the bucket is what turns INVITEs away, it grows by 1 % a step, 4 % while the queue is empty.
+starts at half the rate the core was taking new INVITEs since the load arrived (the best average over
+the last 0.3 s or more of the last second, so a quiet spell before a sudden load does not dilute it),
+then every `STEP` it is steered by delay, well below the threshold. Over `target_delay` (the smallest
+queue delay of the step, so a burst alone does not count, or the loop's lag), or pending over its
+threshold (the backlog too, but only when the adapter reports no queue delays: a backlog of full
+batches read with no delay is a burst, not a queue), it becomes the rate the core actually took (a
+core that got less CPU takes fewer) cut by target/delay, between a tenth and a fifth (at most once per
+`DECREASE_GAP`, and not while the queue is still draining from the last cut: the calls admitted before
+it still bring their answers, ACKs and BYEs). Under it, while the bucket is what turns INVITEs away:
+with an empty queue it climbs by a quarter a step back to `sustained_rate` (what the core took with an
+empty queue over the last 0.3-1 s before, decaying slowly, and lowered to the rate in force by a cut
+on delay), so a backlog trip with no queue behind it costs a few steps; past that it grows 4 % a
+step, 1 % while there is a queue or within a fifth above the rate at which the core last fell behind
+(the queue shows late there, so faster probing overshoots).
 A small standing queue keeps the core busy through the dips, so the edge settles at its capacity
 instead of swinging between all and nothing.
 The episode ends when no INVITE was shed for `hold` and no measure is over its target. `max_rate`
@@ -62,9 +69,22 @@ DEEPEST = 0.8
 DECREASE_GAP = 0.2
 DRAINING = 0.9
 #: Under the target while the rate is what sheds, it grows by INCREASE of itself per STEP (at least 1/s),
-#: by INCREASE_EMPTY while the delay is under half the target (the queue is empty: the core has room).
+#: by INCREASE_EMPTY while the delay is under half the target (the queue is empty: the core has room;
+#: but see RECOVER and NEAR).
 INCREASE = 0.01
 INCREASE_EMPTY = 0.04
+#: Under the rate the core was last seen to sustain with an empty queue (`sustained`), an empty queue and
+#: the rate shedding, the rate grows by RECOVER of itself per STEP, up to that rate: back within ~0.3 s.
+RECOVER = 0.25
+#: From the rate the core took when it last fell behind (a delay over the target cut the rate) up to NEAR
+#: times it, the rate probes by INCREASE even with an empty queue: the queue shows late (the answers of
+#: the calls admitted come later), so 4 % a step there overshoots; below it and past it, INCREASE_EMPTY.
+NEAR = 1.2
+#: `sustained` forgets this share of itself per STEP (half in ~17 s) unless the core shows it again.
+SUSTAINED_DECAY = 0.002
+#: The onset rate is the highest average over the last ONSET_SLOTS or more slots of the last second: the
+#: rate since the load arrived, not diluted by a quiet spell before it.
+ONSET_SLOTS = 3
 #: The admitted rate never falls below this (new INVITEs per second): an idle-looking edge still learns.
 MIN_RATE = 1.0
 #: The token bucket holds at most this many seconds of the admitted rate (the adapter reads in batches).
@@ -150,7 +170,7 @@ class OverloadControl:
     __slots__ = ("cfg", "stats", "events", "shedding", "limiting", "rate", "_lag", "_target", "_hold", "_cap",
                  "_stepped", "_decreased", "_cut_delay", "_last_shed", "_tokens", "_refilled", "_admitted", "_retry",
                  "_shed_at_start", "_lag_run", "_loop_lag", "_pending", "_backlog", "_qmin", "_slots", "_shed_slots", "_slot_at",
-                 "_slot_i")
+                 "_slot_i", "_sustained", "_queue_seen", "_queued", "_fell_behind")
 
     def __init__(self, cfg: OverloadConfig) -> None:
         self.stats = OverloadStats()
@@ -175,6 +195,10 @@ class OverloadControl:
         self._slot_at = 0.0  # start of the current slot
         self._slot_i = 0
         self._admitted: dict[bytes, float] = {}  # Call-ID -> when admitted; insertion order is age
+        self._sustained = 0.0  # new INVITEs/s the core took with an empty queue and no cut since (decaying)
+        self._queued = -math.inf  # when a step last saw a queue (delay over half the target) or a measure over
+        self._fell_behind = 0.0  # new INVITEs/s the core took when a delay over the target last cut the rate
+        self._queue_seen = False  # the adapter reports queue delays: backlog only starts an episode
         self.configure(cfg)
 
     def configure(self, cfg: OverloadConfig) -> None:
@@ -207,20 +231,23 @@ class OverloadControl:
             self._pending = pending
         if peer_backlog is not None:
             self._backlog = peer_backlog
-        if queue_delay is not None and queue_delay < self._qmin:
-            self._qmin = queue_delay
+        if queue_delay is not None:
+            self._queue_seen = True
+            if queue_delay < self._qmin:
+                self._qmin = queue_delay
         if not self.shedding:  # a threshold crossed starts an episode at once
             trip, value = self._trip()
             if trip:
-                self._start(now, trip, value, self.admitted_rate(now) * START)
+                self._start(now, trip, value, self.onset_rate(now) * START)
                 self._qmin = math.inf
                 self._stepped = now
                 return
         if now - self._stepped >= STEP - 1e-9:
             self._step(now)
 
-    def _trip(self) -> tuple[str, float]:
-        """The measure over its threshold ('' when none) and its value."""
+    def _trip(self, steering: bool = False) -> tuple[str, float]:
+        """The measure over its threshold ('' when none) and its value. `steering`: the backlog counts
+        only when no queue delay is reported (a full batch read in a burst is no queue; the delay says)."""
         cfg = self.cfg
         if self._lag_run >= LAG_RUN:
             return "loop_lag", self._loop_lag
@@ -228,20 +255,24 @@ class OverloadControl:
             return "queue_delay", self._qmin
         if self._pending > cfg.pending_transactions:
             return "pending", float(self._pending)
-        if self._backlog > cfg.peer_backlog:
+        if self._backlog > cfg.peer_backlog and not (steering and self._queue_seen):
             return "peer_backlog", float(self._backlog)
         return "", 0.0
 
     def _step(self, now: float) -> None:
         """Steer the admitted rate by the measures of the step that ended."""
-        trip, _ = self._trip()
+        trip, _ = self._trip(steering=True)
         queue = self._qmin if self._qmin != math.inf else 0.0  # no read in the step: the socket was idle
         self._qmin = math.inf
         self._stepped = now
-        if not self.shedding:
-            return
         delay = max(self._loop_lag, queue)
         over = bool(trip) or delay > self._target
+        if over or delay >= self._target / 2:
+            self._queued = now
+        else:  # what the core took since the queue was last seen, it sustained (decaying otherwise)
+            self._sustained = max(self._sustained * (1 - SUSTAINED_DECAY), self._rate_since(now, self._queued))
+        if not self.shedding:
+            return
         if over:
             # No cut while the last one is still draining the queue (the delay fell by a tenth since):
             # the core works off what was admitted before it, so cutting again would overshoot.
@@ -250,19 +281,26 @@ class OverloadControl:
                 self._decreased = now
                 self._cut_delay = delay
                 self.rate = max(MIN_RATE, self._decreased_rate(now, delay))
+                if delay > self._target:  # the core fell behind at what it took: only probing goes higher
+                    self._fell_behind = min(self.rate / DEEPEST, self.admitted_rate(now))
+                    self._sustained = min(self._sustained, self.rate)
                 self.stats.rate_decreases += 1
             return
         self._cut_delay = math.inf
         if now - self._last_shed <= STEP + 1e-9:  # the rate, not the offer, is what limits: probe upwards
-            grow = INCREASE_EMPTY if delay < self._target / 2 else INCREASE
-            self.rate = min(self._cap, self.rate + max(1.0, self.rate * grow))
+            if delay < self._target / 2 and self.rate < self._sustained:  # back to what the core sustained
+                self.rate = min(self._cap, self._sustained, self.rate * (1 + RECOVER))
+            else:  # past it: probe, slowly with a queue or near where the core last fell behind
+                fast = delay < self._target / 2 and not self._fell_behind <= self.rate < self._fell_behind * NEAR
+                grow = INCREASE_EMPTY if fast else INCREASE
+                self.rate = min(self._cap, self.rate + max(1.0, self.rate * grow))
         elif now - self._last_shed >= self._hold - 1e-9:
             self._stop(now)
 
     def _decreased_rate(self, now: float, delay: float) -> float:
         """Over the target: from what the core actually took (a core that got slower takes fewer than
         the rate allows), cut by the share the delay is over the target, between a tenth and a fifth."""
-        cut = self._target / delay if delay > 0 else DECREASE  # over on pending or backlog alone: a tenth
+        cut = self._target / delay if delay > 0 else DECREASE  # over on pending (or backlog, no delays) alone: a tenth
         return min(self.rate, self.admitted_rate(now)) * max(DEEPEST, min(DECREASE, cut))
 
     def _start(self, now: float, reason: str, value: float, rate: float) -> None:
@@ -297,6 +335,36 @@ class OverloadControl:
         self._advance(now)
         span = (SLOTS - 1) * SLOT + max(0.0, now - self._slot_at)
         return sum(self._slots) / span
+
+    @property
+    def sustained_rate(self) -> float:
+        """New INVITEs per second the core last took for a while with an empty queue (decaying; lowered to
+        the rate in force when a delay over the target cuts it): where recovery after a trip heads fast."""
+        return self._sustained
+
+    def onset_rate(self, now: float) -> float:
+        """New INVITEs per second that reached the core since the load arrived: the highest average over
+        the last ONSET_SLOTS or more slots of the last second (the current slot counted for its elapsed part)."""
+        self._advance(now)
+        span = max(0.0, now - self._slot_at)
+        total = self._slots[self._slot_i]
+        best = 0.0
+        for k in range(1, SLOTS):
+            total += self._slots[(self._slot_i - k) % SLOTS]
+            span += SLOT
+            if k + 1 >= ONSET_SLOTS:
+                best = max(best, total / span)
+        return best
+
+    def _rate_since(self, now: float, since: float) -> float:
+        """New INVITEs per second over the whole slots that began after `since` and the current one (0 when
+        fewer than ONSET_SLOTS)."""
+        self._advance(now)
+        whole = SLOTS - 1 if self._slot_at - since >= SLOTS * SLOT else int((self._slot_at - since) / SLOT + 1e-9)
+        if whole + 1 < ONSET_SLOTS:
+            return 0.0
+        total = sum(self._slots[(self._slot_i - k) % SLOTS] for k in range(whole + 1))
+        return total / (whole * SLOT + max(0.0, now - self._slot_at))
 
     def shed_share(self, now: float) -> int:
         """Percent of new INVITEs shed over the last second (RFC 7339's loss value)."""

@@ -150,7 +150,8 @@ class SipHub:
         for ev in self.overload.take_events():
             if ev.on:
                 log.warning("overload_shedding_started", reason=ev.reason, value=round(ev.value, 3),
-                            admitted_rate=ev.rate, retry_after=self.overload.cfg.retry_after)
+                            admitted_rate=ev.rate, sustained_rate=round(self.overload.sustained_rate, 1),
+                            retry_after=self.overload.cfg.retry_after)
             else:
                 log.warning("overload_shedding_stopped", shed_invites=ev.shed, admitted_rate=ev.rate)
 
@@ -217,6 +218,7 @@ class SipHub:
             out["overload_shedding"] = 1 if self.overload.shedding else 0
             out["overload_rate_limit"] = self.overload.rate if self.overload.limiting else 0.0  # INVITEs/s
             out["overload_admitted_rate"] = self.overload.admitted_rate(time.time())
+            out["overload_sustained_rate"] = self.overload.sustained_rate
         return out
 
     def _local(self, transport: str) -> tuple[str, int]:
